@@ -1,0 +1,199 @@
+"""Task weightings: how N adapted tasks are combined into one outer step.
+
+A weighting maps the stacked task update vectors g_i = theta - theta_i
+(one row per task) to a weight per task. `MetaModel` multiplies each task's
+outer gradient by its weight and sums over tasks.
+
+References:
+    Eshratifar, Eigen, Pedram. Gradient Agreement as an Optimization
+    Objective for Meta-Learning. arXiv:1810.08178, 2018 (Eq. 13).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import keras
+import tensorflow as tf
+
+AllReduce = Callable[[tf.Tensor], tf.Tensor]
+
+
+def _as_list(updates) -> list[tf.Tensor]:
+    if isinstance(updates, (list, tuple)):
+        if not updates:
+            raise ValueError(
+                "`updates` must hold at least one tensor of shape [N, ...]. "
+                "Received: an empty sequence."
+            )
+        tensors = [tf.convert_to_tensor(u) for u in updates]
+    else:
+        tensors = [tf.convert_to_tensor(updates)]
+    for t in tensors:
+        if t.shape.rank is not None and t.shape.rank < 1:
+            raise ValueError(
+                "Each tensor in `updates` must have a leading task axis, "
+                f"[N, ...]. Received: a tensor of shape {t.shape}."
+            )
+    n = {t.shape[0] for t in tensors if t.shape[0] is not None}
+    if len(n) > 1:
+        raise ValueError(
+            "All tensors in `updates` must have the same number of tasks "
+            f"(axis 0). Received: shapes {[t.shape for t in tensors]}."
+        )
+    return tensors
+
+
+def _num_tasks(tensors) -> tf.Tensor:
+    return tf.shape(tensors[0])[0]
+
+
+def _per_task_dot(tensors, others) -> tf.Tensor:
+    """sum over variables of <g_i, s> for each task i: shape [N]."""
+    total = 0.0
+    for g, s in zip(tensors, others):
+        flat = tf.reshape(g, [tf.shape(g)[0], -1])
+        total += tf.linalg.matvec(flat, tf.reshape(s, [-1]))
+    return total
+
+
+@keras.saving.register_keras_serializable(package="keras_ga")
+class AgreementWeighting:
+    """Gradient-agreement task weights (paper Eq. 13).
+
+    For task update vectors g_1..g_N,
+
+        w_i = sum_j <g_i, g_j> / sum_k | sum_j <g_k, g_j> |
+
+    computed as `G s / ||G s||_1` with `s = sum_j g_j`, which costs O(N P)
+    rather than the O(N^2 P) of the Gram matrix. A task whose update agrees
+    with the meta-batch's mean direction gets a positive weight, one that
+    opposes it a negative weight, and `sum_i |w_i| = 1`.
+
+    When the denominator is zero (for example all g_i are zero, or the
+    updates cancel exactly) the weights fall back to uniform, `1 / N`, so
+    the weights are always finite.
+
+    The weights are returned with `tf.stop_gradient`: they are constants of
+    the outer gradient, as in the paper.
+
+    Args:
+        name: a name for the weighting, used in configs.
+
+    Example:
+
+    >>> weigh = AgreementWeighting()
+    >>> g = tf.constant([[1.0, 0.0], [1.0, 0.0], [-1.0, 0.0]])
+    >>> weigh(g).numpy()  # the third task opposes the other two
+    array([ 0.33333334,  0.33333334, -0.33333334], dtype=float32)
+
+    The argument can be one [N, P] tensor or a list of per-variable
+    [N, ...] stacks, as `MetaModel` holds them.
+    """
+
+    def __init__(self, name: str = "agreement"):
+        self.name = name
+
+    def __call__(self, updates, all_reduce: AllReduce | None = None):
+        """Computes the task weights.
+
+        Args:
+            updates: a tensor [N, P] or a list of tensors [N, ...] of the
+                task update vectors g_i = theta - theta_i, per variable.
+            all_reduce: optional function summing a tensor over the replicas
+                of a distributed step. When given, `updates` holds this
+                replica's tasks, and `sum_j g_j` and the normaliser are
+                summed over all replicas, so the weights are those of the
+                global meta-batch.
+
+        Returns:
+            A float tensor [N] of weights for the tasks in `updates`.
+        """
+        tensors = _as_list(updates)
+        reduce = all_reduce or (lambda t: t)
+        sums = [reduce(tf.reduce_sum(g, axis=0)) for g in tensors]
+        scores = _per_task_dot(tensors, sums)
+        denom = reduce(tf.reduce_sum(tf.abs(scores)))
+        count = reduce(tf.cast(_num_tasks(tensors), scores.dtype))
+        uniform = tf.ones_like(scores) / count
+        safe = tf.where(denom > 0, denom, tf.ones_like(denom))
+        weights = tf.where(denom > 0, scores / safe, uniform)
+        return tf.stop_gradient(weights)
+
+    def get_config(self) -> dict:
+        return {"name": self.name}
+
+    @classmethod
+    def from_config(cls, config: dict):
+        return cls(**config)
+
+    def __repr__(self):
+        return f"AgreementWeighting(name={self.name!r})"
+
+
+@keras.saving.register_keras_serializable(package="keras_ga")
+class UniformWeighting:
+    """Equal weights `1 / N`: plain MAML / Reptile of the literature.
+
+    Args:
+        name: a name for the weighting, used in configs.
+    """
+
+    def __init__(self, name: str = "uniform"):
+        self.name = name
+
+    def __call__(self, updates, all_reduce: AllReduce | None = None):
+        """Returns `1 / N` for each task; see `AgreementWeighting`."""
+        tensors = _as_list(updates)
+        n = tf.cast(_num_tasks(tensors), tensors[0].dtype)
+        count = all_reduce(n) if all_reduce is not None else n
+        return tf.ones([_num_tasks(tensors)], tensors[0].dtype) / count
+
+    def get_config(self) -> dict:
+        return {"name": self.name}
+
+    @classmethod
+    def from_config(cls, config: dict):
+        return cls(**config)
+
+    def __repr__(self):
+        return f"UniformWeighting(name={self.name!r})"
+
+
+WEIGHTINGS = {"agreement": AgreementWeighting, "uniform": UniformWeighting}
+
+
+def get(identifier) -> AgreementWeighting | UniformWeighting:
+    """Returns a weighting from a name, a config dict or an instance.
+
+    Args:
+        identifier: `"agreement"`, `"uniform"`, a serialized weighting, or an
+            object with `__call__(updates, all_reduce=None)` and
+            `get_config()`.
+
+    Raises:
+        ValueError: for an unknown name.
+        TypeError: for an object that cannot weigh tasks.
+    """
+    if isinstance(identifier, str):
+        if identifier not in WEIGHTINGS:
+            raise ValueError(
+                f"`weighting` must be one of {sorted(WEIGHTINGS)} or a "
+                f"weighting object. Received: weighting={identifier!r}"
+            )
+        return WEIGHTINGS[identifier]()
+    if isinstance(identifier, dict):
+        return keras.saving.deserialize_keras_object(identifier)
+    if callable(identifier) and hasattr(identifier, "get_config"):
+        return identifier
+    raise TypeError(
+        f"`weighting` must be one of {sorted(WEIGHTINGS)} or a callable "
+        "weighting object with `get_config`. "
+        f"Received: weighting={identifier!r} of type "
+        f"{type(identifier).__name__}"
+    )
+
+
+def weighted_sum(weights: tf.Tensor, stacks: Sequence[tf.Tensor]):
+    """sum_i w_i x_i for each [N, ...] stack in `stacks`."""
+    return [tf.tensordot(tf.cast(weights, s.dtype), s, axes=1) for s in stacks]

@@ -1,0 +1,411 @@
+"""Omniglot (Lake et al. 2015) for few-shot classification.
+
+Reads the original distribution: `images_background.zip` (30 alphabets, 964
+characters) and `images_evaluation.zip` (20 alphabets, 659 characters), or
+their extracted folders `images_background/<Alphabet>/characterNN/*.png`,
+20 images (drawers) per character.
+
+Images are resized to `image_size` (default 28x28) with a Lanczos filter
+after conversion to 8-bit grey, then inverted so that strokes are 1 and the
+background 0, as in the reference MAML and Reptile pipelines (the originals
+are black strokes on white). Arrays are class-major, `[C, 20, H, W, 1]`.
+
+Data location, in order: the `data_dir` argument, else the environment
+variable `KERAS_GA_DATA`, else `~/.keras_ga/data`. That folder holds an
+`omniglot/` sub-folder with the two zips (or extracted folders); the files
+may also sit directly in it. When they are missing and `download=True`, the
+images are obtained through `tensorflow_datasets` (`tfds.load("omniglot")`).
+
+The decoded images of all 1623 characters are cached as one `.npz` file per
+image size in `cache_dir`, else `$KERAS_GA_CACHE`, else `~/.cache/keras_ga`,
+so that later loads take well under a second.
+
+Protocols:
+
+- `"vinyals"` (Vinyals et al. 2016; Finn et al. 2017; Nichol et al. 2018):
+  all 1623 characters pooled (background, then evaluation, each in sorted
+  order), shuffled with `split_seed`, 1200 for meta-training and the other
+  423 for meta-testing. Each character is rotated by 0, 90, 180 and 270
+  degrees into 4 classes (4800 training, 1692 test classes).
+- `"lake"` (Lake et al. 2015): split by alphabet, background characters (964)
+  for meta-training and evaluation characters (659) for meta-testing, no
+  rotations by default.
+
+With `num_val > 0`, `num_val` characters of the meta-training characters are
+set aside for validation (the last `num_val` of the shuffled pool for
+`"vinyals"`, a random subset drawn with `split_seed` for `"lake"`).
+
+References:
+    Lake, Salakhutdinov and Tenenbaum, "Human-level concept learning through
+    probabilistic program induction", Science 2015.
+    Vinyals et al., "Matching Networks for One Shot Learning", NeurIPS 2016.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from keras_ga import sampler
+from keras_ga.datasets import _paths
+
+PROTOCOLS = ("vinyals", "lake")
+PARTS = ("images_background", "images_evaluation")
+SPLITS = ("train", "val", "test")
+NUM_TRAIN_CHARACTERS = 1200
+IMAGES_PER_CHARACTER = 20
+SOURCE_URL = "https://github.com/brendenlake/omniglot/tree/master/python"
+
+
+def load_omniglot(
+    protocol: str = "vinyals",
+    *,
+    data_dir=None,
+    image_size=28,
+    num_val: int = 0,
+    rotations: bool | None = None,
+    split_seed: int = 0,
+    cache_dir=None,
+    download: bool = True,
+    num_workers: int | None = None,
+) -> dict[str, np.ndarray]:
+    """Loads Omniglot as class-major arrays, split by `protocol`.
+
+    Args:
+        protocol: `"vinyals"` or `"lake"`; see the module docstring.
+        data_dir: folder holding `omniglot/` (or the Omniglot files).
+        image_size: int or `(height, width)` of the resized images.
+        num_val: characters of the meta-training set kept for validation.
+        rotations: whether each character gives 4 classes rotated by
+            0/90/180/270 degrees; `None` uses the protocol's default (`True`
+            for `"vinyals"`, `False` for `"lake"`). Class `4 * c + k` is
+            character `c` rotated by `90 * k` degrees counter-clockwise.
+        split_seed: seed of the character split.
+        cache_dir: folder of the decoded-image cache.
+        download: whether to fall back on `tensorflow_datasets` when the
+            files are missing.
+        num_workers: threads decoding PNGs on the first load.
+
+    Returns:
+        A dict with `"train"`, `"test"` and, when `num_val > 0`, `"val"`:
+        float32 arrays `[classes, 20, height, width, 1]` in [0, 1].
+
+    Raises:
+        ValueError: for an unknown `protocol`, a bad `image_size` or
+            `num_val`.
+        FileNotFoundError: when the data is neither on disk nor obtainable.
+    """
+    splits = _load_uint8(
+        protocol,
+        data_dir=data_dir,
+        image_size=image_size,
+        num_val=num_val,
+        rotations=rotations,
+        split_seed=split_seed,
+        cache_dir=cache_dir,
+        download=download,
+        num_workers=num_workers,
+    )
+    return {k: v.astype(np.float32) / 255.0 for k, v in splits.items()}
+
+
+def omniglot_episodes(
+    split: str,
+    *,
+    ways: int,
+    shots: int,
+    queries: int,
+    meta_batch_size: int,
+    seed: int,
+    num_tasks: int | None = None,
+    protocol: str = "vinyals",
+    data_dir=None,
+    image_size=28,
+    num_val: int = 0,
+    rotations: bool | None = None,
+    split_seed: int = 0,
+    cache_dir=None,
+    download: bool = True,
+    shuffle_examples: bool = True,
+    transform=None,
+):
+    """Episode dataset of one Omniglot split, in one call.
+
+    Args:
+        split: `"train"`, `"val"` (needs `num_val > 0`) or `"test"`.
+        ways, shots, queries, meta_batch_size, seed, num_tasks,
+            shuffle_examples, transform: as in
+            `keras_ga.sampler.few_shot_episodes`.
+        protocol, data_dir, image_size, num_val, rotations, split_seed,
+            cache_dir, download: as in `load_omniglot`.
+
+    Returns:
+        A `tf.data.Dataset` of episode dicts with images
+        `[meta_batch_size, examples, height, width, 1]` float32 in [0, 1].
+
+    Raises:
+        ValueError: for an unknown `split`, or `"val"` with `num_val=0`,
+            besides the errors of `load_omniglot` and `few_shot_episodes`.
+
+    Example:
+
+    ```python
+    train = omniglot_episodes("train", ways=5, shots=1, queries=15,
+                              meta_batch_size=32, seed=0)
+    test = omniglot_episodes("test", ways=5, shots=1, queries=15,
+                             meta_batch_size=20, seed=1, num_tasks=600)
+    ```
+    """
+    if split not in SPLITS:
+        raise ValueError(
+            f"`split` must be one of {SPLITS}. Received: split={split!r}."
+        )
+    if split == "val" and num_val == 0:
+        raise ValueError(
+            "`split='val'` needs validation characters: pass `num_val > 0`. "
+            f"Received: num_val={num_val}."
+        )
+    splits = _load_uint8(
+        protocol,
+        data_dir=data_dir,
+        image_size=image_size,
+        num_val=num_val,
+        rotations=rotations,
+        split_seed=split_seed,
+        cache_dir=cache_dir,
+        download=download,
+        num_workers=None,
+    )
+    return sampler.few_shot_episodes(
+        splits[split],
+        ways=ways,
+        shots=shots,
+        queries=queries,
+        meta_batch_size=meta_batch_size,
+        seed=seed,
+        num_tasks=num_tasks,
+        shuffle_examples=shuffle_examples,
+        transform=transform,
+    )
+
+
+def cache_path(image_size=28, cache_dir=None) -> Path:
+    """The `.npz` file caching the decoded characters at `image_size`."""
+    height, width = _check_image_size(image_size)
+    return _paths.cache_root(cache_dir) / f"omniglot_{height}x{width}.npz"
+
+
+def load_characters(
+    *,
+    data_dir=None,
+    image_size=28,
+    cache_dir=None,
+    download: bool = True,
+    num_workers: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """All 1623 characters, decoded once and then read from the cache.
+
+    Returns:
+        `(images, names)`: uint8 `[1623, 20, height, width]` with strokes at
+        255 and background at 0, and the names `"<part>/<Alphabet>/
+        characterNN"` in sorted order (the 964 background characters first).
+    """
+    size = _check_image_size(image_size)
+    path = cache_path(size, cache_dir)
+    if path.exists():
+        with np.load(path) as cached:
+            return cached["images"], cached["names"]
+    images, names = _decode_characters(data_dir, size, download, num_workers)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
+    np.savez(partial, images=images, names=names)
+    os.replace(partial, path)
+    return images, names
+
+
+def _load_uint8(protocol, *, rotations, num_val, split_seed, **kwargs):
+    if protocol not in PROTOCOLS:
+        raise ValueError(
+            f"`protocol` must be one of {PROTOCOLS}. "
+            f"Received: protocol={protocol!r}."
+        )
+    size = _check_image_size(kwargs["image_size"])
+    if rotations is None:
+        rotations = protocol == "vinyals"
+    if rotations and size[0] != size[1]:
+        raise ValueError(
+            "`image_size` must be square when `rotations=True`. "
+            f"Received: image_size={kwargs['image_size']!r}."
+        )
+    images, names = load_characters(**kwargs)
+    background = np.char.startswith(names.astype(str), PARTS[0])
+    indices = _split_characters(protocol, background, num_val, split_seed)
+    return {
+        split: _as_classes(images[index], rotations)
+        for split, index in indices.items()
+    }
+
+
+def _split_characters(protocol, background, num_val, split_seed):
+    rng = np.random.default_rng(split_seed)
+    if protocol == "vinyals":
+        pool = rng.permutation(background.shape[0])
+        train, test = pool[:NUM_TRAIN_CHARACTERS], pool[NUM_TRAIN_CHARACTERS:]
+    else:
+        train = rng.permutation(np.flatnonzero(background))
+        test = np.flatnonzero(~background)
+    sampler._check_int("num_val", num_val)
+    if not 0 <= num_val < train.shape[0]:
+        raise ValueError(
+            "`num_val` must be in [0, number of meta-training characters "
+            f"({train.shape[0]})). Received: num_val={num_val}."
+        )
+    splits = {"train": train[: train.shape[0] - num_val], "test": test}
+    if num_val:
+        splits["val"] = train[train.shape[0] - num_val :]
+    if protocol == "lake":
+        splits["train"] = np.sort(splits["train"])
+    return splits
+
+
+def _as_classes(images, rotations):
+    images = images[..., None]
+    if not rotations:
+        return images
+    rotated = [np.rot90(images, k, axes=(2, 3)) for k in range(4)]
+    stacked = np.stack(rotated, axis=1)
+    return stacked.reshape(-1, *stacked.shape[2:])
+
+
+def _check_image_size(image_size) -> tuple[int, int]:
+    if isinstance(image_size, (int, np.integer)) and not isinstance(
+        image_size, bool
+    ):
+        image_size = (image_size, image_size)
+    if (
+        not isinstance(image_size, (tuple, list))
+        or len(image_size) != 2
+        or not all(isinstance(s, (int, np.integer)) for s in image_size)
+        or min(image_size) < 1
+    ):
+        raise ValueError(
+            "`image_size` must be a positive int or a (height, width) pair "
+            f"of positive ints. Received: image_size={image_size!r}."
+        )
+    return int(image_size[0]), int(image_size[1])
+
+
+def _find_sources(data_dir) -> dict[str, Path] | None:
+    """The folder or zip of each part, or `None` when one is missing."""
+    sources = {}
+    for part in PARTS:
+        for folder in _paths.dataset_dirs("omniglot", data_dir):
+            for candidate in (folder / part, folder / f"{part}.zip"):
+                if candidate.exists() and part not in sources:
+                    sources[part] = candidate
+    return sources if len(sources) == len(PARTS) else None
+
+
+def _not_found(data_dir, reason) -> FileNotFoundError:
+    folders = [str(f) for f in _paths.dataset_dirs("omniglot", data_dir)]
+    looked_for = ", ".join(f"{p}.zip or {p}/" for p in PARTS)
+    return FileNotFoundError(
+        f"Omniglot not found. Looked for {looked_for} in {folders} (from "
+        f"`data_dir`, else ${_paths.DATA_ENV}, else "
+        f"{_paths.DEFAULT_DATA_DIR}). Download images_background.zip and "
+        f"images_evaluation.zip from {SOURCE_URL} into one of these "
+        "folders, or pass `download=True` with `tensorflow_datasets` "
+        f"installed and network access. tensorflow_datasets: {reason}"
+    )
+
+
+def _decode_characters(data_dir, size, download, num_workers):
+    sources = _find_sources(data_dir)
+    if sources is not None:
+        return _decode_sources(sources, size, num_workers)
+    if not download:
+        raise _not_found(data_dir, "not tried (download=False).")
+    try:
+        return _decode_tfds(size)
+    except Exception as error:  # Any failure means: not obtainable.
+        raise _not_found(data_dir, f"{type(error).__name__}: {error}") from (
+            error
+        )
+
+
+def _list_part(source: Path) -> list[tuple[str, Path | bytes]]:
+    """`(character name, file or PNG bytes)` of one part's images."""
+    if source.is_dir():
+        files = sorted(source.glob("*/*/*.png"))
+        return [(_character_name(source.name, f), f) for f in files]
+    with zipfile.ZipFile(source) as archive:
+        members = sorted(n for n in archive.namelist() if n.endswith(".png"))
+        part = source.name.removesuffix(".zip")
+        return [
+            (_character_name(part, Path(n)), archive.read(n)) for n in members
+        ]
+
+
+def _character_name(part: str, file: Path) -> str:
+    return f"{part}/{file.parent.parent.name}/{file.parent.name}"
+
+
+def _decode_sources(sources, size, num_workers):
+    entries = [e for part in PARTS for e in _list_part(sources[part])]
+    entries.sort(key=lambda entry: entry[0])  # Stable: drawers stay sorted.
+    names = np.array(sorted({name for name, _ in entries}))
+    counts = np.unique([name for name, _ in entries], return_counts=True)[1]
+    if np.any(counts != IMAGES_PER_CHARACTER):
+        raise ValueError(
+            f"Every Omniglot character must have {IMAGES_PER_CHARACTER} "
+            f"images. Received: counts {sorted(set(counts.tolist()))} in "
+            f"{sorted(str(s) for s in sources.values())}."
+        )
+    images = _decode_parallel([e[1] for e in entries], size, num_workers)
+    return images.reshape(len(names), IMAGES_PER_CHARACTER, *size), names
+
+
+def _decode_parallel(files, size, num_workers, chunk=512):
+    images = np.empty((len(files), *size), np.uint8)
+
+    def decode_chunk(start):
+        for i in range(start, min(start + chunk, len(files))):
+            data = files[i]
+            if isinstance(data, Path):
+                data = data.read_bytes()
+            images[i] = _to_array(Image.open(io.BytesIO(data)), size)
+
+    workers = num_workers or min(8, os.cpu_count() or 1)
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(decode_chunk, range(0, len(files), chunk)))
+    return images
+
+
+def _to_array(image: Image.Image, size) -> np.ndarray:
+    grey = image.convert("L").resize(size[::-1], Image.Resampling.LANCZOS)
+    return 255 - np.asarray(grey, np.uint8)
+
+
+def _decode_tfds(size):
+    import tensorflow_datasets as tfds  # Optional; only for downloading.
+
+    builder = tfds.builder("omniglot")
+    builder.download_and_prepare()
+    alphabets = builder.info.features["alphabet"]
+    by_name = {}
+    for split, part in (("train", PARTS[0]), ("test", PARTS[1])):
+        for example in tfds.as_numpy(builder.as_dataset(split=split)):
+            alphabet = alphabets.int2str(example["alphabet"])
+            number = int(example["alphabet_char_id"]) + 1
+            name = f"{part}/{alphabet}/character{number:02d}"
+            image = Image.fromarray(example["image"][..., 0])
+            by_name.setdefault(name, []).append(_to_array(image, size))
+    names = np.array(sorted(by_name))
+    images = np.stack([np.stack(by_name[n]) for n in names])
+    return images, names

@@ -1,0 +1,572 @@
+"""`MetaModel`: MAML, first-order MAML and Reptile as a `keras.Model`.
+
+A `MetaModel` wraps a built Keras model (the *base* model, whose weights are
+the meta-parameters theta). Each `train_step` takes one meta-batch of N tasks
+(see `keras_ga.episode`), adapts every task with `inner_steps` SGD steps on
+its support set, and applies the outer update with the compiled optimizer:
+
+- `algo="maml"`: sum_i w_i grad_theta L_query_i(theta_i(theta)), second
+  order: the gradient flows through the inner loop.
+- `algo="fomaml"`: sum_i w_i grad L_query_i evaluated at theta_i.
+- `algo="reptile"`: the optimizer receives sum_i w_i (theta - theta_i) as
+  the gradient, so SGD(lr=eps) steps to theta + eps sum_i w_i (theta_i -
+  theta). The inner loop runs over the support set in sub-batches.
+
+The weights w come from `weighting`: `"uniform"` (1/N, plain MAML /
+Reptile) or `"agreement"` (gradient agreement, Eq. 13 of Eshratifar et al.,
+on g_i = theta - theta_i).
+
+How the work is laid out: tasks run in a `tf.map_fn` (one graph for any N),
+inner steps in a `tf.while_loop` (one graph for any k). Each task computes
+its own outer gradient inside the loop body, so second-order backprop holds
+the activations of one task at a time rather than of the whole meta-batch;
+the per-task gradients are stacked [N, ...] and combined once the weights,
+which need every task's g_i, are known.
+
+BatchNormalization: adaptation and the query pass use batch statistics (as
+the MAML and Reptile reference code do). Inner loops never write to the
+meta-model's variables; the moving statistics are updated once per
+meta-step, with the mean over tasks of the statistics of the query pass
+after adaptation (of the last inner step for Reptile), so that evaluation
+with moving statistics (`transductive=False`) describes adapted models.
+Stock Keras BatchNormalization layers are swapped for
+`keras_ga.layers.BatchNormalization`, whose second derivatives are exact.
+
+References:
+    Finn, Abbeel, Levine. Model-Agnostic Meta-Learning for Fast Adaptation
+    of Deep Networks. ICML 2017.
+    Nichol, Achiam, Schulman. On First-Order Meta-Learning Algorithms.
+    arXiv:1803.02999, 2018.
+    Eshratifar, Eigen, Pedram. Gradient Agreement as an Optimization
+    Objective for Meta-Learning. arXiv:1810.08178, 2018.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import keras
+import tensorflow as tf
+
+from keras_ga import agreement
+from keras_ga import batch_norm
+from keras_ga import episode as episode_lib
+
+ALGOS = ("maml", "fomaml", "reptile")
+
+
+class TaskResults(NamedTuple):
+    """What the per-task loop returns, each stacked over the task axis."""
+
+    outer_grads: list  # per variable [N, ...]; None for evaluation
+    updates: list  # g_i = theta - theta_i, per variable [N, ...]
+    loss: tf.Tensor  # [N] query loss after adaptation
+    pre_loss: tf.Tensor  # [N] query loss before adaptation
+    predictions: tf.Tensor  # [N, Q, ...] after adaptation
+    pre_predictions: tf.Tensor  # [N, Q, ...] before adaptation
+    states: list  # non-trainable state per variable [N, ...]
+
+
+def _check_positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(
+            f"`{name}` must be a positive integer. Received: {name}={value!r}"
+        )
+
+
+def _check_positive_float(name, value):
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not ok or not math.isfinite(value) or value <= 0:
+        raise ValueError(
+            f"`{name}` must be a positive finite number. "
+            f"Received: {name}={value!r}"
+        )
+
+
+def _check_backend():
+    if keras.backend.backend() != "tensorflow":
+        raise RuntimeError(
+            "keras_ga.MetaModel needs the TensorFlow backend (set "
+            "KERAS_BACKEND=tensorflow before importing keras). Received: "
+            f"backend={keras.backend.backend()!r}"
+        )
+
+
+@keras.saving.register_keras_serializable(package="keras_ga")
+class MetaModel(keras.Model):
+    """Meta-trains a Keras model with MAML, first-order MAML or Reptile.
+
+    Args:
+        model: a built Keras model; its weights are the meta-parameters.
+        algo: `"maml"` (second order), `"fomaml"` (first order) or
+            `"reptile"`.
+        weighting: `"agreement"` (gradient agreement, Eq. 13), `"uniform"`
+            (1/N), or a weighting object such as `AgreementWeighting()`.
+        inner_steps: SGD steps of adaptation per task during training.
+        inner_learning_rate: the step size of those SGD steps.
+        eval_inner_steps: adaptation steps in `evaluate` and `adapt`;
+            defaults to `inner_steps`.
+        inner_batch_size: support examples per inner step. `None` means the
+            whole support set for MAML / first-order MAML, and
+            `ceil(S / inner_steps)` for Reptile, so that its `inner_steps`
+            sub-batches cover the S support examples (Algorithm 1, line 5).
+            Step t takes the t-th run of `inner_batch_size` examples of one
+            random order of the support set (cycling), seeded by the
+            optimizer's iteration and the task index.
+        transductive: in `evaluate`, whether query predictions use the batch
+            statistics of the query set (`True`, the MAML / Reptile
+            reference protocol) or the moving statistics (`False`, each
+            query example predicted independently). Training always uses
+            batch statistics.
+        pre_adaptation_metrics: whether to also report loss and metrics of
+            the query set before adaptation (`pre_` prefix), at the cost of
+            one extra forward pass per task.
+        exact_batch_norm: swap stock `BatchNormalization` layers for
+            `keras_ga.layers.BatchNormalization` (exact second derivatives).
+        parallel_tasks: how many tasks `tf.map_fn` may run at once; `None`
+            leaves TensorFlow's default. Lower it to cap memory.
+        **kwargs: passed to `keras.Model` (for example `name`).
+
+    Example:
+
+    ```python
+    base = keras.Sequential([keras.Input((1,)), keras.layers.Dense(40,
+        activation="relu"), keras.layers.Dense(1)])
+    model = keras_ga.MetaModel(base, algo="maml", weighting="agreement",
+                               inner_steps=1, inner_learning_rate=0.01)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
+    model.fit(keras_ga.datasets.sine_episodes(...), steps_per_epoch=100)
+    fast = model.adapt(support_x, support_y)
+    fast.predict(query_x)
+    ```
+    """
+
+    def __init__(
+        self,
+        model: keras.Model,
+        algo: str = "maml",
+        weighting="agreement",
+        inner_steps: int = 1,
+        inner_learning_rate: float = 0.4,
+        eval_inner_steps: int | None = None,
+        inner_batch_size: int | None = None,
+        transductive: bool = True,
+        pre_adaptation_metrics: bool = True,
+        exact_batch_norm: bool = True,
+        parallel_tasks: int | None = None,
+        **kwargs,
+    ):
+        _check_backend()
+        super().__init__(**kwargs)
+        if not isinstance(model, keras.Model):
+            raise TypeError(
+                "`model` must be a keras.Model. "
+                f"Received: model={model!r} of type {type(model).__name__}"
+            )
+        if not model.built or not model.trainable_variables:
+            raise ValueError(
+                "`model` must be built and have trainable weights: call it "
+                "on a batch or give it a `keras.Input` first. "
+                f"Received: model={model.name!r} with built={model.built} "
+                f"and {len(model.trainable_variables)} trainable variables."
+            )
+        if algo not in ALGOS:
+            raise ValueError(
+                f"`algo` must be one of {list(ALGOS)}. Received: algo={algo!r}"
+            )
+        _check_positive_int("inner_steps", inner_steps)
+        _check_positive_float("inner_learning_rate", inner_learning_rate)
+        if eval_inner_steps is not None:
+            _check_positive_int("eval_inner_steps", eval_inner_steps)
+        if inner_batch_size is not None:
+            _check_positive_int("inner_batch_size", inner_batch_size)
+        if parallel_tasks is not None:
+            _check_positive_int("parallel_tasks", parallel_tasks)
+        self.weighting = agreement.get(weighting)
+        self.base = batch_norm.exact_batch_norm(model) if exact_batch_norm else model
+        self.algo = algo
+        self.inner_steps = inner_steps
+        self.inner_learning_rate = float(inner_learning_rate)
+        self.eval_inner_steps = eval_inner_steps or inner_steps
+        self.inner_batch_size = inner_batch_size
+        self.transductive = bool(transductive)
+        self.pre_adaptation_metrics = bool(pre_adaptation_metrics)
+        self.exact_batch_norm = bool(exact_batch_norm)
+        self.parallel_tasks = parallel_tasks
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.pre_loss_tracker = keras.metrics.Mean(name="pre_loss")
+        self.weight_min_tracker = keras.metrics.Mean(name="weight_min")
+        self.weight_neg_tracker = keras.metrics.Mean(name="weight_neg_frac")
+        self.task_loss = None
+        self.query_metrics = []
+        self.pre_metrics = []
+        self._metric_args = None
+        self.built = True
+
+    # ------------------------------------------------------------------
+    # Keras plumbing: compile, metrics, call, config.
+
+    def compile(self, optimizer="adam", loss=None, metrics=None, **kwargs):
+        """Configures the outer optimizer, the task loss and query metrics.
+
+        Args:
+            optimizer: the outer (meta) optimizer.
+            loss: the per-task loss, applied to the support set in the inner
+                loop and to the query set in the outer step.
+            metrics: metrics of the query set after adaptation (and, with
+                `pre_adaptation_metrics`, before it, prefixed `pre_`).
+            **kwargs: passed to `keras.Model.compile` (for example
+                `jit_compile`, `steps_per_execution`).
+        """
+        if loss is None:
+            raise ValueError(
+                "`loss` is required: it is the per-task loss of the inner and "
+                "outer loops. Received: loss=None"
+            )
+        if "loss_weights" in kwargs or "weighted_metrics" in kwargs:
+            raise ValueError(
+                "MetaModel.compile does not take `loss_weights` or "
+                f"`weighted_metrics`. Received: {sorted(kwargs)}"
+            )
+        super().compile(optimizer=optimizer, **kwargs)
+        self.task_loss = keras.losses.get(loss)
+        self._metric_args = list(metrics or [])
+        self.query_metrics = _resolve_metrics(self._metric_args, loss, "")
+        self.pre_metrics = _resolve_metrics(self._metric_args, loss, "pre_")
+        self._compile_args = {"loss": loss, "metrics": self._metric_args}
+
+    def get_compile_config(self):
+        config = super().get_compile_config()
+        if config is None:
+            return None
+        config = dict(config)
+        config["loss"] = keras.saving.serialize_keras_object(
+            self._compile_args["loss"]
+        )
+        config["metrics"] = keras.saving.serialize_keras_object(
+            self._compile_args["metrics"]
+        )
+        return config
+
+    def compile_from_config(self, config):
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(**config)
+        self.optimizer.build(self.trainable_variables)
+
+    @property
+    def metrics(self):
+        trackers = [self.loss_tracker, *self.query_metrics]
+        if self.pre_adaptation_metrics:
+            trackers += [self.pre_loss_tracker, *self.pre_metrics]
+        return trackers + [self.weight_min_tracker, self.weight_neg_tracker]
+
+    def call(self, inputs, training=False):
+        """Predicts with the meta-parameters (no adaptation)."""
+        return self.base(inputs, training=training)
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "model": keras.saving.serialize_keras_object(self.base),
+            "algo": self.algo,
+            "weighting": keras.saving.serialize_keras_object(self.weighting),
+            "inner_steps": self.inner_steps,
+            "inner_learning_rate": self.inner_learning_rate,
+            "eval_inner_steps": self.eval_inner_steps,
+            "inner_batch_size": self.inner_batch_size,
+            "transductive": self.transductive,
+            "pre_adaptation_metrics": self.pre_adaptation_metrics,
+            "exact_batch_norm": self.exact_batch_norm,
+            "parallel_tasks": self.parallel_tasks,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = config.copy()
+        config["model"] = keras.saving.deserialize_keras_object(config["model"])
+        config["weighting"] = keras.saving.deserialize_keras_object(
+            config["weighting"]
+        )
+        return cls(**config)
+
+    # ------------------------------------------------------------------
+    # The functional pieces: forward pass, task loss, inner loop.
+
+    def _forward(self, params, state, x, training):
+        outputs, new_state, losses = self.base.stateless_call(
+            params, state, x, training=training, return_losses=True
+        )
+        return outputs, new_state, sum(losses) if losses else 0.0
+
+    def _loss(self, params, state, x, y, training=True):
+        outputs, new_state, reg = self._forward(params, state, x, training)
+        loss = tf.reduce_mean(self.task_loss(y, outputs))
+        loss += tf.cast(reg, loss.dtype)
+        return loss, outputs, new_state
+
+    def _inner_grads(self, params, state, x, y):
+        with tf.GradientTape() as tape:
+            tape.watch(params)
+            loss, _, new_state = self._loss(params, state, x, y)
+        grads = tape.gradient(loss, params)
+        grads = [tf.zeros_like(p) if g is None else g for g, p in zip(grads, params)]
+        return grads, new_state
+
+    def _batch_size(self, support_size):
+        if self.inner_batch_size is not None:
+            return min(self.inner_batch_size, support_size)
+        if self.algo == "reptile":
+            return -(-support_size // self.inner_steps)
+        return support_size
+
+    def _adapt(self, theta, state, sx, sy, steps, seed, second_order):
+        """theta_i after `steps` SGD steps on (sx, sy); returns (phi, state).
+
+        `state` comes back as the non-trainable state of the last step.
+        """
+        size = sx.shape[0]
+        batch = self._batch_size(size)
+        lr = self.inner_learning_rate
+
+        if batch < size:
+            order = tf.argsort(tf.random.stateless_uniform([size], seed=seed))
+
+        def sub_batch(t):
+            if batch == size:
+                return sx, sy
+            idx = tf.gather(order, (t * batch + tf.range(batch)) % size)
+            return tf.gather(sx, idx), tf.gather(sy, idx)
+
+        def body(t, params, _):
+            bx, by = sub_batch(t)
+            grads, new_state = self._inner_grads(params, state, bx, by)
+            if not second_order:
+                grads = [tf.stop_gradient(g) for g in grads]
+            params = [p - tf.cast(lr, p.dtype) * g for p, g in zip(params, grads)]
+            return t + 1, params, new_state
+
+        _, phi, last_state = tf.while_loop(
+            lambda t, *_: t < steps,
+            body,
+            (tf.constant(0), list(theta), list(state)),
+        )
+        return phi, last_state
+
+    # ------------------------------------------------------------------
+    # One task, then all tasks.
+
+    def _task(self, theta, state, task, steps, training, seed):
+        sx, sy, qx, qy = task
+        query_training = training or self.transductive
+        if training and self.algo == "maml":
+            with tf.GradientTape() as tape:
+                tape.watch(theta)
+                phi, _ = self._adapt(theta, state, sx, sy, steps, seed, True)
+                loss, pred, q_state = self._loss(phi, state, qx, qy)
+            outer = tape.gradient(loss, theta)
+        elif training and self.algo == "fomaml":
+            phi, _ = self._adapt(theta, state, sx, sy, steps, seed, False)
+            with tf.GradientTape() as tape:
+                tape.watch(phi)
+                loss, pred, q_state = self._loss(phi, state, qx, qy)
+            outer = tape.gradient(loss, phi)
+        else:
+            phi, last_state = self._adapt(theta, state, sx, sy, steps, seed, False)
+            loss, pred, q_state = self._loss(phi, state, qx, qy, query_training)
+            outer = [t - p for t, p in zip(theta, phi)]
+            if training:
+                q_state = last_state
+        outer = [tf.zeros_like(t) if g is None else g for g, t in zip(outer, theta)]
+        updates = [t - p for t, p in zip(theta, phi)]
+        if self.pre_adaptation_metrics:
+            pre_loss, pre_pred, _ = self._loss(theta, state, qx, qy, query_training)
+        else:
+            pre_loss, pre_pred = tf.zeros_like(loss), tf.zeros_like(pred)
+        return outer, updates, loss, pre_loss, pred, pre_pred, q_state
+
+    def run_tasks(self, data, training: bool, steps: int | None = None):
+        """Adapts every task of a meta-batch; see `TaskResults`.
+
+        Args:
+            data: a meta-batch (see `keras_ga.episode`).
+            training: whether to compute the outer gradients of `algo`.
+            steps: inner steps; defaults to `inner_steps` when training and
+                `eval_inner_steps` otherwise.
+        """
+        if self.task_loss is None:
+            raise RuntimeError("Compile the MetaModel (with a `loss`) first.")
+        ep = episode_lib.as_episode(data)
+        steps = steps or (self.inner_steps if training else self.eval_inner_steps)
+        theta = [tf.convert_to_tensor(v) for v in self.base.trainable_variables]
+        state = [tf.convert_to_tensor(v) for v in self.base.non_trainable_variables]
+        iteration = tf.cast(self.optimizer.iterations, tf.int32)
+        n = tf.shape(ep["support_x"])[0]
+
+        def fn(elems):
+            index, *task = elems
+            seed = [iteration, index]
+            outer, updates, loss, pre_loss, pred, pre_pred, q_state = self._task(
+                theta, state, task, steps, training, seed
+            )
+            return outer, updates, loss, pre_loss, pred, pre_pred, q_state
+
+        elems = (tf.range(n), *(ep[k] for k in episode_lib.EPISODE_KEYS))
+        dtype = theta[0].dtype
+        out_sig = (
+            [tf.TensorSpec(t.shape, t.dtype) for t in theta],
+            [tf.TensorSpec(t.shape, t.dtype) for t in theta],
+            tf.TensorSpec([], dtype),
+            tf.TensorSpec([], dtype),
+            None,
+            None,
+            [tf.TensorSpec(s.shape, s.dtype) for s in state],
+        )
+        pred_spec = self._prediction_spec(ep["query_x"])
+        out_sig = (*out_sig[:4], pred_spec, pred_spec, out_sig[6])
+        results = tf.map_fn(
+            fn,
+            elems,
+            fn_output_signature=out_sig,
+            parallel_iterations=self.parallel_tasks,
+        )
+        return TaskResults(*results)
+
+    def _prediction_spec(self, query_x):
+        example = keras.KerasTensor(query_x.shape[1:], query_x.dtype)
+        spec = self.base.compute_output_spec(example)
+        return tf.TensorSpec(spec.shape, spec.dtype)
+
+    # ------------------------------------------------------------------
+    # Keras steps.
+
+    def train_step(self, data):
+        results = self.run_tasks(data, training=True)
+        weights = self.weighting(results.updates)
+        grads = agreement.weighted_sum(weights, results.outer_grads)
+        self.optimizer.apply(grads, self.base.trainable_variables)
+        self._update_state(results.states)
+        self.weight_min_tracker.update_state(tf.reduce_min(weights))
+        self.weight_neg_tracker.update_state(
+            tf.reduce_mean(tf.cast(weights < 0, weights.dtype))
+        )
+        return self._update_metrics(data, results)
+
+    def test_step(self, data):
+        results = self.run_tasks(data, training=False)
+        logs = self._update_metrics(data, results)
+        skip = (self.weight_min_tracker.name, self.weight_neg_tracker.name)
+        return {k: v for k, v in logs.items() if k not in skip}
+
+    def predict_step(self, data):
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        return self(x, training=False)
+
+    def _update_state(self, states):
+        for var, stacked in zip(self.base.non_trainable_variables, states):
+            if stacked.dtype.is_floating:
+                var.assign(tf.reduce_mean(stacked, axis=0))
+            else:
+                var.assign(stacked[0])
+
+    def _update_metrics(self, data, results):
+        ep = episode_lib.as_episode(data)
+        y = _merge_task_axis(ep["query_y"])
+        self.loss_tracker.update_state(tf.reduce_mean(results.loss))
+        for metric in self.query_metrics:
+            metric.update_state(y, _merge_task_axis(results.predictions))
+        if self.pre_adaptation_metrics:
+            self.pre_loss_tracker.update_state(tf.reduce_mean(results.pre_loss))
+            for metric in self.pre_metrics:
+                metric.update_state(y, _merge_task_axis(results.pre_predictions))
+        return {m.name: m.result() for m in self.metrics}
+
+    # ------------------------------------------------------------------
+    # New tasks.
+
+    def adapt(self, x, y, steps: int | None = None, seed: int = 0):
+        """Adapts the meta-parameters to one new task.
+
+        Args:
+            x: support inputs of the task, [S, ...].
+            y: support targets, [S, ...].
+            steps: SGD steps; defaults to `eval_inner_steps`.
+            seed: seed of the sub-batch order (Reptile, `inner_batch_size`).
+
+        Returns:
+            A new Keras model, a copy of the base model holding the adapted
+            weights theta_i and the meta-model's non-trainable state.
+        """
+        if steps is not None:
+            _check_positive_int("steps", steps)
+        if self.task_loss is None:
+            raise RuntimeError("Compile the MetaModel (with a `loss`) first.")
+        x = tf.convert_to_tensor(x)
+        y = tf.convert_to_tensor(y)
+        if x.shape.rank < 1 or y.shape.rank < 1 or x.shape[0] != y.shape[0]:
+            raise ValueError(
+                "`x` and `y` must hold the same number of support examples "
+                f"on axis 0. Received: x.shape={x.shape}, y.shape={y.shape}"
+            )
+        theta = [tf.convert_to_tensor(v) for v in self.base.trainable_variables]
+        state = [tf.convert_to_tensor(v) for v in self.base.non_trainable_variables]
+        steps = steps or self.eval_inner_steps
+        phi, _ = tf.function(self._adapt, reduce_retracing=True)(
+            theta, state, x, y, steps, [seed, 0], False
+        )
+        fast = _copy_model(self.base)
+        for var, value in zip(fast.trainable_variables, phi):
+            var.assign(value)
+        for var, value in zip(fast.non_trainable_variables, state):
+            var.assign(value)
+        return fast
+
+
+def _merge_task_axis(t):
+    shape = tf.shape(t)
+    return tf.reshape(t, tf.concat([[shape[0] * shape[1]], shape[2:]], 0))
+
+
+def _copy_model(model):
+    try:
+        copy = keras.models.clone_model(model)
+    except (ValueError, TypeError, NotImplementedError):
+        copy = model.__class__.from_config(model.get_config())
+    if not copy.built:
+        copy.build(model.input_shape if hasattr(model, "input_shape") else None)
+    return copy
+
+
+_ACCURACY = {
+    "sparse_categorical_crossentropy": keras.metrics.SparseCategoricalAccuracy,
+    "categorical_crossentropy": keras.metrics.CategoricalAccuracy,
+    "binary_crossentropy": keras.metrics.BinaryAccuracy,
+}
+
+
+def _loss_name(loss):
+    if isinstance(loss, str):
+        return loss
+    if isinstance(loss, keras.losses.Loss):
+        fn = getattr(loss, "fn", None)
+        return getattr(fn, "__name__", loss.name)
+    return getattr(loss, "__name__", str(loss))
+
+
+def _resolve_metrics(metrics, loss, prefix):
+    """Fresh metric objects for `metrics`, renamed with `prefix`."""
+    resolved = []
+    for spec in metrics:
+        if spec in ("accuracy", "acc"):
+            cls = _ACCURACY.get(_loss_name(loss), keras.metrics.Accuracy)
+            metric = cls(name=prefix + "accuracy")
+        else:
+            base = keras.metrics.get(spec)
+            if not isinstance(base, keras.metrics.Metric):
+                name = getattr(base, "__name__", str(spec))
+                metric = keras.metrics.MeanMetricWrapper(base, name=prefix + name)
+            else:
+                config = dict(base.get_config(), name=prefix + base.name)
+                metric = base.__class__.from_config(config)
+        resolved.append(metric)
+    return resolved

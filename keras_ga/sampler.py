@@ -1,0 +1,359 @@
+"""N-way K-shot episode sampling over labelled examples held in memory.
+
+The sampler turns a labelled set of examples into a `tf.data.Dataset` of
+meta-batches in the structure of `keras_ga.episode`. Each task draws `ways`
+distinct classes, then `shots` support and `queries` query examples of each
+class, disjoint within the task, and relabels the classes `0..ways-1` in a
+random order. All sampling runs as stateless TensorFlow ops inside the
+`tf.data` graph, keyed by `(seed, task index)`, so task `i` of a seed is the
+same on every run, on every machine and whatever the meta-batch size.
+
+Example:
+
+```python
+data = keras_ga.sampler.group_by_class(images, labels)
+train = keras_ga.sampler.few_shot_episodes(
+    data, ways=5, shots=1, queries=15, meta_batch_size=32, seed=0)
+test = keras_ga.sampler.few_shot_episodes(
+    test_data, ways=5, shots=1, queries=15, meta_batch_size=10, seed=1,
+    num_tasks=600)
+```
+
+References:
+    Vinyals et al., "Matching Networks for One Shot Learning", NeurIPS 2016.
+    Finn et al., "Model-Agnostic Meta-Learning for Fast Adaptation of Deep
+    Networks", ICML 2017.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import numpy as np
+import tensorflow as tf
+
+from keras_ga.episode import EPISODE_KEYS
+
+_SCALES = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
+
+
+class ClassMajor(NamedTuple):
+    """Examples grouped by class.
+
+    Attributes:
+        images: array `[C, M, ...]`: `M` examples of each of `C` classes.
+            When classes have different sizes, class `c` holds its examples
+            in `images[c, :counts[c]]` and zero padding after them.
+        counts: int array `[C]`, the number of examples of each class.
+        classes: array `[C]`, the original label of each class.
+    """
+
+    images: np.ndarray
+    counts: np.ndarray
+    classes: np.ndarray
+
+
+def group_by_class(images, labels) -> ClassMajor:
+    """Groups labelled examples into a class-major array.
+
+    Args:
+        images: array-like `[n, ...]` of examples (numpy or tensor).
+        labels: integer array-like `[n]`, the class of each example.
+
+    Returns:
+        A `ClassMajor` with classes in increasing label order and examples
+        of a class in their original order.
+
+    Raises:
+        TypeError: when `labels` are not integers.
+        ValueError: when `images` and `labels` differ in length, or
+            `labels` is not one-dimensional or empty.
+    """
+    images = np.asarray(images)
+    labels = _check_labels(labels)
+    if images.ndim < 1 or images.shape[0] != labels.shape[0]:
+        raise ValueError(
+            "`images` and `labels` must have the same number of examples "
+            f"(axis 0). Received: images.shape={images.shape}, "
+            f"labels.shape={labels.shape}."
+        )
+    classes, inverse, counts = np.unique(
+        labels, return_inverse=True, return_counts=True
+    )
+    order = np.argsort(inverse, kind="stable")
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    slot = np.arange(labels.shape[0]) - np.repeat(starts, counts)
+    grouped = np.zeros(
+        (classes.shape[0], counts.max(), *images.shape[1:]), images.dtype
+    )
+    grouped[inverse[order], slot] = images[order]
+    return ClassMajor(grouped, counts.astype(np.int64), classes)
+
+
+def _check_labels(labels) -> np.ndarray:
+    labels = np.asarray(labels)
+    if labels.dtype == bool or not np.issubdtype(labels.dtype, np.integer):
+        raise TypeError(
+            "`labels` must be integers (class ids). "
+            f"Received: labels of dtype {labels.dtype}."
+        )
+    if labels.ndim != 1 or labels.shape[0] == 0:
+        raise ValueError(
+            "`labels` must be a non-empty one-dimensional array. "
+            f"Received: labels.shape={labels.shape}."
+        )
+    return labels
+
+
+def materialize(dataset: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """Reads a finite dataset of `(image, label)` pairs into numpy arrays.
+
+    Elements may also be dicts with the keys `image` and `label`, as
+    `tensorflow_datasets` gives them.
+
+    Returns:
+        `(images, labels)`, stacked along a new first axis.
+
+    Raises:
+        ValueError: when the dataset is empty or its elements are neither
+            pairs nor dicts with `image` and `label`.
+    """
+    images, labels = [], []
+    for element in dataset.as_numpy_iterator():
+        if isinstance(element, dict) and {"image", "label"} <= set(element):
+            element = (element["image"], element["label"])
+        if not isinstance(element, tuple) or len(element) != 2:
+            raise ValueError(
+                "`dataset` elements must be `(image, label)` pairs or dicts "
+                "with keys 'image' and 'label'. "
+                f"Received: an element of type {type(element).__name__}."
+            )
+        images.append(element[0])
+        labels.append(element[1])
+    if not images:
+        raise ValueError("`dataset` must not be empty. Received: 0 elements.")
+    return np.stack(images), np.stack(labels)
+
+
+def few_shot_episodes(
+    data,
+    labels=None,
+    *,
+    ways: int,
+    shots: int,
+    queries: int,
+    meta_batch_size: int,
+    seed: int,
+    num_tasks: int | None = None,
+    shuffle_examples: bool = True,
+    transform: Callable | None = None,
+) -> tf.data.Dataset:
+    """Builds a `tf.data.Dataset` of N-way K-shot classification meta-batches.
+
+    Each element is an episode dict (see `keras_ga.episode`) with
+    `support_x [B, ways*shots, ...]`, `support_y [B, ways*shots]`,
+    `query_x [B, ways*queries, ...]` and `query_y [B, ways*queries]`, where
+    `B = meta_batch_size`; all shapes are static. Images come out as float32:
+    uint8 (uint16) images are scaled by 1/255 (1/65535) into [0, 1], booleans
+    become 0/1 and float images keep their values. Labels are int32.
+
+    Args:
+        data: one of: a `ClassMajor`; an array `[C, M, ...]` of `M` examples
+            of each of `C` classes (with `labels=None`); an array `[n, ...]`
+            of examples (with `labels`); or a finite `tf.data.Dataset` of
+            `(image, label)` pairs, which is read into memory once.
+        labels: integer labels `[n]` when `data` is an array of examples.
+        ways: classes per task.
+        shots: support examples per class.
+        queries: query examples per class.
+        meta_batch_size: tasks per meta-batch.
+        seed: int seed. Task `i` depends only on `(seed, i)` and the data.
+        num_tasks: `None` for an endless stream (for meta-training), or the
+            number of tasks of a fixed set (for validation and testing);
+            it must be a multiple of `meta_batch_size`.
+        shuffle_examples: whether to shuffle the order of the support and of
+            the query examples within a task. When `False` they are grouped
+            by class, labels `[0]*shots + [1]*shots + ...`.
+        transform: optional callable `transform(task, seed) -> task` applied
+            to each task (an unbatched episode dict) inside the graph, for
+            augmentation; `seed` is a `[2]` int64 tensor for stateless
+            random ops such as `tf.image.stateless_random_flip_left_right`.
+
+    Returns:
+        A `tf.data.Dataset` of episode dicts, prefetched.
+
+    Raises:
+        ValueError: for non-positive sizes, `ways` larger than the number of
+            classes, `shots + queries` larger than the smallest class, or
+            `num_tasks` not a multiple of `meta_batch_size`.
+        TypeError: for non-integer labels or sizes, or unsupported dtypes.
+    """
+    for name, value in (
+        ("ways", ways),
+        ("shots", shots),
+        ("queries", queries),
+        ("meta_batch_size", meta_batch_size),
+    ):
+        _check_positive_int(name, value)
+    _check_int("seed", seed)
+    if num_tasks is not None:
+        _check_positive_int("num_tasks", num_tasks)
+        if num_tasks % meta_batch_size:
+            raise ValueError(
+                "`num_tasks` must be a multiple of `meta_batch_size` so that "
+                "every meta-batch has the same static shape. Received: "
+                f"num_tasks={num_tasks}, meta_batch_size={meta_batch_size}."
+            )
+    grouped = _as_class_major(data, labels)
+    _check_sizes(grouped, ways, shots + queries)
+    sample = _task_sampler(grouped, ways, shots, queries, seed)
+    if shuffle_examples:
+        sample = _with_shuffled_examples(sample)
+    if transform is not None:
+        sample = _with_transform(sample, transform)
+    if num_tasks is None:
+        indices = tf.data.Dataset.counter()
+    else:
+        indices = tf.data.Dataset.range(num_tasks)
+    dataset = indices.map(
+        lambda index: sample(index)[0],
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
+    dataset = dataset.batch(meta_batch_size, drop_remainder=True)
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def _check_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(
+            f"`{name}` must be an int. Received: {name}={value!r} "
+            f"of type {type(value).__name__}."
+        )
+
+
+def _check_positive_int(name, value):
+    _check_int(name, value)
+    if value < 1:
+        raise ValueError(
+            f"`{name}` must be a positive int. Received: {name}={value}."
+        )
+
+
+def _as_class_major(data, labels) -> ClassMajor:
+    if isinstance(data, ClassMajor):
+        return data
+    if isinstance(data, tf.data.Dataset):
+        if labels is not None:
+            raise ValueError(
+                "`labels` must be None when `data` is a tf.data.Dataset of "
+                "(image, label) pairs. Received: labels of type "
+                f"{type(labels).__name__}."
+            )
+        return group_by_class(*materialize(data))
+    if labels is not None:
+        return group_by_class(data, labels)
+    data = np.asarray(data)
+    if data.ndim < 2:
+        raise ValueError(
+            "Without `labels`, `data` must be class-major, [classes, "
+            f"examples, ...]. Received: data.shape={data.shape}."
+        )
+    counts = np.full([data.shape[0]], data.shape[1], np.int64)
+    return ClassMajor(data, counts, np.arange(data.shape[0]))
+
+
+def _check_sizes(grouped: ClassMajor, ways, per_class):
+    num_classes = grouped.images.shape[0]
+    if ways > num_classes:
+        raise ValueError(
+            "`ways` must be at most the number of classes available "
+            f"({num_classes}). Received: ways={ways}."
+        )
+    smallest = int(np.min(grouped.counts))
+    if per_class > smallest:
+        raise ValueError(
+            "`shots + queries` must be at most the number of examples of "
+            f"the smallest class ({smallest}), since support and query "
+            f"examples are disjoint. Received: shots + queries={per_class}."
+        )
+
+
+def _to_float(images: tf.Tensor) -> tf.Tensor:
+    if images.dtype == tf.bool:
+        return tf.cast(images, tf.float32)
+    if images.dtype.is_floating:
+        return tf.cast(images, tf.float32)
+    scale = _SCALES[np.dtype(images.dtype.as_numpy_dtype)]
+    return tf.cast(images, tf.float32) * (1.0 / scale)
+
+
+def _storage(images: np.ndarray) -> np.ndarray:
+    """Keeps compact dtypes (uint8) in the graph; converts after gathering."""
+    if images.dtype == bool or images.dtype in _SCALES:
+        return images
+    if np.issubdtype(images.dtype, np.floating):
+        return images.astype(np.float32, copy=False)
+    raise TypeError(
+        "`data` images must be uint8, uint16, bool or floating point. "
+        f"Received: images of dtype {images.dtype}."
+    )
+
+
+def _task_sampler(grouped: ClassMajor, ways, shots, queries, seed):
+    num_classes, per_class_max = grouped.images.shape[:2]
+    example_shape = grouped.images.shape[2:]
+    flat = tf.constant(_storage(grouped.images).reshape(-1, *example_shape))
+    counts = tf.constant(grouped.counts, tf.int32)
+    ragged = bool(np.any(grouped.counts != per_class_max))
+    seed = tf.constant(seed, tf.int64)
+    labels_s = tf.repeat(tf.range(ways, dtype=tf.int32), shots)
+    labels_q = tf.repeat(tf.range(ways, dtype=tf.int32), queries)
+
+    def sample(index):
+        key = tf.stack([seed, tf.cast(index, tf.int64)])
+        class_key, example_key = tf.unstack(tf.random.split(key, 2))
+        # top_k of uniform scores: a uniformly random ordered subset.
+        class_scores = tf.random.stateless_uniform([num_classes], class_key)
+        classes = tf.math.top_k(class_scores, ways).indices
+        scores = tf.random.stateless_uniform([ways, per_class_max], example_key)
+        if ragged:
+            valid = (
+                tf.range(per_class_max)[None, :]
+                < tf.gather(counts, classes)[:, None]
+            )
+            scores = tf.where(valid, scores, -1.0)
+        examples = tf.math.top_k(scores, shots + queries).indices
+        rows = classes[:, None] * per_class_max + examples
+        support = tf.gather(flat, tf.reshape(rows[:, :shots], [-1]))
+        query = tf.gather(flat, tf.reshape(rows[:, shots:], [-1]))
+        task = (_to_float(support), labels_s, _to_float(query), labels_q)
+        return dict(zip(EPISODE_KEYS, task, strict=True)), key
+
+    return sample
+
+
+def _with_shuffled_examples(sample):
+    def shuffled(index):
+        task, key = sample(index)
+        support_key, query_key, key = tf.unstack(tf.random.split(key, 3))
+        for part, part_key in (("support", support_key), ("query", query_key)):
+            size = tf.shape(task[f"{part}_y"])[0]
+            order = tf.random.experimental.stateless_shuffle(
+                tf.range(size), part_key
+            )
+            for suffix in ("_x", "_y"):
+                task[part + suffix] = tf.gather(task[part + suffix], order)
+        return task, key
+
+    return shuffled
+
+
+def _with_transform(sample, transform):
+    def transformed(index):
+        task, key = sample(index)
+        transform_key, key = tf.unstack(tf.random.split(key, 2))
+        return transform(task, transform_key), key
+
+    return transformed
