@@ -4,13 +4,10 @@ MAML, first-order MAML and Reptile as a `keras.Model` (`MetaModel`), with
 uniform or gradient-agreement task weighting (`AgreementWeighting`).
 """
 
-from keras_ga import episode
-from keras_ga import layers
-from keras_ga.agreement import AgreementWeighting
-from keras_ga.agreement import UniformWeighting
+from keras_ga import episode, layers
+from keras_ga.agreement import AgreementWeighting, UniformWeighting
 from keras_ga.batch_norm import exact_batch_norm
-from keras_ga.episode import EPISODE_KEYS
-from keras_ga.episode import as_episode
+from keras_ga.episode import EPISODE_KEYS, as_episode
 from keras_ga.meta_model import MetaModel
 
 __version__ = "0.1.0"

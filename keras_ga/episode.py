@@ -42,7 +42,12 @@ def as_episode(data) -> dict:
         TypeError: when `data` is neither a dict nor a 4-tuple.
     """
     if isinstance(data, (tuple, list)):
-        if len(data) == 1 and isinstance(data[0], dict):
+        # Keras packs a lone `x` as (x,) or (x, None, None).
+        if (
+            data
+            and isinstance(data[0], dict)
+            and all(d is None for d in data[1:])
+        ):
             data = data[0]
         elif len(data) == 4:
             data = dict(zip(EPISODE_KEYS, data))
@@ -89,7 +94,7 @@ def check_episode_shapes(episode: dict) -> None:
     if len(set(known.values())) > 1:
         raise ValueError(
             "All four episode tensors must have the same number of tasks "
-            f"(axis 0). Received: {dict((k, str(s)) for k, s in shapes.items())}."
+            f"(axis 0). Received: { {k: str(s) for k, s in shapes.items()} }."
         )
     _check_same(shapes, "support_x", "support_y", axis=1, what="examples")
     _check_same(shapes, "query_x", "query_y", axis=1, what="examples")
@@ -120,8 +125,15 @@ def _check_tail(shapes, a, b):
         )
 
 
-def episode_signature(x_shape, y_shape, y_dtype, num_tasks=None,
-                      support=None, query=None, x_dtype=tf.float32) -> dict:
+def episode_signature(
+    x_shape,
+    y_shape,
+    y_dtype,
+    num_tasks=None,
+    support=None,
+    query=None,
+    x_dtype=tf.float32,
+) -> dict:
     """The `tf.TensorSpec` dict of a meta-batch, for `tf.data` pipelines."""
     return {
         "support_x": tf.TensorSpec([num_tasks, support, *x_shape], x_dtype),

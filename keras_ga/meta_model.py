@@ -49,8 +49,7 @@ from typing import NamedTuple
 import keras
 import tensorflow as tf
 
-from keras_ga import agreement
-from keras_ga import batch_norm
+from keras_ga import agreement, batch_norm
 from keras_ga import episode as episode_lib
 
 ALGOS = ("maml", "fomaml", "reptile")
@@ -184,7 +183,9 @@ class MetaModel(keras.Model):
         if parallel_tasks is not None:
             _check_positive_int("parallel_tasks", parallel_tasks)
         self.weighting = agreement.get(weighting)
-        self.base = batch_norm.exact_batch_norm(model) if exact_batch_norm else model
+        self.base = (
+            batch_norm.exact_batch_norm(model) if exact_batch_norm else model
+        )
         self.algo = algo
         self.inner_steps = inner_steps
         self.inner_learning_rate = float(inner_learning_rate)
@@ -224,11 +225,14 @@ class MetaModel(keras.Model):
                 "`loss` is required: it is the per-task loss of the inner and "
                 "outer loops. Received: loss=None"
             )
-        if "loss_weights" in kwargs or "weighted_metrics" in kwargs:
-            raise ValueError(
-                "MetaModel.compile does not take `loss_weights` or "
-                f"`weighted_metrics`. Received: {sorted(kwargs)}"
-            )
+        for unsupported in ("loss_weights", "weighted_metrics"):
+            value = kwargs.pop(unsupported, None)
+            if value is not None:
+                raise ValueError(
+                    f"MetaModel.compile does not support `{unsupported}`: "
+                    "tasks are weighted by `weighting`. Received: "
+                    f"{unsupported}={value!r}"
+                )
         super().compile(optimizer=optimizer, **kwargs)
         self.task_loss = keras.losses.get(loss)
         self._metric_args = list(metrics or [])
@@ -301,7 +305,11 @@ class MetaModel(keras.Model):
 
     def _loss(self, params, state, x, y, training=True):
         outputs, new_state, reg = self._forward(params, state, x, training)
-        loss = tf.reduce_mean(self.task_loss(y, outputs))
+        # Keras losses compute in their own dtype (float32 by default);
+        # the loss takes the parameters' dtype so that float64 models work.
+        loss = tf.cast(
+            tf.reduce_mean(self.task_loss(y, outputs)), params[0].dtype
+        )
         loss += tf.cast(reg, loss.dtype)
         return loss, outputs, new_state
 
@@ -310,7 +318,9 @@ class MetaModel(keras.Model):
             tape.watch(params)
             loss, _, new_state = self._loss(params, state, x, y)
         grads = tape.gradient(loss, params)
-        grads = [tf.zeros_like(p) if g is None else g for g, p in zip(grads, params)]
+        grads = [
+            tf.zeros_like(p) if g is None else g for g, p in zip(grads, params)
+        ]
         return grads, new_state
 
     def _batch_size(self, support_size):
@@ -343,7 +353,9 @@ class MetaModel(keras.Model):
             grads, new_state = self._inner_grads(params, state, bx, by)
             if not second_order:
                 grads = [tf.stop_gradient(g) for g in grads]
-            params = [p - tf.cast(lr, p.dtype) * g for p, g in zip(params, grads)]
+            params = [
+                p - tf.constant(lr, p.dtype) * g for p, g in zip(params, grads)
+            ]
             return t + 1, params, new_state
 
         _, phi, last_state = tf.while_loop(
@@ -372,15 +384,21 @@ class MetaModel(keras.Model):
                 loss, pred, q_state = self._loss(phi, state, qx, qy)
             outer = tape.gradient(loss, phi)
         else:
-            phi, last_state = self._adapt(theta, state, sx, sy, steps, seed, False)
+            phi, last_state = self._adapt(
+                theta, state, sx, sy, steps, seed, False
+            )
             loss, pred, q_state = self._loss(phi, state, qx, qy, query_training)
             outer = [t - p for t, p in zip(theta, phi)]
             if training:
                 q_state = last_state
-        outer = [tf.zeros_like(t) if g is None else g for g, t in zip(outer, theta)]
+        outer = [
+            tf.zeros_like(t) if g is None else g for g, t in zip(outer, theta)
+        ]
         updates = [t - p for t, p in zip(theta, phi)]
         if self.pre_adaptation_metrics:
-            pre_loss, pre_pred, _ = self._loss(theta, state, qx, qy, query_training)
+            pre_loss, pre_pred, _ = self._loss(
+                theta, state, qx, qy, query_training
+            )
         else:
             pre_loss, pre_pred = tf.zeros_like(loss), tf.zeros_like(pred)
         return outer, updates, loss, pre_loss, pred, pre_pred, q_state
@@ -397,17 +415,21 @@ class MetaModel(keras.Model):
         if self.task_loss is None:
             raise RuntimeError("Compile the MetaModel (with a `loss`) first.")
         ep = episode_lib.as_episode(data)
-        steps = steps or (self.inner_steps if training else self.eval_inner_steps)
+        steps = steps or (
+            self.inner_steps if training else self.eval_inner_steps
+        )
         theta = [tf.convert_to_tensor(v) for v in self.base.trainable_variables]
-        state = [tf.convert_to_tensor(v) for v in self.base.non_trainable_variables]
+        state = [
+            tf.convert_to_tensor(v) for v in self.base.non_trainable_variables
+        ]
         iteration = tf.cast(self.optimizer.iterations, tf.int32)
         n = tf.shape(ep["support_x"])[0]
 
         def fn(elems):
             index, *task = elems
             seed = [iteration, index]
-            outer, updates, loss, pre_loss, pred, pre_pred, q_state = self._task(
-                theta, state, task, steps, training, seed
+            outer, updates, loss, pre_loss, pred, pre_pred, q_state = (
+                self._task(theta, state, task, steps, training, seed)
             )
             return outer, updates, loss, pre_loss, pred, pre_pred, q_state
 
@@ -478,7 +500,9 @@ class MetaModel(keras.Model):
         if self.pre_adaptation_metrics:
             self.pre_loss_tracker.update_state(tf.reduce_mean(results.pre_loss))
             for metric in self.pre_metrics:
-                metric.update_state(y, _merge_task_axis(results.pre_predictions))
+                metric.update_state(
+                    y, _merge_task_axis(results.pre_predictions)
+                )
         return {m.name: m.result() for m in self.metrics}
 
     # ------------------------------------------------------------------
@@ -509,7 +533,9 @@ class MetaModel(keras.Model):
                 f"on axis 0. Received: x.shape={x.shape}, y.shape={y.shape}"
             )
         theta = [tf.convert_to_tensor(v) for v in self.base.trainable_variables]
-        state = [tf.convert_to_tensor(v) for v in self.base.non_trainable_variables]
+        state = [
+            tf.convert_to_tensor(v) for v in self.base.non_trainable_variables
+        ]
         steps = steps or self.eval_inner_steps
         phi, _ = tf.function(self._adapt, reduce_retracing=True)(
             theta, state, x, y, steps, [seed, 0], False
@@ -564,7 +590,9 @@ def _resolve_metrics(metrics, loss, prefix):
             base = keras.metrics.get(spec)
             if not isinstance(base, keras.metrics.Metric):
                 name = getattr(base, "__name__", str(spec))
-                metric = keras.metrics.MeanMetricWrapper(base, name=prefix + name)
+                metric = keras.metrics.MeanMetricWrapper(
+                    base, name=prefix + name
+                )
             else:
                 config = dict(base.get_config(), name=prefix + base.name)
                 metric = base.__class__.from_config(config)

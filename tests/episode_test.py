@@ -53,10 +53,16 @@ class AsEpisodeTest(parameterized.TestCase):
         )
         self.assertEpisodeEqual(got, data)
 
-    def test_one_tuple_of_dict(self):
-        # What a Keras data adapter yields for a dataset of dicts: (x,).
+    @parameterized.named_parameters(
+        ("x", 0),
+        ("x_none", 1),
+        ("x_none_none", 2),
+    )
+    def test_keras_packed_dict(self, num_nones):
+        # Keras packs a lone `x` as (x,) or (x, None, None).
         data = _arrays()
-        self.assertEpisodeEqual(episode.as_episode((data,)), data)
+        packed = (data,) + (None,) * num_nones
+        self.assertEpisodeEqual(episode.as_episode(packed), data)
 
     def test_support_and_query_sizes_may_differ(self):
         got = episode.as_episode(_arrays(s=2, q=7))
@@ -86,6 +92,15 @@ class AsEpisodeTest(parameterized.TestCase):
             ValueError, r"Missing: \[\]; unexpected: \['labels'\]"
         ):
             episode.as_episode(data)
+
+    def test_dict_with_targets_is_not_an_episode(self):
+        data = _arrays()
+        with self.assertRaisesRegex(
+            ValueError,
+            r"An episode must be a dict with keys .* or a 4-tuple in that "
+            r"order\. Received: a tuple of length 2\.",
+        ):
+            episode.as_episode((data, data["query_y"]))
 
     def test_x_y_tuple_is_not_an_episode(self):
         data = _arrays()

@@ -12,7 +12,10 @@
 #                   Default: python3 on PATH (resolved through pyenv shims).
 #   BAZEL           bazel binary (default: bazel).
 #   BAZEL_OUTPUT_USER_ROOT  Bazel's cache (default: /tmp/keras_ga_bazel_$UID).
-#   BAZEL_TEST_EXTRA_ARGS   extra flags appended to `bazel test`.
+#   BAZEL_TEST_EXTRA_ARGS   extra flags appended to `bazel test`
+#                   (e.g. --nocache_test_results).
+#   BAZEL_SHUTDOWN_AFTER=1  stop the Bazel server afterwards (CI); otherwise
+#                   it stays up (warm) until idle for 10 minutes.
 #
 # Nothing is downloaded: the external repositories that Bazel 4.2.3's
 # @bazel_tools refers to for a py_test (rules_cc, rules_java,
@@ -35,8 +38,11 @@ fi
 python_bin="${PYTHON:-python3}"
 # The real executable (not a pyenv shim) so it works from inside Bazel.
 python_exe="$("$python_bin" -c 'import sys; print(sys.executable)')"
-if ! "$python_exe" -c 'import tensorflow, keras, absl' >/dev/null 2>&1; then
-  echo "bazel_test.sh: warning: $python_exe cannot import tensorflow/keras/absl;" \
+if ! "$python_exe" -c '
+import importlib.util, sys
+sys.exit(any(importlib.util.find_spec(m) is None
+             for m in ("tensorflow", "keras", "absl")))'; then
+  echo "bazel_test.sh: warning: $python_exe lacks tensorflow/keras/absl;" \
     "install the package first: pip install -e '.[test]'" >&2
 fi
 
@@ -115,4 +121,10 @@ if [[ $# -eq 0 ]]; then
   set -- "//:all"
 fi
 
-exec "$bazel_bin" "${startup_flags[@]}" test "${test_flags[@]}" -- "$@"
+rc=0
+"$bazel_bin" "${startup_flags[@]}" test "${test_flags[@]}" -- "$@" || rc=$?
+if [[ "${BAZEL_SHUTDOWN_AFTER:-0}" == 1 ]]; then
+  # Leave no Bazel server behind (CI).
+  "$bazel_bin" "${startup_flags[@]}" shutdown || true
+fi
+exit "$rc"
