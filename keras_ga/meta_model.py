@@ -368,9 +368,13 @@ class MetaModel(keras.Model):
     # ------------------------------------------------------------------
     # One task, then all tasks.
 
-    def _task(self, theta, state, task, steps, training, seed):
+    def _task(
+        self, theta, state, task, steps, training, seed, transductive=None
+    ):
         sx, sy, qx, qy = task
-        query_training = training or self.transductive
+        if transductive is None:
+            transductive = self.transductive
+        query_training = training or transductive
         if training and self.algo == "maml":
             with tf.GradientTape() as tape:
                 tape.watch(theta)
@@ -403,7 +407,13 @@ class MetaModel(keras.Model):
             pre_loss, pre_pred = tf.zeros_like(loss), tf.zeros_like(pred)
         return outer, updates, loss, pre_loss, pred, pre_pred, q_state
 
-    def run_tasks(self, data, training: bool, steps: int | None = None):
+    def run_tasks(
+        self,
+        data,
+        training: bool,
+        steps: int | None = None,
+        transductive: bool | None = None,
+    ):
         """Adapts every task of a meta-batch; see `TaskResults`.
 
         Args:
@@ -411,6 +421,9 @@ class MetaModel(keras.Model):
             training: whether to compute the outer gradients of `algo`.
             steps: inner steps; defaults to `inner_steps` when training and
                 `eval_inner_steps` otherwise.
+            transductive: overrides the `transductive` attribute for this
+                call (query predictions with query batch statistics or with
+                moving statistics); ignored when training.
         """
         if self.task_loss is None:
             raise RuntimeError("Compile the MetaModel (with a `loss`) first.")
@@ -429,7 +442,9 @@ class MetaModel(keras.Model):
             index, *task = elems
             seed = [iteration, index]
             outer, updates, loss, pre_loss, pred, pre_pred, q_state = (
-                self._task(theta, state, task, steps, training, seed)
+                self._task(
+                    theta, state, task, steps, training, seed, transductive
+                )
             )
             return outer, updates, loss, pre_loss, pred, pre_pred, q_state
 
@@ -537,8 +552,8 @@ class MetaModel(keras.Model):
             tf.convert_to_tensor(v) for v in self.base.non_trainable_variables
         ]
         steps = steps or self.eval_inner_steps
-        phi, _ = tf.function(self._adapt, reduce_retracing=True)(
-            theta, state, x, y, steps, [seed, 0], False
+        phi, _ = self._adapt_function(
+            theta, state, x, y, steps, tf.constant([seed, 0]), False
         )
         fast = _copy_model(self.base)
         for var, value in zip(fast.trainable_variables, phi):
@@ -546,6 +561,14 @@ class MetaModel(keras.Model):
         for var, value in zip(fast.non_trainable_variables, state):
             var.assign(value)
         return fast
+
+
+    @property
+    def _adapt_function(self):
+        # One tf.function per model, traced once per input signature.
+        if getattr(self, "_adapt_fn", None) is None:
+            self._adapt_fn = tf.function(self._adapt, reduce_retracing=True)
+        return self._adapt_fn
 
 
 def _merge_task_axis(t):
