@@ -9,16 +9,24 @@ from keras_ga.agreement import AgreementWeighting, UniformWeighting
 from keras_ga.batch_norm import exact_batch_norm
 from keras_ga.episode import EPISODE_KEYS, as_episode
 from keras_ga.meta_model import MetaModel
+from keras_ga.sampler import ClassMajor
+from keras_ga.sampler import few_shot_episodes
+from keras_ga.sampler import group_by_class
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AgreementWeighting",
+    "ClassMajor",
     "EPISODE_KEYS",
     "MetaModel",
     "UniformWeighting",
     "as_episode",
+    "datasets",
     "episode",
     "exact_batch_norm",
+    "few_shot_episodes",
+    "group_by_class",
     "layers",
+    "sampler",
 ]

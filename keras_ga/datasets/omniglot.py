@@ -53,13 +53,14 @@ import numpy as np
 from PIL import Image
 
 from keras_ga import sampler
-from keras_ga.datasets import _paths
+from keras_ga.datasets import _common
 
 PROTOCOLS = ("vinyals", "lake")
 PARTS = ("images_background", "images_evaluation")
 SPLITS = ("train", "val", "test")
 NUM_TRAIN_CHARACTERS = 1200
 IMAGES_PER_CHARACTER = 20
+CACHE_VERSION = 1  # Bump when decoding changes, to ignore stale caches.
 SOURCE_URL = "https://github.com/brendenlake/omniglot/tree/master/python"
 
 
@@ -112,7 +113,10 @@ def load_omniglot(
         download=download,
         num_workers=num_workers,
     )
-    return {k: v.astype(np.float32) / 255.0 for k, v in splits.items()}
+    return {
+        k: np.multiply(v, 1.0 / 255.0, dtype=np.float32)
+        for k, v in splits.items()
+    }
 
 
 def omniglot_episodes(
@@ -197,8 +201,11 @@ def omniglot_episodes(
 
 def cache_path(image_size=28, cache_dir=None) -> Path:
     """The `.npz` file caching the decoded characters at `image_size`."""
-    height, width = _check_image_size(image_size)
-    return _paths.cache_root(cache_dir) / f"omniglot_{height}x{width}.npz"
+    height, width = _common.check_image_size(image_size)
+    return (
+        _common.cache_root(cache_dir)
+        / f"omniglot_v{CACHE_VERSION}_{height}x{width}.npz"
+    )
 
 
 def load_characters(
@@ -216,7 +223,7 @@ def load_characters(
         255 and background at 0, and the names `"<part>/<Alphabet>/
         characterNN"` in sorted order (the 964 background characters first).
     """
-    size = _check_image_size(image_size)
+    size = _common.check_image_size(image_size)
     path = cache_path(size, cache_dir)
     if path.exists():
         with np.load(path) as cached:
@@ -235,7 +242,7 @@ def _load_uint8(protocol, *, rotations, num_val, split_seed, **kwargs):
             f"`protocol` must be one of {PROTOCOLS}. "
             f"Received: protocol={protocol!r}."
         )
-    size = _check_image_size(kwargs["image_size"])
+    size = _common.check_image_size(kwargs["image_size"])
     if rotations is None:
         rotations = protocol == "vinyals"
     if rotations and size[0] != size[1]:
@@ -283,29 +290,11 @@ def _as_classes(images, rotations):
     return stacked.reshape(-1, *stacked.shape[2:])
 
 
-def _check_image_size(image_size) -> tuple[int, int]:
-    if isinstance(image_size, (int, np.integer)) and not isinstance(
-        image_size, bool
-    ):
-        image_size = (image_size, image_size)
-    if (
-        not isinstance(image_size, (tuple, list))
-        or len(image_size) != 2
-        or not all(isinstance(s, (int, np.integer)) for s in image_size)
-        or min(image_size) < 1
-    ):
-        raise ValueError(
-            "`image_size` must be a positive int or a (height, width) pair "
-            f"of positive ints. Received: image_size={image_size!r}."
-        )
-    return int(image_size[0]), int(image_size[1])
-
-
 def _find_sources(data_dir) -> dict[str, Path] | None:
     """The folder or zip of each part, or `None` when one is missing."""
     sources = {}
     for part in PARTS:
-        for folder in _paths.dataset_dirs("omniglot", data_dir):
+        for folder in _common.dataset_dirs("omniglot", data_dir):
             for candidate in (folder / part, folder / f"{part}.zip"):
                 if candidate.exists() and part not in sources:
                     sources[part] = candidate
@@ -313,12 +302,12 @@ def _find_sources(data_dir) -> dict[str, Path] | None:
 
 
 def _not_found(data_dir, reason) -> FileNotFoundError:
-    folders = [str(f) for f in _paths.dataset_dirs("omniglot", data_dir)]
+    folders = [str(f) for f in _common.dataset_dirs("omniglot", data_dir)]
     looked_for = ", ".join(f"{p}.zip or {p}/" for p in PARTS)
     return FileNotFoundError(
         f"Omniglot not found. Looked for {looked_for} in {folders} (from "
-        f"`data_dir`, else ${_paths.DATA_ENV}, else "
-        f"{_paths.DEFAULT_DATA_DIR}). Download images_background.zip and "
+        f"`data_dir`, else ${_common.DATA_ENV}, else "
+        f"{_common.DEFAULT_DATA_DIR}). Download images_background.zip and "
         f"images_evaluation.zip from {SOURCE_URL} into one of these "
         "folders, or pass `download=True` with `tensorflow_datasets` "
         f"installed and network access. tensorflow_datasets: {reason}"
@@ -406,6 +395,7 @@ def _decode_tfds(size):
             name = f"{part}/{alphabet}/character{number:02d}"
             image = Image.fromarray(example["image"][..., 0])
             by_name.setdefault(name, []).append(_to_array(image, size))
+    # The drawer order within a character is tfds's, not the file order.
     names = np.array(sorted(by_name))
     images = np.stack([np.stack(by_name[n]) for n in names])
     return images, names

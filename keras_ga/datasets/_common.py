@@ -1,9 +1,11 @@
-"""Where the dataset loaders look for data and keep their caches."""
+"""Shared by the dataset loaders: data and cache folders, image sizes."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+
+import numpy as np
 
 DATA_ENV = "KERAS_GA_DATA"
 CACHE_ENV = "KERAS_GA_CACHE"
@@ -33,3 +35,24 @@ def cache_root(cache_dir=None) -> Path:
     if cache_dir is None:
         cache_dir = os.environ.get(CACHE_ENV) or DEFAULT_CACHE_DIR
     return Path(cache_dir).expanduser()
+
+
+def check_image_size(image_size) -> tuple[int, int]:
+    """`image_size` (an int or a pair) as a `(height, width)` pair."""
+    size = image_size
+    if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
+        size = (size, size)
+    if (
+        not isinstance(size, (tuple, list))
+        or len(size) != 2
+        or not all(
+            isinstance(s, (int, np.integer)) and not isinstance(s, bool)
+            for s in size
+        )
+        or min(size) < 1
+    ):
+        raise ValueError(
+            "`image_size` must be a positive int or a (height, width) pair "
+            f"of positive ints. Received: image_size={image_size!r}."
+        )
+    return int(size[0]), int(size[1])

@@ -1,0 +1,235 @@
+"""miniImageNet (Vinyals et al. 2016) with the split of Ravi & Larochelle.
+
+Two on-disk formats are read, from the folder `data_dir/miniimagenet/` (or
+`data_dir` itself), where `data_dir` defaults to `$KERAS_GA_DATA`, else
+`~/.keras_ga/data`:
+
+- the pickle caches `mini-imagenet-cache-{train,val,test}.pkl`: dicts with
+  `image_data`, uint8 `[M, 84, 84, 3]`, and `class_dict`, mapping each class
+  to the list of its row indices in `image_data`. Used when present.
+- the split files `train.csv`, `val.csv`, `test.csv` (header
+  `filename,label`, 64/16/20 classes of 600 images) with the images in
+  `images/<filename>`, decoded with PIL, converted to RGB and resized with a
+  Lanczos filter to `image_size` (84x84 by default).
+
+Images stay uint8 in [0, 255] (the training split is 813 MB so; four times
+that as float32); the episode sampler scales them to float32 [0, 1].
+
+References:
+    Vinyals et al., "Matching Networks for One Shot Learning", NeurIPS 2016.
+    Ravi and Larochelle, "Optimization as a Model for Few-Shot Learning",
+    ICLR 2017.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import pickle
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from keras_ga import sampler
+from keras_ga.datasets import _common
+
+SPLITS = ("train", "val", "test")
+CSV_HEADER = ["filename", "label"]
+
+
+def load_miniimagenet(
+    split: str,
+    *,
+    data_dir=None,
+    image_size=84,
+    num_workers: int | None = None,
+) -> sampler.ClassMajor:
+    """Loads one split of miniImageNet as a class-major array.
+
+    Args:
+        split: `"train"`, `"val"` or `"test"`.
+        data_dir: folder holding `miniimagenet/` (or the files themselves).
+        image_size: int or `(height, width)` the CSV images are resized to.
+        num_workers: threads decoding images.
+
+    Returns:
+        A `keras_ga.sampler.ClassMajor` with uint8 images
+        `[classes, examples, height, width, 3]`, the example count of each
+        class and the class names (WordNet ids), sorted.
+
+    Raises:
+        ValueError: for an unknown `split`, a bad CSV header or pickle, or an
+            image that cannot be decoded.
+        FileNotFoundError: when neither format is found, the `images/`
+            folder is missing, or a CSV row names a missing image.
+    """
+    if split not in SPLITS:
+        raise ValueError(
+            f"`split` must be one of {SPLITS}. Received: split={split!r}."
+        )
+    size = _common.check_image_size(image_size)
+    folders = _common.dataset_dirs("miniimagenet", data_dir)
+    for folder in folders:
+        pickled = folder / f"mini-imagenet-cache-{split}.pkl"
+        if pickled.is_file():
+            return _load_pickle(pickled, size, num_workers)
+    for folder in folders:
+        if (folder / f"{split}.csv").is_file():
+            return _load_csv(folder / f"{split}.csv", size, num_workers)
+    raise FileNotFoundError(
+        f"miniImageNet split {split!r} not found. Looked for "
+        f"mini-imagenet-cache-{split}.pkl or {split}.csv (with images/) in "
+        f"{[str(f) for f in folders]} (from `data_dir`, else "
+        f"${_common.DATA_ENV}, else {_common.DEFAULT_DATA_DIR}). Put the "
+        "Ravi & Larochelle split files and the images there."
+    )
+
+
+def miniimagenet_episodes(
+    split: str,
+    *,
+    ways: int,
+    shots: int,
+    queries: int,
+    meta_batch_size: int,
+    seed: int,
+    num_tasks: int | None = None,
+    data_dir=None,
+    image_size=84,
+    shuffle_examples: bool = True,
+    transform=None,
+):
+    """Episode dataset of one miniImageNet split, in one call.
+
+    Args:
+        split: `"train"`, `"val"` or `"test"`.
+        ways, shots, queries, meta_batch_size, seed, num_tasks,
+            shuffle_examples, transform: as in
+            `keras_ga.sampler.few_shot_episodes`.
+        data_dir, image_size: as in `load_miniimagenet`.
+
+    Returns:
+        A `tf.data.Dataset` of episode dicts with images
+        `[meta_batch_size, examples, height, width, 3]` float32 in [0, 1].
+    """
+    return sampler.few_shot_episodes(
+        load_miniimagenet(split, data_dir=data_dir, image_size=image_size),
+        ways=ways,
+        shots=shots,
+        queries=queries,
+        meta_batch_size=meta_batch_size,
+        seed=seed,
+        num_tasks=num_tasks,
+        shuffle_examples=shuffle_examples,
+        transform=transform,
+    )
+
+
+def _read_rows(csv_path: Path) -> list[tuple[int, str, str]]:
+    """`(line number, filename, label)` of each row of a split file."""
+    with open(csv_path, newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if header != CSV_HEADER:
+            raise ValueError(
+                f"{csv_path} must start with the header "
+                f"{','.join(CSV_HEADER)}. Received: header={header!r}."
+            )
+        rows = [(reader.line_num, *row) for row in reader if row]
+    for line, *row in rows:
+        if len(row) != 2:
+            raise ValueError(
+                f"{csv_path} row {line} must have 2 fields, filename and "
+                f"label. Received: {row!r}."
+            )
+    return rows
+
+
+def _load_csv(csv_path: Path, size, num_workers) -> sampler.ClassMajor:
+    rows = _read_rows(csv_path)
+    images_dir = csv_path.parent / "images"
+    if not images_dir.is_dir():
+        raise FileNotFoundError(
+            f"The miniImageNet images folder {images_dir} does not exist; "
+            f"{csv_path} lists {len(rows)} images expected in it."
+        )
+    for line, filename, _ in rows:
+        if not (images_dir / filename).is_file():
+            raise FileNotFoundError(
+                f"Image {images_dir / filename} listed in {csv_path} row "
+                f"{line} (filename={filename}) does not exist."
+            )
+    files = [images_dir / filename for _, filename, _ in rows]
+    return _grouped([label for *_, label in rows], files, size, num_workers)
+
+
+def _load_pickle(path: Path, size, num_workers) -> sampler.ClassMajor:
+    with open(path, "rb") as f:
+        data = pickle.load(f)
+    if not isinstance(data, dict) or not {"image_data", "class_dict"} <= set(
+        data
+    ):
+        raise ValueError(
+            f"{path} must hold a dict with keys 'image_data' and "
+            f"'class_dict'. Received: {type(data).__name__}"
+            + (f" with keys {sorted(data)}." if isinstance(data, dict) else ".")
+        )
+    images = np.asarray(data["image_data"])
+    labels = np.empty([images.shape[0]], object)
+    for name, indices in data["class_dict"].items():
+        labels[np.asarray(indices, np.int64)] = name
+    if any(label is None for label in labels):
+        raise ValueError(
+            f"{path}: every row of 'image_data' must belong to a class of "
+            "'class_dict'. Received: "
+            f"{sum(label is None for label in labels)} rows without a class."
+        )
+    if images.shape[1:] == (*size, 3):
+        return _grouped(labels.tolist(), images, size, num_workers)
+    return _grouped(labels.tolist(), list(images), size, num_workers)
+
+
+def _grouped(labels, images, size, num_workers) -> sampler.ClassMajor:
+    """Decodes (or resizes) `images` straight into their class-major slots."""
+    classes, inverse, counts = np.unique(
+        np.asarray(labels, str), return_inverse=True, return_counts=True
+    )
+    order = np.argsort(inverse, kind="stable")
+    slot = np.empty_like(order)
+    slot[order] = np.arange(len(order)) - np.repeat(
+        np.cumsum(counts) - counts, counts
+    )
+    grouped = np.zeros((len(classes), counts.max(), *size, 3), np.uint8)
+    if isinstance(images, np.ndarray):
+        grouped[inverse, slot] = images
+    else:
+        _decode_into(grouped, inverse, slot, images, size, num_workers)
+    return sampler.ClassMajor(grouped, counts.astype(np.int64), classes)
+
+
+def _decode_into(grouped, inverse, slot, images, size, num_workers, chunk=64):
+    def decode_chunk(start):
+        for i in range(start, min(start + chunk, len(images))):
+            grouped[inverse[i], slot[i]] = _to_array(images[i], size)
+
+    workers = num_workers or min(8, os.cpu_count() or 1)
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(decode_chunk, range(0, len(images), chunk)))
+
+
+def _to_array(image, size) -> np.ndarray:
+    if isinstance(image, Path):
+        try:
+            with Image.open(image) as opened:
+                image = opened.convert("RGB")
+        except (UnidentifiedImageError, OSError) as error:
+            raise ValueError(
+                f"Could not decode the image {image}: {error}"
+            ) from error
+    else:
+        image = Image.fromarray(np.asarray(image, np.uint8)).convert("RGB")
+    if image.size != size[::-1]:
+        image = image.resize(size[::-1], Image.Resampling.LANCZOS)
+    return np.asarray(image, np.uint8)

@@ -1,0 +1,333 @@
+"""Tests for keras_ga.sampler."""
+
+import numpy as np
+import tensorflow as tf
+from absl.testing import absltest, parameterized
+
+from keras_ga import episode, sampler
+
+NUM_CLASSES = 12
+PER_CLASS = 7
+
+
+def _id_images(num_classes=NUM_CLASSES, per_class=PER_CLASS):
+    """Class-major float images whose pixels hold `1 + class * M + example`."""
+    ids = 1 + np.arange(num_classes * per_class, dtype=np.float32)
+    return np.tile(ids.reshape(num_classes, per_class, 1, 1), (1, 1, 2, 3))
+
+
+def _decode(images, per_class=PER_CLASS):
+    """`(class, example)` arrays of id images `[..., 2, 3]`."""
+    ids = images[..., 0, 0].astype(np.int64) - 1
+    return ids // per_class, ids % per_class
+
+
+def _tasks(dataset):
+    """The tasks of a finite episode dataset, as a list of numpy dicts."""
+    tasks = []
+    for batch in dataset.as_numpy_iterator():
+        size = batch["support_x"].shape[0]
+        tasks += [{k: v[i] for k, v in batch.items()} for i in range(size)]
+    return tasks
+
+
+def _episodes(data=None, labels=None, **kwargs):
+    config = dict(ways=3, shots=2, queries=3, meta_batch_size=4, seed=0)
+    config.update(kwargs)
+    return sampler.few_shot_episodes(
+        _id_images() if data is None else data, labels, **config
+    )
+
+
+class FewShotEpisodesTest(parameterized.TestCase):
+    @parameterized.parameters((5, 1, 1, 2), (3, 2, 3, 4), (12, 3, 4, 1))
+    def test_static_shapes_and_dtypes(self, ways, shots, queries, batch):
+        dataset = _episodes(
+            ways=ways, shots=shots, queries=queries, meta_batch_size=batch
+        )
+        spec = dataset.element_spec
+        self.assertEqual(spec["support_x"].shape, (batch, ways * shots, 2, 3))
+        self.assertEqual(spec["support_y"].shape, (batch, ways * shots))
+        self.assertEqual(spec["query_x"].shape, (batch, ways * queries, 2, 3))
+        self.assertEqual(spec["query_y"].shape, (batch, ways * queries))
+        self.assertEqual(spec["support_x"].dtype, tf.float32)
+        self.assertEqual(spec["query_y"].dtype, tf.int32)
+        episode.check_episode_shapes(next(iter(dataset)))
+
+    @parameterized.parameters((5, 1, 1), (3, 2, 5), (12, 3, 4))
+    def test_tasks_are_valid_few_shot_tasks(self, ways, shots, queries):
+        dataset = _episodes(
+            ways=ways, shots=shots, queries=queries, num_tasks=20
+        )
+        for task in _tasks(dataset):
+            s_class, s_example = _decode(task["support_x"])
+            q_class, q_example = _decode(task["query_x"])
+            support = set(zip(s_class, s_example, strict=True))
+            query = set(zip(q_class, q_example, strict=True))
+            self.assertLen(support, ways * shots)
+            self.assertLen(query, ways * queries)
+            self.assertEmpty(support & query)
+            np.testing.assert_array_equal(
+                np.bincount(task["support_y"], minlength=ways), [shots] * ways
+            )
+            np.testing.assert_array_equal(
+                np.bincount(task["query_y"], minlength=ways), [queries] * ways
+            )
+            # Each label is one original class, the same in support and query.
+            label_class = {}
+            for labels, classes in (
+                (task["support_y"], s_class),
+                (task["query_y"], q_class),
+            ):
+                for label, cls in zip(labels, classes, strict=True):
+                    self.assertEqual(label_class.setdefault(label, cls), cls)
+            self.assertLen(set(label_class.values()), ways)
+
+    def test_relabelling_order_is_random(self):
+        orders = set()
+        for task in _tasks(_episodes(num_tasks=40, shuffle_examples=False)):
+            classes, _ = _decode(task["support_x"][::2])
+            orders.add(tuple(np.argsort(classes)))
+        self.assertGreater(len(orders), 3)
+
+    def test_unshuffled_examples_are_grouped_by_class(self):
+        task = _tasks(_episodes(num_tasks=4, shuffle_examples=False))[0]
+        np.testing.assert_array_equal(task["support_y"], [0, 0, 1, 1, 2, 2])
+        np.testing.assert_array_equal(task["query_y"], np.repeat([0, 1, 2], 3))
+
+    def test_shuffled_examples_are_not_grouped(self):
+        labels = [t["query_y"] for t in _tasks(_episodes(num_tasks=8))]
+        sorted_ = [np.all(np.diff(y) >= 0) for y in labels]
+        self.assertFalse(all(sorted_))
+
+    def test_fixed_tasks_repeat_with_a_seed_and_change_with_another(self):
+        first = _tasks(_episodes(seed=7, num_tasks=8))
+        again = _tasks(_episodes(seed=7, num_tasks=8))
+        other = _tasks(_episodes(seed=8, num_tasks=8))
+        self.assertLen(first, 8)
+        for a, b in zip(first, again, strict=True):
+            for key in episode.EPISODE_KEYS:
+                np.testing.assert_array_equal(a[key], b[key])
+        self.assertFalse(
+            all(
+                np.array_equal(a["support_x"], b["support_x"])
+                for a, b in zip(first, other, strict=True)
+            )
+        )
+
+    def test_task_depends_on_index_not_on_batching(self):
+        fixed = _tasks(_episodes(num_tasks=8, meta_batch_size=2))
+        endless = _tasks(_episodes(meta_batch_size=4).take(2))
+        for a, b in zip(fixed, endless, strict=True):
+            np.testing.assert_array_equal(a["query_x"], b["query_x"])
+
+    def test_endless_stream_is_repeatable(self):
+        a = _tasks(_episodes(seed=3).take(5))
+        b = _tasks(_episodes(seed=3).take(5))
+        self.assertLen(a, 20)
+        np.testing.assert_array_equal(
+            [t["support_x"] for t in a], [t["support_x"] for t in b]
+        )
+
+    def test_finite_dataset_has_num_tasks(self):
+        dataset = _episodes(num_tasks=12, meta_batch_size=4)
+        self.assertEqual(dataset.cardinality().numpy(), 3)
+
+    def test_uint8_scaled_to_unit_interval(self):
+        images = np.full((4, 3, 2, 2), 255, np.uint8)
+        images[:, :, 0] = 51
+        task = next(iter(_episodes(images, ways=2, shots=1, queries=1)))
+        self.assertEqual(task["support_x"].dtype, tf.float32)
+        np.testing.assert_allclose(task["support_x"][0, 0, 0], [0.2, 0.2])
+        np.testing.assert_allclose(task["query_x"][0, 0, 1], [1.0, 1.0])
+
+    def test_bool_and_float64_images(self):
+        boolean = np.ones((3, 2, 2), bool)
+        task = next(iter(_episodes(boolean, ways=2, shots=1, queries=1)))
+        np.testing.assert_array_equal(task["support_x"], np.ones((4, 2, 2)))
+        floats = np.full((3, 2, 2), 7.5, np.float64)
+        task = next(iter(_episodes(floats, ways=2, shots=1, queries=1)))
+        self.assertEqual(task["support_x"].dtype, tf.float32)
+        np.testing.assert_array_equal(task["query_x"], np.full((4, 2, 2), 7.5))
+
+    def test_images_and_labels(self):
+        images = np.arange(30, dtype=np.float32).reshape(30, 1)
+        labels = np.arange(30) % 5 * 10
+        dataset = _episodes(images, labels, ways=5, shots=2, queries=4)
+        for task in _tasks(dataset.take(2)):
+            x = np.concatenate([task["support_x"], task["query_x"]])[:, 0]
+            y = np.concatenate([task["support_y"], task["query_y"]])
+            for label in range(5):
+                self.assertLen(set(x[y == label].astype(int) % 5), 1)
+
+    def test_tf_data_dataset_of_pairs_and_dicts(self):
+        images = np.arange(20, dtype=np.float32).reshape(20, 1)
+        labels = np.arange(20) % 4
+        pairs = tf.data.Dataset.from_tensor_slices((images, labels))
+        dicts = tf.data.Dataset.from_tensor_slices(
+            {"image": images, "label": labels}
+        )
+        for data in (pairs, dicts):
+            task = next(iter(_episodes(data, ways=4, shots=2, queries=3)))
+            x = task["support_x"][0, :, 0].numpy().astype(int)
+            y = task["support_y"][0].numpy()
+            for label in range(4):
+                self.assertLen(set(x[y == label] % 4), 1)
+
+    def test_unequal_class_sizes_never_sample_padding(self):
+        labels = np.repeat(np.arange(4), [3, 9, 4, 6])
+        images = 1.0 + np.arange(labels.size, dtype=np.float32)
+        dataset = _episodes(images, labels, ways=4, shots=1, queries=2)
+        for task in _tasks(dataset.take(10)):
+            x = np.concatenate([task["support_x"], task["query_x"]])
+            self.assertTrue(np.all(x > 0))
+            self.assertLen(set(x.tolist()), 12)
+
+    def test_transform_gets_task_and_seed(self):
+        def transform(task, seed):
+            self.assertEqual(seed.shape, (2,))
+            noise = tf.random.stateless_uniform([], seed)
+            task["support_x"] = task["support_x"] * 0.0 + noise
+            return task
+
+        a = next(iter(_episodes(transform=transform, num_tasks=4)))
+        b = next(iter(_episodes(transform=transform, num_tasks=4)))
+        x = a["support_x"].numpy()
+        np.testing.assert_array_equal(x, b["support_x"])
+        self.assertTrue(np.all((x >= 0) & (x < 1)))
+        self.assertGreater(len(np.unique(x)), 1)
+        self.assertGreaterEqual(a["query_x"].numpy().min(), 1.0)
+
+
+class GroupByClassTest(parameterized.TestCase):
+    def test_groups_in_label_order_keeping_example_order(self):
+        images = np.array([10, 20, 11, 30, 21, 12])
+        labels = np.array([1, 2, 1, 3, 2, 1])
+        grouped = sampler.group_by_class(images, labels)
+        np.testing.assert_array_equal(
+            grouped.images, [[10, 11, 12], [20, 21, 0], [30, 0, 0]]
+        )
+        np.testing.assert_array_equal(grouped.counts, [3, 2, 1])
+        np.testing.assert_array_equal(grouped.classes, [1, 2, 3])
+
+    def test_materialize(self):
+        data = tf.data.Dataset.from_tensor_slices((np.eye(3), [0, 1, 1]))
+        images, labels = sampler.materialize(data)
+        np.testing.assert_array_equal(images, np.eye(3))
+        np.testing.assert_array_equal(labels, [0, 1, 1])
+
+
+class ErrorsTest(parameterized.TestCase):
+    def test_too_many_ways(self):
+        with self.assertRaisesRegex(
+            ValueError,
+            r"`ways` must be at most the number of classes available \(12\)"
+            r"\. Received: ways=13",
+        ):
+            _episodes(ways=13)
+
+    def test_too_many_examples_per_class(self):
+        with self.assertRaisesRegex(
+            ValueError,
+            r"`shots \+ queries` must be at most the number of examples of "
+            r"the smallest class \(7\).*Received: shots \+ queries=8",
+        ):
+            _episodes(shots=3, queries=5)
+
+    def test_smallest_class_is_the_limit(self):
+        labels = np.repeat(np.arange(3), [5, 2, 5])
+        with self.assertRaisesRegex(ValueError, r"smallest class \(2\)"):
+            _episodes(np.zeros((12, 1)), labels, ways=2, shots=1, queries=2)
+
+    @parameterized.parameters(np.float32, np.bool_)
+    def test_non_integer_labels(self, dtype):
+        with self.assertRaisesRegex(
+            TypeError, r"`labels` must be integers.*Received: labels of dtype"
+        ):
+            sampler.group_by_class(np.zeros((3, 1)), np.zeros(3, dtype))
+
+    def test_labels_shape(self):
+        with self.assertRaisesRegex(
+            ValueError,
+            r"`labels` must be a non-empty one-dimensional array\. "
+            r"Received: labels.shape=\(3, 1\)",
+        ):
+            sampler.group_by_class(np.zeros((3, 1)), np.zeros((3, 1), int))
+
+    def test_length_mismatch(self):
+        with self.assertRaisesRegex(
+            ValueError,
+            r"`images` and `labels` must have the same number of examples.*"
+            r"Received: images.shape=\(4, 1\), labels.shape=\(3,\)",
+        ):
+            sampler.group_by_class(np.zeros((4, 1)), np.zeros(3, int))
+
+    @parameterized.parameters("ways", "shots", "queries", "meta_batch_size")
+    def test_non_positive_sizes(self, name):
+        with self.assertRaisesRegex(
+            ValueError, rf"`{name}` must be a positive int. Received: {name}=0"
+        ):
+            _episodes(**{name: 0})
+
+    @parameterized.parameters("ways", "seed", "num_tasks")
+    def test_non_int_sizes(self, name):
+        with self.assertRaisesRegex(
+            TypeError,
+            rf"`{name}` must be an int. Received: {name}=2.0 of type float",
+        ):
+            _episodes(**{name: 2.0})
+
+    def test_num_tasks_not_multiple_of_meta_batch_size(self):
+        with self.assertRaisesRegex(
+            ValueError,
+            r"`num_tasks` must be a multiple of `meta_batch_size`.*"
+            r"Received: num_tasks=10, meta_batch_size=4",
+        ):
+            _episodes(num_tasks=10)
+
+    def test_unsupported_image_dtype(self):
+        with self.assertRaisesRegex(
+            TypeError,
+            r"`data` images must be uint8, uint16, bool or floating point\. "
+            r"Received: images of dtype int32",
+        ):
+            _episodes(np.zeros((4, 6, 2), np.int32))
+
+    def test_class_major_needs_two_axes(self):
+        with self.assertRaisesRegex(
+            ValueError,
+            r"Without `labels`, `data` must be class-major.*"
+            r"Received: data.shape=\(5,\)",
+        ):
+            _episodes(np.zeros(5))
+
+    def test_labels_with_dataset(self):
+        data = tf.data.Dataset.from_tensor_slices((np.eye(3), [0, 1, 1]))
+        with self.assertRaisesRegex(
+            ValueError,
+            r"`labels` must be None when `data` is a tf.data.Dataset.*"
+            r"Received: labels of type list",
+        ):
+            _episodes(data, [0, 1, 1])
+
+    def test_dataset_of_single_tensors(self):
+        data = tf.data.Dataset.from_tensor_slices(np.eye(3))
+        with self.assertRaisesRegex(
+            ValueError,
+            r"`dataset` elements must be `\(image, label\)` pairs.*"
+            r"Received: an element of type ndarray",
+        ):
+            sampler.materialize(data)
+
+    def test_empty_dataset(self):
+        data = tf.data.Dataset.from_tensor_slices(
+            (np.zeros((0, 2)), np.zeros(0, int))
+        )
+        with self.assertRaisesRegex(
+            ValueError, r"`dataset` must not be empty. Received: 0 elements"
+        ):
+            sampler.materialize(data)
+
+
+if __name__ == "__main__":
+    absltest.main()
