@@ -17,7 +17,8 @@ Flags: `--batches` (timed meta-batches per setting, default 500),
 import tempfile
 import time
 
-from absl import app, flags
+from absl import app
+from absl import flags
 
 from keras_ga.datasets import omniglot
 

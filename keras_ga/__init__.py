@@ -4,10 +4,15 @@ MAML, first-order MAML and Reptile as a `keras.Model` (`MetaModel`), with
 uniform or gradient-agreement task weighting (`AgreementWeighting`).
 """
 
-from keras_ga import episode, layers
-from keras_ga.agreement import AgreementWeighting, UniformWeighting
+from keras_ga import datasets
+from keras_ga import episode
+from keras_ga import layers
+from keras_ga import sampler
+from keras_ga.agreement import AgreementWeighting
+from keras_ga.agreement import UniformWeighting
 from keras_ga.batch_norm import exact_batch_norm
-from keras_ga.episode import EPISODE_KEYS, as_episode
+from keras_ga.episode import EPISODE_KEYS
+from keras_ga.episode import as_episode
 from keras_ga.meta_model import MetaModel
 from keras_ga.sampler import ClassMajor
 from keras_ga.sampler import few_shot_episodes

@@ -7,7 +7,8 @@ from unittest import mock
 import keras
 import numpy as np
 import tensorflow as tf
-from absl.testing import absltest, parameterized
+from absl.testing import absltest
+from absl.testing import parameterized
 
 import keras_ga
 

@@ -15,7 +15,8 @@ from unittest import mock
 
 import numpy as np
 import tensorflow as tf
-from absl.testing import absltest, parameterized
+from absl.testing import absltest
+from absl.testing import parameterized
 from PIL import Image
 
 from keras_ga.datasets import miniimagenet

@@ -2,9 +2,11 @@
 
 import numpy as np
 import tensorflow as tf
-from absl.testing import absltest, parameterized
+from absl.testing import absltest
+from absl.testing import parameterized
 
-from keras_ga import episode, sampler
+from keras_ga import episode
+from keras_ga import sampler
 
 NUM_CLASSES = 12
 PER_CLASS = 7

@@ -2,7 +2,8 @@
 
 import numpy as np
 import tensorflow as tf
-from absl.testing import absltest, parameterized
+from absl.testing import absltest
+from absl.testing import parameterized
 
 from keras_ga import episode
 from keras_ga.datasets import sine

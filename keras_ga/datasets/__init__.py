@@ -4,12 +4,12 @@ Each loader returns class-major arrays; each `*_episodes` helper returns a
 `tf.data.Dataset` of episode dicts (see `keras_ga.episode`).
 """
 
-from keras_ga.datasets.miniimagenet import (
-    load_miniimagenet,
-    miniimagenet_episodes,
-)
-from keras_ga.datasets.omniglot import load_omniglot, omniglot_episodes
-from keras_ga.datasets.sine import sine_task_params, sine_tasks
+from keras_ga.datasets.miniimagenet import load_miniimagenet
+from keras_ga.datasets.miniimagenet import miniimagenet_episodes
+from keras_ga.datasets.omniglot import load_omniglot
+from keras_ga.datasets.omniglot import omniglot_episodes
+from keras_ga.datasets.sine import sine_task_params
+from keras_ga.datasets.sine import sine_tasks
 
 __all__ = [
     "load_miniimagenet",
