@@ -18,6 +18,10 @@ setuptools.setup(
         "keras>=3.0",
         "tensorflow-datasets",
         "keras-tuner>=1.4",
+        # keras-tuner imports tensorboard in every trial and scikit-learn in
+        # BayesianOptimization without declaring them.
+        "tensorboard",
+        "scikit-learn",
         "absl-py",
         "numpy",
         "pillow",
