@@ -6,14 +6,22 @@ uniform or gradient-agreement task weighting (`AgreementWeighting`).
 
 from keras_ga import datasets
 from keras_ga import episode
+from keras_ga import evaluation
 from keras_ga import layers
+from keras_ga import models
 from keras_ga import sampler
 from keras_ga.agreement import AgreementWeighting
 from keras_ga.agreement import UniformWeighting
 from keras_ga.batch_norm import exact_batch_norm
 from keras_ga.episode import EPISODE_KEYS
 from keras_ga.episode import as_episode
+from keras_ga.evaluation import EvaluationResult
+from keras_ga.evaluation import confidence_interval
+from keras_ga.evaluation import evaluate_tasks
+from keras_ga.evaluation import paired_difference
 from keras_ga.meta_model import MetaModel
+from keras_ga.models import conv4
+from keras_ga.models import mlp
 from keras_ga.sampler import ClassMajor
 from keras_ga.sampler import few_shot_episodes
 from keras_ga.sampler import group_by_class
@@ -24,14 +32,22 @@ __all__ = [
     "AgreementWeighting",
     "ClassMajor",
     "EPISODE_KEYS",
+    "EvaluationResult",
     "MetaModel",
     "UniformWeighting",
     "as_episode",
+    "confidence_interval",
+    "conv4",
     "datasets",
     "episode",
+    "evaluate_tasks",
+    "evaluation",
     "exact_batch_norm",
     "few_shot_episodes",
     "group_by_class",
     "layers",
+    "mlp",
+    "models",
+    "paired_difference",
     "sampler",
 ]

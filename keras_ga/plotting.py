@@ -1,0 +1,151 @@
+"""Learning curves of meta-training runs, drawn to PNG with matplotlib.
+
+Reads the logs the examples write (`keras.callbacks.CSVLogger` histories,
+one row per epoch of `eval_every` meta-iterations) and draws one panel per
+metric (meta-training loss, validation accuracy, ...) against meta-training
+iterations, one line per run. matplotlib is imported only when drawing, so
+`import keras_ga` does not need it.
+
+Example:
+
+```python
+keras_ga.plotting.plot_learning_curves(
+    {"maml uniform": "/tmp/runs/maml_uniform",
+     "maml agreement": "/tmp/runs/maml_agreement"},
+    "curves.png", metrics=("loss", "val_accuracy"))
+```
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Mapping
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def read_history(source) -> dict[str, np.ndarray]:
+    """A run's per-epoch history as `{metric: values}`.
+
+    Args:
+        source: a `CSVLogger` file, a `results.json` with a `"history"`
+            entry, a run folder holding `history.csv`, or a dict of lists
+            (a `keras.callbacks.History.history`).
+
+    Raises:
+        ValueError: when `source` holds no history.
+    """
+    if isinstance(source, Mapping):
+        return {k: np.asarray(v, np.float64) for k, v in source.items()}
+    path = str(source)
+    if os.path.isdir(path):
+        path = os.path.join(path, "history.csv")
+    if path.endswith(".json"):
+        with open(path) as f:
+            data = json.load(f)
+        if "history" not in data:
+            raise ValueError(
+                "`source` must be a JSON file with a 'history' entry. "
+                f"Received: source={source!r} with keys {sorted(data)}"
+            )
+        return read_history(data["history"])
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        raise ValueError(
+            "`source` must hold at least one epoch of history. "
+            f"Received: source={source!r} with no rows."
+        )
+    return {
+        key: np.asarray([float(row[key]) for row in rows])
+        for key in rows[0]
+        if key != "epoch"
+    }
+
+
+def iterations_per_epoch(run_dir) -> int:
+    """`eval_every` from a run folder's `config.json` (1 when absent)."""
+    path = os.path.join(str(run_dir), "config.json")
+    if not os.path.exists(path):
+        return 1
+    with open(path) as f:
+        config = json.load(f)
+    every = int(config.get("eval_every", 1))
+    return min(every, int(config.get("iterations", every)))
+
+
+def plot_learning_curves(
+    runs: Mapping[str, object],
+    path: str,
+    metrics: Sequence[str] = ("loss", "val_accuracy"),
+    *,
+    steps_per_epoch: Mapping[str, int] | int | None = None,
+    title: str | None = None,
+) -> str:
+    """Draws one panel per metric, one line per run, against iterations.
+
+    Args:
+        runs: `{label: source}`, each source as in `read_history`.
+        path: the PNG file to write.
+        metrics: history keys to draw; a run without a key is skipped in
+            that panel.
+        steps_per_epoch: meta-iterations per history row, per label or for
+            all; by default read from each run folder's `config.json`.
+        title: a title over the panels.
+
+    Returns:
+        `path`.
+
+    Raises:
+        ValueError: when `runs` or `metrics` is empty, or no run holds any
+            of `metrics`.
+    """
+    if not runs or not metrics:
+        raise ValueError(
+            "`runs` and `metrics` must not be empty. "
+            f"Received: runs={dict(runs)!r}, metrics={list(metrics)!r}"
+        )
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    histories = {label: read_history(src) for label, src in runs.items()}
+    if not any(m in h for h in histories.values() for m in metrics):
+        raise ValueError(
+            f"No run holds any of `metrics`. Received: metrics={list(metrics)}"
+            f", available: {sorted({k for h in histories.values() for k in h})}"
+        )
+    fig, axes = plt.subplots(
+        1, len(metrics), figsize=(4.5 * len(metrics), 3.3), squeeze=False
+    )
+    for ax, metric in zip(axes[0], metrics):
+        for label, history in histories.items():
+            if metric not in history:
+                continue
+            step = _steps(steps_per_epoch, label, runs[label])
+            x = step * np.arange(1, len(history[metric]) + 1)
+            ax.plot(x, history[metric], marker="o", markersize=3, label=label)
+        ax.set_xlabel("meta-training iterations")
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def _steps(steps_per_epoch, label, source):
+    if isinstance(steps_per_epoch, Mapping):
+        return int(steps_per_epoch.get(label, 1))
+    if steps_per_epoch is not None:
+        return int(steps_per_epoch)
+    if isinstance(source, (str, os.PathLike)) and os.path.isdir(source):
+        return iterations_per_epoch(source)
+    return 1

@@ -1,0 +1,181 @@
+"""End-to-end runs of the example scripts with tiny settings, on real data."""
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+from absl.testing import absltest
+from PIL import Image
+
+from examples import miniimagenet
+from examples import omniglot
+from examples import sine
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DATA = os.environ.get("KERAS_GA_DATA") or os.path.join(
+    REPO, os.pardir, "shared", "data"
+)
+
+
+def make_tempdir(test):
+    # absltest's create_tempdir needs parsed flags, which pytest skips.
+    path = tempfile.mkdtemp()
+    test.addCleanup(shutil.rmtree, path, ignore_errors=True)
+    return path
+
+
+def tiny_few_shot(cls, **kwargs):
+    return cls(
+        ways=3,
+        shots=1,
+        queries=1,
+        eval_queries=1,
+        algo="fomaml",
+        meta_batch_size=2,
+        iterations=2,
+        eval_every=1,
+        val_tasks=2,
+        eval_tasks=4,
+        eval_batch_size=2,
+        filters=4,
+        **kwargs,
+    )
+
+
+def check_few_shot_outputs(test, output_dir, summary, dataset):
+    test.assertEqual(summary["dataset"], dataset)
+    with open(os.path.join(output_dir, "results.json")) as f:
+        written = json.load(f)
+    modes = [r["transductive"] for r in written["results"]]
+    test.assertEqual(modes, [True, False])
+    for r in written["results"]:
+        test.assertEqual(r["num_tasks"], 4)
+        test.assertEqual(r["metric"], "accuracy")
+        test.assertBetween(r["mean"], 0.0, 1.0)
+    test.assertLen(written["history"]["loss"], 2)  # two epochs of 1 step
+    test.assertIn("val_accuracy", written["history"])
+    for name in ("history.csv", "checkpoint.keras", "config.json"):
+        test.assertTrue(os.path.exists(os.path.join(output_dir, name)), name)
+    test.assertNotEmpty(os.listdir(os.path.join(output_dir, "tensorboard")))
+    with open(os.path.join(output_dir, "results.md")) as f:
+        test.assertLen(f.read().strip().splitlines(), 4)  # header + 2 rows
+
+
+def write_mini_imagenet(root, classes=3, per_class=4, size=16):
+    """Real split-file rows (a subset) with generated images."""
+    folder = os.path.join(root, "miniimagenet")
+    os.makedirs(os.path.join(folder, "images"))
+    rng = np.random.default_rng(0)
+    for split in ("train", "val", "test"):
+        with open(os.path.join(DATA, "miniimagenet", f"{split}.csv")) as f:
+            rows = list(csv.reader(f))[1:]
+        labels = sorted({label for _, label in rows})[:classes]
+        keep = [r for r in rows if r[1] in labels]
+        keep = [r for label in labels for r in keep if r[1] == label]
+        keep = [r for i, r in enumerate(keep) if i % 600 < per_class]
+        with open(os.path.join(folder, f"{split}.csv"), "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["filename", "label"])
+            writer.writerows(keep)
+        for filename, _ in keep:
+            pixels = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(
+                os.path.join(folder, "images", filename)
+            )
+
+
+class FewShotExamplesTest(absltest.TestCase):
+    def test_omniglot_on_real_data(self):
+        output_dir = make_tempdir(self)
+        config = tiny_few_shot(omniglot.Config, data_dir=DATA)
+        summary = omniglot.train_and_evaluate(config, output_dir)
+        check_few_shot_outputs(self, output_dir, summary, "omniglot")
+        self.assertEqual(summary["config"]["eval_inner_steps"], 3)
+
+    def test_miniimagenet_on_real_split_files(self):
+        root = make_tempdir(self)
+        write_mini_imagenet(root)
+        output_dir = os.path.join(root, "out")
+        config = tiny_few_shot(
+            miniimagenet.Config, data_dir=root, image_size=16
+        )
+        summary = miniimagenet.train_and_evaluate(config, output_dir)
+        check_few_shot_outputs(self, output_dir, summary, "miniimagenet")
+        self.assertEqual(summary["config"]["eval_inner_steps"], 10)
+
+    def test_algorithm_defaults_follow_the_papers(self):
+        maml = omniglot.Config(ways=20).resolved()
+        self.assertEqual(
+            (maml.meta_batch_size, maml.inner_steps, maml.inner_learning_rate),
+            (16, 5, 0.1),
+        )
+        reptile = miniimagenet.Config(algo="reptile", shots=5).resolved()
+        self.assertEqual(
+            (reptile.meta_batch_size, reptile.eval_inner_steps), (2, 50)
+        )
+
+
+class SineExampleTest(absltest.TestCase):
+    def test_train_and_evaluate(self):
+        output_dir = make_tempdir(self)
+        config = sine.Config(
+            hidden=8, iterations=4, eval_every=2, val_tasks=4, eval_tasks=10
+        )
+        summary = sine.train_and_evaluate(config, output_dir)
+        with open(os.path.join(output_dir, "results.json")) as f:
+            written = json.load(f)
+        self.assertEqual(sorted(written["runs"]), ["agreement", "uniform"])
+        for run in written["runs"].values():
+            self.assertEqual(run["result"]["metric"], "mse")
+            self.assertEqual(run["result"]["num_tasks"], 10)
+            self.assertLen(run["history"]["loss"], 2)
+        self.assertEqual(summary["before_training"]["steps"], 5)
+        difference = (
+            written["runs"]["agreement"]["result"]["mean"]
+            - (written["runs"]["uniform"]["result"]["mean"])
+        )
+        self.assertAlmostEqual(
+            written["agreement_minus_uniform"]["mean"], difference, places=6
+        )
+        for png in ("figure1.png", "curves.png"):
+            with open(os.path.join(output_dir, png), "rb") as f:
+                self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
+        for run in ("reptile_uniform", "reptile_agreement"):
+            path = os.path.join(output_dir, run, "checkpoint.keras")
+            self.assertTrue(os.path.exists(path), path)
+        with open(os.path.join(output_dir, "results.md")) as f:
+            self.assertLen(f.read().strip().splitlines(), 7)
+
+    def test_main_with_flags(self):
+        output_dir = make_tempdir(self)
+        flags = [
+            "--hidden=4",
+            "--iterations=2",
+            "--eval_every=1",
+            "--val_tasks=0",
+            "--eval_tasks=5",
+            f"--output_dir={output_dir}",
+        ]
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO)
+        done = subprocess.run(
+            [sys.executable, "-m", "examples.sine", *flags],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        self.assertEqual(done.returncode, 0, done.stderr[-2000:])
+        self.assertIn("| Reptile + gradient agreement | 2 |", done.stdout)
+        self.assertTrue(
+            os.path.exists(os.path.join(output_dir, "results.json"))
+        )
+
+
+if __name__ == "__main__":
+    absltest.main()
