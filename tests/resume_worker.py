@@ -1,0 +1,139 @@
+"""A resumable MetaModel training run, for `resume_test.py`.
+
+    python tests/resume_worker.py WORK_DIR [PAUSE_AFTER_EPOCH]
+
+trains a small sine-regression MetaModel (MAML, agreement weighting, Adam)
+for `EPOCHS` epochs of `STEPS_PER_EPOCH` meta-batches with
+`keras.callbacks.BackupAndRestore` in `WORK_DIR/backup` and a
+`ModelCheckpoint` to `WORK_DIR/model.keras`, then writes the final weights
+to `WORK_DIR/final.npz` and the number of epochs this process ran to
+`WORK_DIR/epochs_run.txt`. With `PAUSE_AFTER_EPOCH=k` it writes
+`WORK_DIR/paused` once epoch k is backed up and then waits to be killed.
+
+How the episode stream resumes: meta-batch t (counting from 0 over the
+whole run) holds tasks `t * TASKS ... (t + 1) * TASKS - 1`, and task i is
+drawn by stateless ops keyed by `(SEED, i)`. `resumable_episodes` starts the
+stream at the optimizer's iteration count, read when `fit` opens the
+dataset, that is after `BackupAndRestore` has restored the weights and the
+optimizer (whose `iterations` is part of its saved state). A restarted run
+thus sees exactly the meta-batches the interrupted run had not trained on.
+Backups are taken per epoch (`save_freq="epoch"`): Keras resumes at an
+epoch boundary, so a mid-epoch backup would replay part of an epoch.
+"""
+
+import os
+import sys
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import keras_ga
+
+SEED, TASKS, SHOTS = 7, 4, 5
+STEPS_PER_EPOCH, EPOCHS = 4, 5
+
+
+def sine_task(index):
+    """Task `index`: a sine wave and its support and query points."""
+    key = tf.stack([tf.constant(SEED, tf.int64), index])
+    keys = tf.unstack(tf.random.split(key, 4))
+    amplitude = tf.random.stateless_uniform([], keys[0], 0.1, 5.0)
+    phase = tf.random.stateless_uniform([], keys[1], 0.0, np.pi)
+    xs = [
+        tf.random.stateless_uniform([SHOTS, 1], k, -5.0, 5.0) for k in keys[2:]
+    ]
+    ys = [amplitude * tf.sin(x - phase) for x in xs]
+    return dict(zip(keras_ga.EPISODE_KEYS, (xs[0], ys[0], xs[1], ys[1])))
+
+
+def resumable_episodes(model):
+    """Meta-batches from the one the model's optimizer is about to take."""
+
+    def from_current_step(_):
+        start = tf.cast(model.optimizer.iterations, tf.int64) * TASKS
+        return tf.data.Dataset.range(start, tf.int64.max)
+
+    tasks = tf.data.Dataset.from_tensors(0).flat_map(from_current_step)
+    return tasks.map(sine_task).batch(TASKS, drop_remainder=True)
+
+
+def build():
+    keras.utils.set_random_seed(SEED)
+    base = keras.Sequential(
+        [
+            keras.Input((1,)),
+            keras.layers.Dense(32, activation="relu"),
+            keras.layers.Dense(32, activation="relu"),
+            keras.layers.Dense(1),
+        ]
+    )
+    model = keras_ga.MetaModel(
+        base,
+        algo="maml",
+        weighting="agreement",
+        inner_steps=1,
+        inner_learning_rate=0.01,
+    )
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
+    return model
+
+
+class Pause(keras.callbacks.Callback):
+    """Announces that epoch `epoch` is backed up, then waits to be killed."""
+
+    def __init__(self, epoch, path):
+        super().__init__()
+        self.epoch, self.path = epoch, path
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:
+            with open(self.path, "w") as f:
+                f.write(str(epoch))
+            while True:
+                time.sleep(1)
+
+
+class CountEpochs(keras.callbacks.Callback):
+    def on_train_begin(self, logs=None):
+        self.count = 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.count += 1
+
+
+def main(argv):
+    work = argv[1]
+    model = build()
+    counter = CountEpochs()
+    callbacks = [
+        keras.callbacks.BackupAndRestore(
+            os.path.join(work, "backup"), double_checkpoint=True
+        ),
+        keras.callbacks.ModelCheckpoint(os.path.join(work, "model.keras")),
+        keras.callbacks.TerminateOnNaN(raise_error=True),
+        counter,
+    ]
+    if len(argv) > 2:
+        # After BackupAndRestore in the list: the backup is on disk.
+        callbacks.append(Pause(int(argv[2]), os.path.join(work, "paused")))
+    model.fit(
+        resumable_episodes(model),
+        epochs=EPOCHS,
+        steps_per_epoch=STEPS_PER_EPOCH,
+        callbacks=callbacks,
+        verbose=0,
+    )
+    weights = model.base.get_weights()
+    np.savez(
+        os.path.join(work, "final.npz"),
+        iterations=int(model.optimizer.iterations),
+        **{f"w{i}": w for i, w in enumerate(weights)},
+    )
+    with open(os.path.join(work, "epochs_run.txt"), "w") as f:
+        f.write(str(counter.count))
+
+
+if __name__ == "__main__":
+    main(sys.argv)
