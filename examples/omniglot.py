@@ -36,6 +36,7 @@ from absl import flags
 from absl import logging
 
 import keras_ga
+from examples import _common
 from keras_ga import evaluation
 from keras_ga import models
 from keras_ga.datasets import omniglot_episodes
@@ -118,20 +119,6 @@ def build_meta_model(config: Config, input_shape, global_pool=True):
     return model
 
 
-def _callbacks(output_dir):
-    return [
-        keras.callbacks.CSVLogger(os.path.join(output_dir, "history.csv")),
-        keras.callbacks.TensorBoard(
-            os.path.join(output_dir, "tensorboard"),
-            write_graph=False,
-            profile_batch=0,
-        ),
-        keras.callbacks.ModelCheckpoint(
-            os.path.join(output_dir, "checkpoint.keras")
-        ),
-    ]
-
-
 def run_few_shot(
     config: Config,
     output_dir: str,
@@ -186,7 +173,7 @@ def run_few_shot(
         steps_per_epoch=every,
         epochs=max(1, config.iterations // every),
         validation_data=val,
-        callbacks=_callbacks(output_dir),
+        callbacks=_common.run_callbacks(output_dir),
         verbose=2,
         shuffle=False,
     )

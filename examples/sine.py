@@ -32,6 +32,7 @@ from absl import flags
 from absl import logging
 
 import keras_ga
+from examples import _common
 from keras_ga import evaluation
 from keras_ga import models
 from keras_ga import plotting
@@ -89,20 +90,6 @@ def build_meta_model(config: Config, weighting: str, initial_weights=None):
     return model
 
 
-def _callbacks(run_dir):
-    return [
-        keras.callbacks.CSVLogger(os.path.join(run_dir, "history.csv")),
-        keras.callbacks.TensorBoard(
-            os.path.join(run_dir, "tensorboard"),
-            write_graph=False,
-            profile_batch=0,
-        ),
-        keras.callbacks.ModelCheckpoint(
-            os.path.join(run_dir, "checkpoint.keras")
-        ),
-    ]
-
-
 def _test_tasks(config, num_tasks, seed, batch=50):
     return sine_tasks(
         shots=config.shots,
@@ -138,7 +125,7 @@ def train(config: Config, weighting: str, run_dir: str, initial_weights):
         steps_per_epoch=every,
         epochs=max(1, config.iterations // every),
         validation_data=val,
-        callbacks=_callbacks(run_dir),
+        callbacks=_common.run_callbacks(run_dir),
         verbose=2,
         shuffle=False,
     )
