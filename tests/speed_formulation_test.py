@@ -1,0 +1,263 @@
+"""Tests of how MetaModel's step is compiled: traces, graph size, formulations.
+
+- The step is traced once per `fit`, for any meta-batch size N.
+- Its graph does not grow with N or the inner steps k (no unrolled Python
+  loop), and holds no host callbacks (py_function).
+- `task_execution="map"` and `"vectorized"` give the same updates, and so
+  do the XLA-compiled step (`jit_compile=True`) and the plain one.
+- `"auto"` resolves as documented.
+"""
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl.testing import absltest
+from absl.testing import parameterized
+
+import keras_ga
+
+
+def mlp(batch_norm=False):
+    layers = [keras.Input((1,)), keras.layers.Dense(16, activation="relu")]
+    if batch_norm:
+        layers.append(keras.layers.BatchNormalization())
+    layers += [keras.layers.Dense(16, activation="tanh"), keras.layers.Dense(1)]
+    return keras.Sequential(layers)
+
+
+def tiny_conv():
+    return keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            keras.layers.Conv2D(4, 3, padding="same"),
+            keras.layers.BatchNormalization(),
+            keras.layers.ReLU(),
+            keras.layers.MaxPooling2D(2),
+            keras.layers.Flatten(),
+            keras.layers.Dense(3),
+        ]
+    )
+
+
+def sine_episode(n, s=6, q=5, seed=0):
+    rng = np.random.default_rng(seed)
+    amp, phase = rng.uniform(0.5, 2, (n, 1, 1)), rng.uniform(0, 3, (n, 1, 1))
+    sx, qx = rng.uniform(-3, 3, (n, s, 1)), rng.uniform(-3, 3, (n, q, 1))
+    f32 = np.float32
+    return {
+        "support_x": sx.astype(f32),
+        "support_y": (amp * np.sin(sx + phase)).astype(f32),
+        "query_x": qx.astype(f32),
+        "query_y": (amp * np.sin(qx + phase)).astype(f32),
+    }
+
+
+def image_episode(n, s=3, q=6, seed=0):
+    rng = np.random.default_rng(seed)
+    return {
+        "support_x": rng.random((n, s, 8, 8, 1), np.float32),
+        "support_y": rng.integers(0, 3, (n, s)).astype(np.int32),
+        "query_x": rng.random((n, q, 8, 8, 1), np.float32),
+        "query_y": rng.integers(0, 3, (n, q)).astype(np.int32),
+    }
+
+
+def make(base_fn=mlp, loss="mse", jit_compile="auto", **kwargs):
+    keras.utils.set_random_seed(3)
+    kwargs.setdefault("inner_learning_rate", 0.05)
+    model = keras_ga.MetaModel(base_fn(), **kwargs)
+    model.compile(
+        optimizer=keras.optimizers.SGD(1.0), loss=loss, jit_compile=jit_compile
+    )
+    return model
+
+
+def updated_weights(model, episode):
+    model.train_on_batch(episode)
+    return [v.numpy() for v in model.base.weights]
+
+
+def graph_ops(concrete):
+    """Op types of a traced function, its nested functions included."""
+    graph_def = concrete.graph.as_graph_def()
+    ops = [node.op for node in graph_def.node]
+    for function in graph_def.library.function:
+        ops += [node.op for node in function.node_def]
+    return ops
+
+
+def traced_step(model, n):
+    """The concrete train step of `model` for a meta-batch of `n` tasks."""
+    model.optimizer.build(model.base.trainable_variables)
+    spec = {
+        k: tf.TensorSpec([n, *v.shape[1:]], v.dtype)
+        for k, v in sine_episode(1).items()
+    }
+    return tf.function(model.train_step).get_concrete_function(spec)
+
+
+class TraceTest(parameterized.TestCase):
+    @parameterized.parameters("map", "vectorized")
+    def test_fit_traces_step_once_for_any_meta_batch_size(self, execution):
+        traces = []
+
+        class Counting(keras_ga.MetaModel):
+            def train_step(self, data):
+                traces.append(data["support_x"].shape)  # runs when traced
+                return super().train_step(data)
+
+        keras.utils.set_random_seed(0)
+        model = Counting(mlp(), algo="maml", task_execution=execution)
+        model.compile(optimizer="sgd", loss="mse", jit_compile=False)
+        sizes = [4, 8, 4, 6, 8]
+        signature = {
+            k: tf.TensorSpec([None, *v.shape[1:]], v.dtype)
+            for k, v in sine_episode(1).items()
+        }
+        dataset = tf.data.Dataset.from_generator(
+            lambda: (sine_episode(n, seed=n) for n in sizes),
+            output_signature=signature,
+        )
+        history = model.fit(dataset, epochs=2, verbose=0)
+        self.assertLen(history.history["loss"], 2)
+        self.assertLen(traces, 1)
+
+    @parameterized.parameters(("maml", "map"), ("reptile", "map"))
+    def test_graph_size_does_not_grow_with_tasks_or_inner_steps(
+        self, algo, execution
+    ):
+        sizes = set()
+        for steps in (1, 5):
+            model = make(
+                algo=algo,
+                inner_steps=steps,
+                inner_batch_size=4,  # the same sub-batching for any k
+                task_execution=execution,
+                jit_compile=False,
+            )
+            for n in (4, 16):
+                sizes.add(len(graph_ops(traced_step(model, n))))
+        self.assertLen(sizes, 1)
+
+    def test_step_has_no_host_callbacks(self):
+        model = make(algo="maml", task_execution="map", jit_compile=False)
+        ops = set(graph_ops(traced_step(model, 4)))
+        self.assertIn("MatMul", ops)
+        self.assertEmpty(ops & {"PyFunc", "EagerPyFunc", "PyFuncStateless"})
+
+
+class FormulationTest(parameterized.TestCase):
+    @parameterized.parameters(
+        ("maml", "agreement", False),
+        ("fomaml", "uniform", True),
+        ("reptile", "agreement", True),
+    )
+    def test_vectorized_tasks_give_map_updates(
+        self, algo, weighting, batch_norm
+    ):
+        # inner_batch_size 4 < 6 support examples: random sub-batches.
+        kwargs = dict(
+            algo=algo,
+            weighting=weighting,
+            inner_steps=3,
+            inner_batch_size=4,
+            base_fn=lambda: mlp(batch_norm=batch_norm),
+            jit_compile=False,
+        )
+        episode = sine_episode(5)
+        expected = updated_weights(
+            make(task_execution="map", **kwargs), episode
+        )
+        actual = updated_weights(
+            make(task_execution="vectorized", **kwargs), episode
+        )
+        for a, e in zip(actual, expected):
+            np.testing.assert_allclose(a, e, rtol=1e-4, atol=1e-6)
+        self.assertFalse(
+            np.allclose(expected[0], make(**kwargs).base.weights[0])
+        )
+
+    def test_vectorized_conv_falls_back_and_gives_map_updates(self):
+        kwargs = dict(
+            base_fn=tiny_conv,
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            algo="fomaml",
+            inner_steps=2,
+            jit_compile=False,
+        )
+        episode = image_episode(3)
+        expected = updated_weights(
+            make(task_execution="map", **kwargs), episode
+        )
+        actual = updated_weights(
+            make(task_execution="vectorized", **kwargs), episode
+        )
+        for a, e in zip(actual, expected):
+            np.testing.assert_allclose(a, e, rtol=1e-4, atol=1e-6)
+
+    @parameterized.parameters("maml", "fomaml", "reptile")
+    def test_xla_step_gives_the_same_meta_update_on_mlp(self, algo):
+        # Whole-support inner batches: with random sub-batches (Reptile's
+        # default) the XLA step draws other ones, as TF's stateless RNG with
+        # a tensor seed gives another stream under XLA.
+        kwargs = dict(
+            algo=algo, inner_steps=3, inner_batch_size=6, task_execution="map"
+        )
+        episode = sine_episode(6)
+        exact = make(jit_compile=False, **kwargs)
+        xla = make(jit_compile=True, **kwargs)
+        before = [v.numpy() for v in exact.base.weights]
+        expected = updated_weights(exact, episode)
+        actual = updated_weights(xla, episode)
+        for a, e, b in zip(actual, expected, before):
+            np.testing.assert_allclose(a - b, e - b, rtol=1e-3, atol=1e-6)
+        self.assertTrue(xla.jit_compile)
+
+
+class AutoTest(parameterized.TestCase):
+    def test_mlp_defaults_to_xla_and_map(self):
+        model = make(algo="maml")
+        self.assertTrue(model.jit_compile)
+        self.assertEqual(model.task_execution, "auto")
+        self.assertEqual(model.resolved_task_execution, "map")
+
+    def test_mlp_without_xla_vectorizes(self):
+        model = make(algo="maml", jit_compile=False)
+        self.assertEqual(model.resolved_task_execution, "vectorized")
+
+    def test_conv_defaults_to_no_xla_and_map(self):
+        model = make(
+            base_fn=tiny_conv,
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        )
+        self.assertFalse(model.jit_compile)
+        self.assertEqual(model.resolved_task_execution, "map")
+
+    def test_explicit_choice_wins(self):
+        model = make(base_fn=tiny_conv, loss="mse", task_execution="vectorized")
+        self.assertEqual(model.resolved_task_execution, "vectorized")
+
+    def test_no_xla_and_map_under_a_distribution_strategy(self):
+        with tf.distribute.OneDeviceStrategy("/cpu:0").scope():
+            model = make(algo="maml")
+            self.assertEqual(model.resolved_task_execution, "map")
+        self.assertFalse(model.jit_compile)
+
+    def test_task_execution_in_config(self):
+        model = make(task_execution="vectorized")
+        config = model.get_config()
+        self.assertEqual(config["task_execution"], "vectorized")
+        clone = keras_ga.MetaModel.from_config(config)
+        self.assertEqual(clone.task_execution, "vectorized")
+
+    def test_unknown_task_execution_raises(self):
+        with self.assertRaisesRegex(
+            ValueError,
+            r"`task_execution` must be one of \['auto', 'map', 'vectorized'\]"
+            r"\. Received: task_execution='pfor'",
+        ):
+            keras_ga.MetaModel(mlp(), task_execution="pfor")
+
+
+if __name__ == "__main__":
+    absltest.main()
