@@ -43,12 +43,12 @@ References:
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import keras
 import tensorflow as tf
 
+from keras_ga import _checks
 from keras_ga import agreement
 from keras_ga import batch_norm
 from keras_ga import distribute
@@ -68,22 +68,6 @@ class TaskResults(NamedTuple):
     predictions: tf.Tensor  # [N, Q, ...] after adaptation
     pre_predictions: tf.Tensor  # [N, Q, ...] before adaptation
     states: list  # non-trainable state per variable [N, ...]
-
-
-def _check_positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(
-            f"`{name}` must be a positive integer. Received: {name}={value!r}"
-        )
-
-
-def _check_positive_float(name, value):
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if not ok or not math.isfinite(value) or value <= 0:
-        raise ValueError(
-            f"`{name}` must be a positive finite number. "
-            f"Received: {name}={value!r}"
-        )
 
 
 def _check_backend():
@@ -153,7 +137,7 @@ class MetaModel(keras.Model):
     model = keras_ga.MetaModel(base, algo="maml", weighting="agreement",
                                inner_steps=1, inner_learning_rate=0.01)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
-    model.fit(keras_ga.datasets.sine_episodes(...), steps_per_epoch=100)
+    model.fit(keras_ga.datasets.sine_tasks(...), steps_per_epoch=100)
     fast = model.adapt(support_x, support_y)
     fast.predict(query_x)
     ```
@@ -193,14 +177,14 @@ class MetaModel(keras.Model):
             raise ValueError(
                 f"`algo` must be one of {list(ALGOS)}. Received: algo={algo!r}"
             )
-        _check_positive_int("inner_steps", inner_steps)
-        _check_positive_float("inner_learning_rate", inner_learning_rate)
+        _checks.check_positive_int("inner_steps", inner_steps)
+        _checks.check_positive_float("inner_learning_rate", inner_learning_rate)
         if eval_inner_steps is not None:
-            _check_positive_int("eval_inner_steps", eval_inner_steps)
+            _checks.check_positive_int("eval_inner_steps", eval_inner_steps)
         if inner_batch_size is not None:
-            _check_positive_int("inner_batch_size", inner_batch_size)
+            _checks.check_positive_int("inner_batch_size", inner_batch_size)
         if parallel_tasks is not None:
-            _check_positive_int("parallel_tasks", parallel_tasks)
+            _checks.check_positive_int("parallel_tasks", parallel_tasks)
         if task_execution not in TASK_EXECUTIONS:
             raise ValueError(
                 f"`task_execution` must be one of {list(TASK_EXECUTIONS)}. "
@@ -547,11 +531,9 @@ class MetaModel(keras.Model):
         # Under tf.distribute each replica holds its own tasks: the weights
         # are those of the global meta-batch, each replica applies the sum
         # over its tasks of w_i grad_i, and the optimizer sums those.
-        all_reduce = distribute.replica_sum()
-        if all_reduce is None:
-            weights = self.weighting(results.updates)
-        else:
-            weights = self.weighting(results.updates, all_reduce=all_reduce)
+        weights = self.weighting(
+            results.updates, all_reduce=distribute.replica_sum()
+        )
         grads = agreement.weighted_sum(weights, results.outer_grads)
         self.optimizer.apply(grads, self.base.trainable_variables)
         self._update_state(results.states)
@@ -611,7 +593,7 @@ class MetaModel(keras.Model):
             weights theta_i and the meta-model's non-trainable state.
         """
         if steps is not None:
-            _check_positive_int("steps", steps)
+            _checks.check_positive_int("steps", steps)
         if self.task_loss is None:
             raise RuntimeError("Compile the MetaModel (with a `loss`) first.")
         x = tf.convert_to_tensor(x)
@@ -635,7 +617,6 @@ class MetaModel(keras.Model):
         for var, value in zip(fast.non_trainable_variables, state):
             var.assign(value)
         return fast
-
 
     @property
     def _adapt_function(self):

@@ -24,14 +24,8 @@ from collections.abc import Sequence
 
 import keras
 
+from keras_ga import _checks
 from keras_ga.batch_norm import BatchNormalization
-
-
-def _check_positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(
-            f"`{name}` must be a positive integer. Received: {name}={value!r}"
-        )
 
 
 def conv4(
@@ -78,9 +72,9 @@ def conv4(
     >>> model.output_shape
     (None, 5)
     """
-    _check_positive_int("num_classes", num_classes)
-    _check_positive_int("filters", filters)
-    _check_positive_int("blocks", blocks)
+    _checks.check_positive_int("num_classes", num_classes)
+    _checks.check_positive_int("filters", filters)
+    _checks.check_positive_int("blocks", blocks)
     if len(tuple(input_shape)) != 3:
         raise ValueError(
             "`input_shape` must be (height, width, channels). "
@@ -130,10 +124,10 @@ def mlp(
     >>> mlp(1, 1, (64, 64)).count_params()
     4353
     """
-    _check_positive_int("input_dim", input_dim)
-    _check_positive_int("output_dim", output_dim)
+    _checks.check_positive_int("input_dim", input_dim)
+    _checks.check_positive_int("output_dim", output_dim)
     for width in hidden:
-        _check_positive_int("hidden", width)
+        _checks.check_positive_int("hidden", width)
     layers = [keras.Input((input_dim,))]
     layers += [
         keras.layers.Dense(width, activation=activation, name=f"dense{i}")
