@@ -27,7 +27,7 @@ setuptools.setup(
         "pillow",
     ],
     extras_require={
-        "test": ["pytest", "pytest-xdist", "ruff"],
+        "test": ["pytest", "pytest-xdist", "ruff", "matplotlib"],
         "examples": ["matplotlib"],
     },
     license="Apache-2.0",
