@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 
 def check_positive_int(name: str, value) -> None:
     """Raises `ValueError` unless `value` is an int >= 1 (bools refused)."""
@@ -20,4 +22,22 @@ def check_positive_float(name: str, value) -> None:
         raise ValueError(
             f"`{name}` must be a positive finite number. "
             f"Received: {name}={value!r}"
+        )
+
+
+def check_int(name: str, value) -> None:
+    """Raises `TypeError` unless `value` is a Python or NumPy int."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(
+            f"`{name}` must be an int. Received: {name}={value!r} "
+            f"of type {type(value).__name__}."
+        )
+
+
+def check_count(name: str, value) -> None:
+    """`check_int`, then `ValueError` unless `value >= 1`."""
+    check_int(name, value)
+    if value < 1:
+        raise ValueError(
+            f"`{name}` must be a positive int. Received: {name}={value}."
         )

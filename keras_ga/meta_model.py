@@ -61,7 +61,7 @@ TASK_EXECUTIONS = ("auto", "map", "vectorized")
 class TaskResults(NamedTuple):
     """What the per-task loop returns, each stacked over the task axis."""
 
-    outer_grads: list  # per variable [N, ...]; None for evaluation
+    outer_grads: list  # per variable [N, ...]; theta - theta_i if not training
     updates: list  # g_i = theta - theta_i, per variable [N, ...]
     loss: tf.Tensor  # [N] query loss after adaptation
     pre_loss: tf.Tensor  # [N] query loss before adaptation

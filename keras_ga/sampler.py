@@ -33,6 +33,7 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow as tf
 
+from keras_ga import _checks
 from keras_ga.episode import EPISODE_KEYS
 
 _SCALES = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
@@ -195,10 +196,10 @@ def few_shot_episodes(
         ("queries", queries),
         ("meta_batch_size", meta_batch_size),
     ):
-        _check_positive_int(name, value)
-    _check_int("seed", seed)
+        _checks.check_count(name, value)
+    _checks.check_int("seed", seed)
     if num_tasks is not None:
-        _check_positive_int("num_tasks", num_tasks)
+        _checks.check_count("num_tasks", num_tasks)
         if num_tasks % meta_batch_size:
             raise ValueError(
                 "`num_tasks` must be a multiple of `meta_batch_size` so that "
@@ -223,22 +224,6 @@ def few_shot_episodes(
     )
     dataset = dataset.batch(meta_batch_size, drop_remainder=True)
     return dataset.prefetch(tf.data.AUTOTUNE)
-
-
-def _check_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(
-            f"`{name}` must be an int. Received: {name}={value!r} "
-            f"of type {type(value).__name__}."
-        )
-
-
-def _check_positive_int(name, value):
-    _check_int(name, value)
-    if value < 1:
-        raise ValueError(
-            f"`{name}` must be a positive int. Received: {name}={value}."
-        )
 
 
 def _as_class_major(data, labels) -> ClassMajor:

@@ -52,6 +52,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from keras_ga import _checks
 from keras_ga import sampler
 from keras_ga.datasets import _common
 
@@ -267,7 +268,7 @@ def _split_characters(protocol, background, num_val, split_seed):
     else:
         train = rng.permutation(np.flatnonzero(background))
         test = np.flatnonzero(~background)
-    sampler._check_int("num_val", num_val)
+    _checks.check_int("num_val", num_val)
     if not 0 <= num_val < train.shape[0]:
         raise ValueError(
             "`num_val` must be in [0, number of meta-training characters "

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from keras_ga import sampler
+from keras_ga import _checks
 from keras_ga.episode import EPISODE_KEYS
 
 AMPLITUDE_RANGE = (0.1, 5.0)
@@ -85,9 +85,9 @@ def sine_tasks(
         ("queries", queries),
         ("meta_batch_size", meta_batch_size),
     ):
-        sampler._check_positive_int(name, value)
+        _checks.check_count(name, value)
     if num_tasks is not None:
-        sampler._check_positive_int("num_tasks", num_tasks)
+        _checks.check_count("num_tasks", num_tasks)
         if num_tasks % meta_batch_size:
             raise ValueError(
                 "`num_tasks` must be a multiple of `meta_batch_size` so that "
@@ -135,7 +135,7 @@ def sine_task_params(
     Returns:
         `(amplitude, phase)`, float32 arrays of shape `[num_tasks]`.
     """
-    sampler._check_positive_int("num_tasks", num_tasks)
+    _checks.check_count("num_tasks", num_tasks)
     params = _param_sampler(seed, amplitude_range, phase_range)
     dataset = _indices(num_tasks).map(lambda i: params(i)[:2])
     amplitude, phase = next(iter(dataset.batch(num_tasks)))
@@ -149,7 +149,7 @@ def _indices(num_tasks):
 
 
 def _param_sampler(seed, amplitude_range, phase_range):
-    sampler._check_int("seed", seed)
+    _checks.check_int("seed", seed)
     amplitude_low, amplitude_high = _check_range(
         "amplitude_range", amplitude_range
     )
