@@ -18,15 +18,15 @@ def main(out):
             for r in summary["results"]
         }
         rows.append(
-            f"| {c['algo']} | {c['weighting']} | {c['seed']} | "
+            f"| {c['ways']} | {c['algo']} | {c['weighting']} | {c['seed']} | "
             f"{c['iterations']} x {c['meta_batch_size']} | "
             f"{cells.get(True, '-')} | {cells.get(False, '-')} | "
             f"{summary['train_seconds']:.0f} |"
         )
     print(
-        "| algo | weighting | seed | iterations x meta-batch | "
+        "| ways | algo | weighting | seed | iterations x meta-batch | "
         "transductive % | non-transductive % | train s |\n"
-        "|---|---|---|---|---|---|---|"
+        "|---|---|---|---|---|---|---|---|"
     )
     print("\n".join(rows))
 
