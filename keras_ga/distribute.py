@@ -103,3 +103,45 @@ def task_min(values: tf.Tensor) -> tf.Tensor:
     # A replica without tasks reports +inf (reduce_min of nothing) and so
     # does not change the minimum.
     return tf.reduce_min(_per_replica(local, context))
+
+
+# ----------------------------------------------------------------------
+# Keras 3.15's fit() under MultiWorkerMirroredStrategy.
+#
+# Keras' TF trainer has two steps that fail under tf.distribute: before
+# training it averages the first distributed batch over replicas, which
+# fails when the replicas hold different numbers of tasks and, with several
+# workers, for any dict of tensors; after each step it reduces every log of
+# a multi-worker step with `strategy.reduce("MEAN", v, axis=0)`, which fails
+# on a scalar. `MetaModel` routes around both with these.
+
+
+def multi_worker() -> bool:
+    """Whether the current strategy runs collectives over several workers."""
+    strategy = tf.distribute.get_strategy()
+    return isinstance(
+        strategy, tf.distribute.MultiWorkerMirroredStrategy
+    ) and bool(strategy.extended._in_multi_worker_mode())
+
+
+def local_batch(batch, strategy):
+    """This worker's first replica's part of a distributed batch."""
+
+    def first(value):
+        if isinstance(value, tf.distribute.DistributedValues):
+            return strategy.experimental_local_results(value)[0]
+        return value
+
+    return tf.nest.map_structure(first, batch)
+
+
+def keras_logs(logs: dict) -> dict:
+    """`logs` in the shape Keras' cross-replica log reduction accepts.
+
+    With several workers each scalar becomes a vector of one element, which
+    Keras' mean over replicas and axis 0 turns back into the scalar mean;
+    otherwise `logs` is returned as it is.
+    """
+    if not multi_worker():
+        return logs
+    return {name: tf.reshape(value, [1]) for name, value in logs.items()}

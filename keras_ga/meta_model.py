@@ -574,7 +574,20 @@ class MetaModel(keras.Model):
                 metric.update_state(
                     y, _merge_task_axis(results.pre_predictions)
                 )
-        return {m.name: m.result() for m in self.metrics}
+        return distribute.keras_logs({m.name: m.result() for m in self.metrics})
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras builds metrics and optimizer from the first batch, which it
+        # averages over replicas: that needs equal per-replica meta-batches,
+        # and MultiWorkerMirroredStrategy refuses it for a dict of tensors.
+        # Shapes are all the build needs: give it one replica's part.
+        strategy = self._distribute_strategy
+        if iterator is not None and strategy is not None:
+            for _, _, it in iterator:
+                data_batch = distribute.local_batch(next(it), strategy)
+                break
+            iterator = None
+        super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     # ------------------------------------------------------------------
     # New tasks.

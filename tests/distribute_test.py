@@ -3,10 +3,11 @@
 The module splits the host CPU into 3 logical devices before TensorFlow
 initialises, then trains the same float64 model on the same tasks on one
 device and under `MirroredStrategy` with 2 and 3 replicas. tf.data splits a
-global meta-batch of 7 tasks over 3 replicas as 3 + 3 + 1; Keras 3.15's
-`fit` refuses such a split, so the uneven cases run `train_step` through
-`strategy.run` in a custom loop. `MultiWorkerTest` starts two worker
-processes (`tests/distribute_worker.py`) on localhost.
+global meta-batch of 7 tasks over 3 replicas as 3 + 3 + 1, in `fit` and in
+a custom loop of `strategy.run(train_step)` (which shows every replica's
+logs). `MultiWorkerTest` starts two worker processes
+(`tests/distribute_worker.py`) on localhost, each running `fit` and
+`evaluate`.
 """
 
 import functools
@@ -69,11 +70,7 @@ def train_single(algo, weighting, tasks, steps=STEPS, batch_norm=False):
 
 
 def train_custom_loop(strategy, algo, tasks, steps=STEPS, batch_norm=False):
-    """Final weights and last logs of `train_step` run by `strategy.run`.
-
-    Keras 3.15's `fit` cannot take a global meta-batch that does not split
-    evenly (see `test_fit_refuses_uneven_split`); a custom loop can.
-    """
+    """Final weights and every replica's last logs, by `strategy.run`."""
     with strategy.scope():
         model = worker.build(algo, "agreement", batch_norm=batch_norm)
         model.optimizer.build(model.trainable_variables)
@@ -127,14 +124,17 @@ class MirroredTest(parameterized.TestCase):
                 rtol=1e-6,
             )
 
-    def test_fit_refuses_uneven_split(self):
-        # Keras 3.15's fit averages the first batch over replicas to build
-        # the model, which needs equal per-replica shapes. A global
-        # meta-batch must then be a multiple of the replicas in `fit`.
-        with self.assertRaisesRegex(
-            tf.errors.InvalidArgumentError, "must have the same size and shape"
-        ):
-            train(strategy_of(3), "maml", "agreement", 7, steps=1)
+    @parameterized.parameters("maml", "reptile")
+    def test_fit_takes_uneven_split(self, algo):
+        # 7 tasks over 3 replicas (3 + 3 + 1) in fit itself.
+        single, single_logs = train_single(algo, "agreement", 7)
+        dist, dist_logs = train(strategy_of(3), algo, "agreement", 7)
+        assert_weights_close(dist, single)
+        # The epoch's logs are the metrics' global results: exact.
+        for key, value in single_logs.items():
+            np.testing.assert_allclose(
+                dist_logs[key], value, rtol=1e-6, err_msg=key
+            )
 
     def test_update_moved(self):
         # Guards the test above against comparing untrained weights.
@@ -206,7 +206,15 @@ def _free_ports(count):
 class MultiWorkerTest(absltest.TestCase):
     def test_two_workers_match_one_process(self):
         algo, tasks, steps = "reptile", 4, STEPS
-        expected, _ = train_single(algo, "agreement", tasks, steps)
+        single = worker.build(algo, "agreement")
+        expected_logs = single.fit(
+            worker.dataset(tasks, steps), verbose=0
+        ).history
+        expected = single.base.get_weights()
+        # After fit: evaluation's sub-batch seeds count the trained steps.
+        expected_scores = single.evaluate(
+            worker.eval_dataset(tasks), verbose=0, return_dict=True
+        )
         hosts = [f"localhost:{p}" for p in _free_ports(2)]
         out = tempfile.mkdtemp()
         script = os.path.join(os.path.dirname(__file__), "distribute_worker.py")
@@ -238,6 +246,15 @@ class MultiWorkerTest(absltest.TestCase):
         for result in results:
             actual = [result[f"w{i}"] for i in range(len(expected))]
             assert_weights_close(actual, expected)
+            # fit's logs: every log of the single-process run, same values.
+            for key, value in expected_logs.items():
+                np.testing.assert_allclose(
+                    result[f"log_{key}"], value[-1], rtol=1e-6, err_msg=key
+                )
+            for key, value in expected_scores.items():
+                np.testing.assert_allclose(
+                    result[f"eval_{key}"], value, rtol=1e-6, err_msg=key
+                )
 
 
 if __name__ == "__main__":

@@ -5,8 +5,10 @@
 
     TF_CONFIG=... python tests/distribute_worker.py ALGO TASKS STEPS OUT.npz
 
-trains `STEPS` meta-batches of `TASKS` tasks and saves the final base-model
-weights to `OUT.npz` as `w0, w1, ...`.
+trains `STEPS` meta-batches of `TASKS` tasks with `fit` and saves the final
+base-model weights to `OUT.npz` as `w0, w1, ...`, the last epoch's logs
+as `log_<name>`, and the results of `evaluate` on one meta-batch of other
+tasks as `eval_<name>`.
 """
 
 import sys
@@ -79,22 +81,23 @@ def dataset(tasks, steps):
     return data.batch(tasks, drop_remainder=True)
 
 
+def eval_dataset(tasks):
+    """One meta-batch of `tasks` tasks unlike those of `dataset`."""
+    data = tf.data.Dataset.from_tensor_slices(episodes(tasks, seed=1))
+    return data.batch(tasks, drop_remainder=True)
+
+
 def main(argv):
     algo, tasks, steps, out = argv[1], int(argv[2]), int(argv[3]), argv[4]
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
     with strategy.scope():
         model = build(algo, "agreement")
-    # A custom loop: Keras 3.15's fit() fails under multi-worker
-    # collectives in its own code (it reduces the first batch with
-    # strategy.reduce, which takes no dict, and the scalar logs with
-    # axis=0). train_step is what matters, and it runs as fit() runs it.
-    model.optimizer.build(model.trainable_variables)
-    data = strategy.experimental_distribute_dataset(dataset(tasks, steps))
-    step = tf.function(lambda b: strategy.run(model.train_step, args=(b,)))
-    for batch in data:
-        step(batch)
-    weights = model.base.get_weights()
-    np.savez(out, **{f"w{i}": w for i, w in enumerate(weights)})
+    history = model.fit(dataset(tasks, steps), epochs=1, verbose=0).history
+    arrays = {f"w{i}": w for i, w in enumerate(model.base.get_weights())}
+    arrays.update({f"log_{k}": v[-1] for k, v in history.items()})
+    scores = model.evaluate(eval_dataset(tasks), verbose=0, return_dict=True)
+    arrays.update({f"eval_{k}": v for k, v in scores.items()})
+    np.savez(out, **arrays)
 
 
 if __name__ == "__main__":

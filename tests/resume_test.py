@@ -16,6 +16,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 from absl.testing import absltest
+from absl.testing import parameterized
 
 import keras_ga
 
@@ -26,8 +27,8 @@ SCRIPT = os.path.join(os.path.dirname(__file__), "resume_worker.py")
 PAUSE_EPOCH = 1  # killed after epochs 0 and 1 are backed up
 
 
-def start(work, *args):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+def start(work, *args, replicas=1):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", REPLICAS=str(replicas))
     return subprocess.Popen(
         [sys.executable, SCRIPT, work, *map(str, args)],
         env=env,
@@ -49,11 +50,13 @@ def results(work):
     return weights, int(final["iterations"]), epochs
 
 
-class ResumeTest(absltest.TestCase):
-    def test_killed_run_resumes_to_the_uninterrupted_weights(self):
+class ResumeTest(parameterized.TestCase):
+    @parameterized.parameters(1, 2)
+    def test_killed_run_resumes_to_the_uninterrupted_weights(self, replicas):
+        # replicas=2: MirroredStrategy on 2 logical CPUs, both runs.
         plain, killed = tempfile.mkdtemp(), tempfile.mkdtemp()
-        reference = start(plain)
-        victim = start(killed, PAUSE_EPOCH)
+        reference = start(plain, replicas=replicas)
+        victim = start(killed, PAUSE_EPOCH, replicas=replicas)
         paused = os.path.join(killed, "paused")
         deadline = time.monotonic() + 240
         while not os.path.exists(paused):
@@ -64,7 +67,7 @@ class ResumeTest(absltest.TestCase):
         victim.wait()
         self.assertEqual(victim.returncode, -signal.SIGKILL)
         self.assertFalse(os.path.exists(os.path.join(killed, "final.npz")))
-        finish(self, start(killed))
+        finish(self, start(killed, replicas=replicas))
         finish(self, reference)
 
         expected, steps, epochs = results(plain)

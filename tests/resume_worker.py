@@ -9,6 +9,8 @@ for `EPOCHS` epochs of `STEPS_PER_EPOCH` meta-batches with
 to `WORK_DIR/final.npz` and the number of epochs this process ran to
 `WORK_DIR/epochs_run.txt`. With `PAUSE_AFTER_EPOCH=k` it writes
 `WORK_DIR/paused` once epoch k is backed up and then waits to be killed.
+With `REPLICAS=R` in the environment (R > 1) it trains under
+`MirroredStrategy` over R logical CPU devices.
 
 How the episode stream resumes: meta-batch t (counting from 0 over the
 whole run) holds tasks `t * TASKS ... (t + 1) * TASKS - 1`, and task i is
@@ -103,9 +105,25 @@ class CountEpochs(keras.callbacks.Callback):
         self.count += 1
 
 
+def strategy_from_env():
+    """`MirroredStrategy` over `$REPLICAS` logical CPUs, else the default."""
+    replicas = int(os.environ.get("REPLICAS", "1"))
+    if replicas == 1:
+        return tf.distribute.get_strategy()
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration()] * replicas
+    )
+    return tf.distribute.MirroredStrategy(
+        [f"/cpu:{i}" for i in range(replicas)],
+        cross_device_ops=tf.distribute.ReductionToOneDevice(),
+    )
+
+
 def main(argv):
     work = argv[1]
-    model = build()
+    with strategy_from_env().scope():
+        model = build()
     counter = CountEpochs()
     callbacks = [
         keras.callbacks.BackupAndRestore(
@@ -128,7 +146,7 @@ def main(argv):
     weights = model.base.get_weights()
     np.savez(
         os.path.join(work, "final.npz"),
-        iterations=int(model.optimizer.iterations),
+        iterations=int(model.optimizer.iterations.numpy()),
         **{f"w{i}": w for i, w in enumerate(weights)},
     )
     with open(os.path.join(work, "epochs_run.txt"), "w") as f:
