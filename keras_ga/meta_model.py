@@ -255,6 +255,10 @@ class MetaModel(keras.Model):
                 and not tf.distribute.has_strategy()
             )
         super().compile(optimizer=optimizer, **kwargs)
+        # Optimizer slots created inside the first traced step would make
+        # tf.function trace the whole meta-step twice: create them now.
+        if not self.optimizer.built:
+            self.optimizer.build(self.trainable_variables)
         self.task_loss = keras.losses.get(loss)
         self._metric_args = list(metrics or [])
         self.query_metrics = _resolve_metrics(self._metric_args, loss, "")

@@ -97,8 +97,15 @@ def traced_step(model, n):
 
 
 class TraceTest(parameterized.TestCase):
-    @parameterized.parameters("map", "vectorized")
-    def test_fit_traces_step_once_for_any_meta_batch_size(self, execution):
+    @parameterized.parameters(
+        ("map", "sgd"),
+        ("vectorized", "sgd"),
+        # Adam's slots, if created in the first trace, cause a second one.
+        ("map", "adam"),
+    )
+    def test_fit_traces_step_once_for_any_meta_batch_size(
+        self, execution, optimizer
+    ):
         traces = []
 
         class Counting(keras_ga.MetaModel):
@@ -108,7 +115,7 @@ class TraceTest(parameterized.TestCase):
 
         keras.utils.set_random_seed(0)
         model = Counting(mlp(), algo="maml", task_execution=execution)
-        model.compile(optimizer="sgd", loss="mse", jit_compile=False)
+        model.compile(optimizer=optimizer, loss="mse", jit_compile=False)
         sizes = [4, 8, 4, 6, 8]
         signature = {
             k: tf.TensorSpec([None, *v.shape[1:]], v.dtype)
