@@ -85,12 +85,15 @@ class ResumeTest(parameterized.TestCase):
         for a, e in zip(loaded.base.get_weights(), expected):
             np.testing.assert_allclose(a, e, rtol=1e-6, atol=1e-7)
 
-    def test_stream_starts_at_the_optimizer_step(self):
+    def test_stream_starts_at_the_restored_step(self):
         model = worker.build()
-        first = next(iter(worker.resumable_episodes(model)))
         model.optimizer.iterations.assign(3)
-        fourth = next(iter(worker.resumable_episodes(model)))
-        stream = iter(worker.resumable_episodes(worker.build()))
+        start = worker.StreamStart()
+        start.set_model(model)
+        first = next(iter(worker.resumable_episodes(start.step)))
+        start.on_train_begin()
+        fourth = next(iter(worker.resumable_episodes(start.step)))
+        stream = iter(worker.resumable_episodes(tf.Variable(0, dtype="int64")))
         for _ in range(3):
             next(stream)
         expected = next(stream)
@@ -101,7 +104,7 @@ class ResumeTest(parameterized.TestCase):
 
 def nan_after_first_batch():
     """Two meta-batches; the second has a NaN target."""
-    stream = worker.resumable_episodes(worker.build()).take(2)
+    stream = worker.resumable_episodes(tf.Variable(0, dtype="int64")).take(2)
     batches = [dict(b) for b in stream]
     batches[1]["query_y"] = tf.tensor_scatter_nd_update(
         batches[1]["query_y"], [[0, 0, 0]], [np.nan]

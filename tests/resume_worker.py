@@ -14,13 +14,17 @@ With `REPLICAS=R` in the environment (R > 1) it trains under
 
 How the episode stream resumes: meta-batch t (counting from 0 over the
 whole run) holds tasks `t * TASKS ... (t + 1) * TASKS - 1`, and task i is
-drawn by stateless ops keyed by `(SEED, i)`. `resumable_episodes` starts the
-stream at the optimizer's iteration count, read when `fit` opens the
-dataset, that is after `BackupAndRestore` has restored the weights and the
-optimizer (whose `iterations` is part of its saved state). A restarted run
-thus sees exactly the meta-batches the interrupted run had not trained on.
-Backups are taken per epoch (`save_freq="epoch"`): Keras resumes at an
-epoch boundary, so a mid-epoch backup would replay part of an epoch.
+drawn by stateless ops keyed by `(SEED, i)`. The stream starts at the step
+held by `StreamStart`, a callback placed after `BackupAndRestore` that
+copies the optimizer's restored iteration count (part of its saved state)
+into its own variable at the start of `fit`. The dataset reads that
+variable, not the optimizer's counter: tf.data may open the stream lazily,
+during the first steps, when the counter has already moved (seen under
+`MirroredStrategy`, where reading the counter made 4 of 11 test runs
+start late and end on other weights). A restarted run thus sees exactly the
+meta-batches the interrupted run had not trained on. Backups are taken per
+epoch (`save_freq="epoch"`): Keras resumes at an epoch boundary, so a
+mid-epoch backup would replay part of an epoch.
 """
 
 import os
@@ -50,14 +54,28 @@ def sine_task(index):
     return dict(zip(keras_ga.EPISODE_KEYS, (xs[0], ys[0], xs[1], ys[1])))
 
 
-def resumable_episodes(model):
-    """Meta-batches from the one the model's optimizer is about to take."""
+class StreamStart(keras.callbacks.Callback):
+    """The meta-batch the episode stream starts at, fixed for the whole fit.
 
-    def from_current_step(_):
-        start = tf.cast(model.optimizer.iterations, tf.int64) * TASKS
-        return tf.data.Dataset.range(start, tf.int64.max)
+    Place it after `BackupAndRestore`: at the start of `fit` it copies the
+    optimizer's (restored) iteration count into `step`.
+    """
 
-    tasks = tf.data.Dataset.from_tensors(0).flat_map(from_current_step)
+    def __init__(self):
+        super().__init__()
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False)
+
+    def on_train_begin(self, logs=None):
+        self.step.assign(int(self.model.optimizer.iterations.numpy()))
+
+
+def resumable_episodes(start):
+    """Meta-batches from meta-batch `start` (a `tf.Variable`) on."""
+
+    def from_start(_):
+        return tf.data.Dataset.range(start * TASKS, tf.int64.max)
+
+    tasks = tf.data.Dataset.from_tensors(0).flat_map(from_start)
     return tasks.map(sine_task).batch(TASKS, drop_remainder=True)
 
 
@@ -124,11 +142,12 @@ def main(argv):
     work = argv[1]
     with strategy_from_env().scope():
         model = build()
-    counter = CountEpochs()
+    counter, start = CountEpochs(), StreamStart()
     callbacks = [
         keras.callbacks.BackupAndRestore(
             os.path.join(work, "backup"), double_checkpoint=True
         ),
+        start,
         keras.callbacks.ModelCheckpoint(os.path.join(work, "model.keras")),
         keras.callbacks.TerminateOnNaN(raise_error=True),
         counter,
@@ -137,7 +156,7 @@ def main(argv):
         # After BackupAndRestore in the list: the backup is on disk.
         callbacks.append(Pause(int(argv[2]), os.path.join(work, "paused")))
     model.fit(
-        resumable_episodes(model),
+        resumable_episodes(start.step),
         epochs=EPOCHS,
         steps_per_epoch=STEPS_PER_EPOCH,
         callbacks=callbacks,
