@@ -202,13 +202,23 @@ class FormulationTest(parameterized.TestCase):
         for a, e in zip(actual, expected):
             np.testing.assert_allclose(a, e, rtol=1e-4, atol=1e-6)
 
-    @parameterized.parameters("maml", "fomaml", "reptile")
-    def test_xla_step_gives_the_same_meta_update_on_mlp(self, algo):
+    @parameterized.parameters(
+        ("maml", False),
+        ("fomaml", False),
+        ("reptile", False),
+        # The fused BatchNorm kernel and its second derivative under XLA.
+        ("maml", True),
+    )
+    def test_xla_step_gives_the_same_meta_update_on_mlp(self, algo, batch_norm):
         # Whole-support inner batches: with random sub-batches (Reptile's
         # default) the XLA step draws other ones, as TF's stateless RNG with
         # a tensor seed gives another stream under XLA.
         kwargs = dict(
-            algo=algo, inner_steps=3, inner_batch_size=6, task_execution="map"
+            algo=algo,
+            inner_steps=3,
+            inner_batch_size=6,
+            task_execution="map",
+            base_fn=lambda: mlp(batch_norm=batch_norm),
         )
         episode = sine_episode(6)
         exact = make(jit_compile=False, **kwargs)
