@@ -1,6 +1,7 @@
 """Tests of MetaModel: meta-gradients, updates, BatchNorm, training, saving."""
 
 import os
+import sys
 import tempfile
 from unittest import mock
 
@@ -11,6 +12,9 @@ from absl.testing import absltest
 from absl.testing import parameterized
 
 import keras_ga
+
+sys.path.insert(0, os.path.dirname(__file__))
+import conv_maml  # noqa: E402
 
 D = 4  # input size of the linear-regression tasks
 
@@ -147,35 +151,6 @@ class MetaGradientTest(parameterized.TestCase):
         np.testing.assert_allclose(update, 1e-7 * 3 * full, rtol=1e-5)
 
 
-def conv_base(stock_bn):
-    bn = keras.layers.BatchNormalization
-    layers = [keras.Input((8, 8, 1), dtype="float64")]
-    for _ in range(2):
-        layers += [
-            keras.layers.Conv2D(3, 3, padding="same", dtype="float64"),
-            bn(dtype="float64")
-            if stock_bn
-            else keras_ga.layers.BatchNormalization(dtype="float64"),
-            keras.layers.ReLU(dtype="float64"),
-            keras.layers.MaxPooling2D(2, dtype="float64"),
-        ]
-    layers += [
-        keras.layers.Flatten(dtype="float64"),
-        keras.layers.Dense(3, dtype="float64"),
-    ]
-    return keras.Sequential(layers)
-
-
-def conv_episode(seed=0):
-    rng = np.random.default_rng(seed)
-    return {
-        "support_x": rng.normal(size=(1, 6, 8, 8, 1)),
-        "support_y": np.array([[0, 1, 2, 0, 1, 2]], dtype="int32"),
-        "query_x": rng.normal(size=(1, 6, 8, 8, 1)),
-        "query_y": np.array([[2, 1, 0, 0, 1, 2]], dtype="int32"),
-    }
-
-
 def post_adaptation_loss(base, theta, ep, alpha, steps, loss_fn):
     """An independent evaluation of L_query(theta_k(theta)), eagerly."""
     state = [v.value for v in base.non_trainable_variables]
@@ -196,23 +171,10 @@ def post_adaptation_loss(base, theta, ep, alpha, steps, loss_fn):
 class FiniteDifferenceTest(parameterized.TestCase):
     def _directional_errors(self, stock_bn, exact):
         keras.utils.set_random_seed(0)
-        base = conv_base(stock_bn)
-        loss_fn = keras.losses.SparseCategoricalCrossentropy(
-            from_logits=True, dtype="float64"
+        model, grads = conv_maml.maml_gradients(
+            conv_maml.conv_base(stock_bn=stock_bn), exact=exact
         )
-        model = keras_ga.MetaModel(
-            base,
-            algo="maml",
-            weighting="uniform",
-            inner_steps=2,
-            inner_learning_rate=0.5,
-            exact_batch_norm=exact,
-        )
-        model.compile(optimizer="sgd", loss=loss_fn)
-        ep = conv_episode()
-        grads = [
-            g[0].numpy() for g in model.run_tasks(ep, training=True).outer_grads
-        ]
+        ep, loss_fn = conv_maml.conv_episode(), conv_maml.loss_fn()
         theta = [v.numpy() for v in model.base.trainable_variables]
         rng = np.random.default_rng(1)
         errors = []

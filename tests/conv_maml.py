@@ -1,0 +1,65 @@
+"""A small conv net with BatchNorm and max-pooling, and MAML on it.
+
+Shared by the meta-gradient checks of `meta_model_test.py` (float64
+against finite differences) and `batch_norm_test.py` (the fused float32
+kernel against float64).
+"""
+
+import keras
+import numpy as np
+
+import keras_ga
+
+
+def conv_base(dtype="float64", stock_bn=False):
+    """Two [conv 3x3, BatchNorm, ReLU, max-pool 2x2] blocks, dense logits."""
+    bn = (
+        keras.layers.BatchNormalization
+        if stock_bn
+        else keras_ga.layers.BatchNormalization
+    )
+    layers = [keras.Input((8, 8, 1), dtype=dtype)]
+    for _ in range(2):
+        layers += [
+            keras.layers.Conv2D(3, 3, padding="same", dtype=dtype),
+            bn(dtype=dtype),
+            keras.layers.ReLU(dtype=dtype),
+            keras.layers.MaxPooling2D(2, dtype=dtype),
+        ]
+    layers += [
+        keras.layers.Flatten(dtype=dtype),
+        keras.layers.Dense(3, dtype=dtype),
+    ]
+    return keras.Sequential(layers)
+
+
+def conv_episode(dtype="float64", seed=0):
+    """One 3-way task, 6 support and 6 query 8x8 images."""
+    rng = np.random.default_rng(seed)
+    return {
+        "support_x": rng.normal(size=(1, 6, 8, 8, 1)).astype(dtype),
+        "support_y": np.array([[0, 1, 2, 0, 1, 2]], dtype="int32"),
+        "query_x": rng.normal(size=(1, 6, 8, 8, 1)).astype(dtype),
+        "query_y": np.array([[2, 1, 0, 0, 1, 2]], dtype="int32"),
+    }
+
+
+def loss_fn(dtype="float64"):
+    return keras.losses.SparseCategoricalCrossentropy(
+        from_logits=True, dtype=dtype
+    )
+
+
+def maml_gradients(base, dtype="float64", exact=True, steps=2, lr=0.5):
+    """The MAML meta-gradient of `conv_episode` on `base`, per variable."""
+    model = keras_ga.MetaModel(
+        base,
+        algo="maml",
+        weighting="uniform",
+        inner_steps=steps,
+        inner_learning_rate=lr,
+        exact_batch_norm=exact,
+    )
+    model.compile(optimizer="sgd", loss=loss_fn(dtype))
+    grads = model.run_tasks(conv_episode(dtype), training=True).outer_grads
+    return model, [g[0].numpy() for g in grads]
