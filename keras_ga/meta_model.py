@@ -55,6 +55,12 @@ from keras_ga import distribute
 from keras_ga import episode as episode_lib
 
 ALGOS = ("maml", "fomaml", "reptile")
+
+# The steps are written with TensorFlow control flow (tf.map_fn,
+# tf.while_loop), so AutoGraph has nothing to convert; converting them
+# anyway (tf.function or strategy.run around train_step) cost about 3 s of
+# source transformation per trace of the conv MAML step.
+_no_autograph = tf.autograph.experimental.do_not_convert
 TASK_EXECUTIONS = ("auto", "map", "vectorized")
 
 
@@ -436,6 +442,7 @@ class MetaModel(keras.Model):
             pre_loss, pre_pred = tf.zeros_like(loss), tf.zeros_like(pred)
         return outer, updates, loss, pre_loss, pred, pre_pred, q_state
 
+    @_no_autograph
     def run_tasks(
         self,
         data,
@@ -530,6 +537,7 @@ class MetaModel(keras.Model):
     # ------------------------------------------------------------------
     # Keras steps.
 
+    @_no_autograph
     def train_step(self, data):
         results = self.run_tasks(data, training=True)
         # Under tf.distribute each replica holds its own tasks: the weights
@@ -547,12 +555,14 @@ class MetaModel(keras.Model):
         )
         return self._update_metrics(data, results)
 
+    @_no_autograph
     def test_step(self, data):
         results = self.run_tasks(data, training=False)
         logs = self._update_metrics(data, results)
         skip = (self.weight_min_tracker.name, self.weight_neg_tracker.name)
         return {k: v for k, v in logs.items() if k not in skip}
 
+    @_no_autograph
     def predict_step(self, data):
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
         return self(x, training=False)

@@ -8,6 +8,8 @@
 - `"auto"` resolves as documented.
 """
 
+from unittest import mock
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -23,6 +25,13 @@ def mlp(batch_norm=False):
         layers.append(keras.layers.BatchNormalization())
     layers += [keras.layers.Dense(16, activation="tanh"), keras.layers.Dense(1)]
     return keras.Sequential(layers)
+
+
+def traces_of_python_if(n):
+    """A probe AutoGraph converts (from inside a tf.function)."""
+    if n > 2:
+        return [n]
+    return []
 
 
 def tiny_conv():
@@ -145,6 +154,24 @@ class TraceTest(parameterized.TestCase):
             for n in (4, 16):
                 sizes.add(len(graph_ops(traced_step(model, n))))
         self.assertLen(sizes, 1)
+
+    def test_autograph_leaves_the_steps_unconverted(self):
+        # tf.function(train_step), as in strategy.run custom loops: AutoGraph
+        # would otherwise transform the source of every step function.
+        from tensorflow.python.autograph.impl import api
+
+        model = make(algo="maml", task_execution="map", jit_compile=False)
+        with mock.patch.object(
+            api, "_convert_actual", wraps=api._convert_actual
+        ) as convert:
+            traced_step(model, 4)
+            tf.function(lambda: len(traces_of_python_if(3)))()
+        converted = {c.args[0].__name__ for c in convert.call_args_list}
+        # The probe shows the patch sees conversions when they happen.
+        self.assertIn("traces_of_python_if", converted)
+        self.assertEmpty(
+            converted & {"train_step", "run_tasks", "_task", "_adapt"}
+        )
 
     def test_step_has_no_host_callbacks(self):
         model = make(algo="maml", task_execution="map", jit_compile=False)
