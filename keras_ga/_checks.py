@@ -25,6 +25,14 @@ def check_positive_float(name: str, value) -> None:
         )
 
 
+def check_one_of(name: str, value, allowed) -> None:
+    """Raises `ValueError` unless `value` is in `allowed` (shown as given)."""
+    if value not in allowed:
+        raise ValueError(
+            f"`{name}` must be one of {allowed}. Received: {name}={value!r}."
+        )
+
+
 def check_int(name: str, value) -> None:
     """Raises `TypeError` unless `value` is a Python or NumPy int."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):

@@ -43,6 +43,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_ga import _checks
 from keras_ga import episode as episode_lib
 
 METRICS = ("accuracy", "mse", "loss")
@@ -160,7 +161,7 @@ def task_metric(metric: str, results, query_y) -> tf.Tensor:
         results: a `keras_ga.meta_model.TaskResults`.
         query_y: the query targets `[N, Q, ...]`.
     """
-    _check_metric(metric)
+    _checks.check_one_of("metric", metric, list(METRICS))
     if metric == "loss":
         return tf.cast(results.loss, tf.float64)
     pred = tf.cast(results.predictions, tf.float64)
@@ -170,14 +171,6 @@ def task_metric(metric: str, results, query_y) -> tf.Tensor:
         return tf.reduce_mean(tf.cast(hits, tf.float64), axis=1)
     err = tf.square(pred - tf.cast(query_y, tf.float64))
     return tf.reduce_mean(tf.reshape(err, [tf.shape(err)[0], -1]), axis=1)
-
-
-def _check_metric(metric):
-    if metric not in METRICS:
-        raise ValueError(
-            f"`metric` must be one of {list(METRICS)}. "
-            f"Received: metric={metric!r}"
-        )
 
 
 def evaluate_tasks(
@@ -214,7 +207,7 @@ def evaluate_tasks(
             `steps`, or when `tasks` is empty or holds fewer than
             `num_tasks` tasks.
     """
-    _check_metric(metric)
+    _checks.check_one_of("metric", metric, list(METRICS))
     for name, value in (("num_tasks", num_tasks), ("steps", steps)):
         if value is not None and (
             isinstance(value, bool) or not isinstance(value, int) or value < 1

@@ -179,10 +179,7 @@ class MetaModel(keras.Model):
                 f"Received: model={model.name!r} with built={model.built} "
                 f"and {len(model.trainable_variables)} trainable variables."
             )
-        if algo not in ALGOS:
-            raise ValueError(
-                f"`algo` must be one of {list(ALGOS)}. Received: algo={algo!r}"
-            )
+        _checks.check_one_of("algo", algo, list(ALGOS))
         _checks.check_positive_int("inner_steps", inner_steps)
         _checks.check_positive_float("inner_learning_rate", inner_learning_rate)
         if eval_inner_steps is not None:
@@ -191,11 +188,9 @@ class MetaModel(keras.Model):
             _checks.check_positive_int("inner_batch_size", inner_batch_size)
         if parallel_tasks is not None:
             _checks.check_positive_int("parallel_tasks", parallel_tasks)
-        if task_execution not in TASK_EXECUTIONS:
-            raise ValueError(
-                f"`task_execution` must be one of {list(TASK_EXECUTIONS)}. "
-                f"Received: task_execution={task_execution!r}"
-            )
+        _checks.check_one_of(
+            "task_execution", task_execution, list(TASK_EXECUTIONS)
+        )
         self.weighting = agreement.get(weighting)
         self.base = (
             batch_norm.exact_batch_norm(model) if exact_batch_norm else model

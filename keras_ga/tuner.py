@@ -57,6 +57,7 @@ except ImportError as error:  # pragma: no cover: depends on the install.
         "keras_ga.tuner needs Keras Tuner: `pip install keras-tuner`."
     ) from error
 
+from keras_ga import _checks
 from keras_ga import agreement
 from keras_ga.meta_model import ALGOS
 from keras_ga.meta_model import MetaModel
@@ -93,15 +94,8 @@ def meta_objective(task: str = "classification") -> keras_tuner.Objective:
         `keras_tuner.Objective("val_accuracy", "max")` or
         `keras_tuner.Objective("val_loss", "min")`.
     """
-    _check_task(task)
+    _checks.check_one_of("task", task, list(TASKS))
     return keras_tuner.Objective(*_OBJECTIVES[task])
-
-
-def _check_task(task):
-    if task not in TASKS:
-        raise ValueError(
-            f"`task` must be one of {list(TASKS)}. Received: task={task!r}"
-        )
 
 
 class MetaHyperModel(keras_tuner.HyperModel):
@@ -174,7 +168,7 @@ class MetaHyperModel(keras_tuner.HyperModel):
                 "`build_base` must be a function returning a fresh, built "
                 f"keras.Model. Received: build_base={build_base!r}"
             )
-        _check_task(task)
+        _checks.check_one_of("task", task, list(TASKS))
         if inner_learning_rate is None:
             inner_learning_rate = _INNER_LEARNING_RATES[task]
         self.build_base = build_base
@@ -529,6 +523,7 @@ def make_tuner(
         overwrite: start over, deleting the trials of an earlier search.
         **kwargs: passed to the tuner.
     """
+    _checks.check_one_of("kind", kind, list(TUNERS))
     common = dict(
         objective=hypermodel.objective,
         seed=seed,
@@ -545,13 +540,7 @@ def make_tuner(
         return keras_tuner.BayesianOptimization(
             hypermodel, max_trials=max_trials, **common
         )
-    if kind == "hyperband":
-        return keras_tuner.Hyperband(
-            hypermodel, max_epochs=max_epochs, **common
-        )
-    raise ValueError(
-        f"`kind` must be one of {list(TUNERS)}. Received: kind={kind!r}"
-    )
+    return keras_tuner.Hyperband(hypermodel, max_epochs=max_epochs, **common)
 
 
 def best_trials(tuner: keras_tuner.Tuner, num_trials: int = 1) -> list[dict]:

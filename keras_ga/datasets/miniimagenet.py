@@ -33,6 +33,7 @@ import numpy as np
 from PIL import Image
 from PIL import UnidentifiedImageError
 
+from keras_ga import _checks
 from keras_ga import sampler
 from keras_ga.datasets import _common
 
@@ -66,10 +67,7 @@ def load_miniimagenet(
         FileNotFoundError: when neither format is found, the `images/`
             folder is missing, or a CSV row names a missing image.
     """
-    if split not in SPLITS:
-        raise ValueError(
-            f"`split` must be one of {SPLITS}. Received: split={split!r}."
-        )
+    _checks.check_one_of("split", split, SPLITS)
     size = _common.check_image_size(image_size)
     folders = _common.dataset_dirs("miniimagenet", data_dir)
     for folder in folders:

@@ -167,10 +167,7 @@ def omniglot_episodes(
                              meta_batch_size=20, seed=1, num_tasks=600)
     ```
     """
-    if split not in SPLITS:
-        raise ValueError(
-            f"`split` must be one of {SPLITS}. Received: split={split!r}."
-        )
+    _checks.check_one_of("split", split, SPLITS)
     if split == "val" and num_val == 0:
         raise ValueError(
             "`split='val'` needs validation characters: pass `num_val > 0`. "
@@ -238,11 +235,7 @@ def load_characters(
 
 
 def _load_uint8(protocol, *, rotations, num_val, split_seed, **kwargs):
-    if protocol not in PROTOCOLS:
-        raise ValueError(
-            f"`protocol` must be one of {PROTOCOLS}. "
-            f"Received: protocol={protocol!r}."
-        )
+    _checks.check_one_of("protocol", protocol, PROTOCOLS)
     size = _common.check_image_size(kwargs["image_size"])
     if rotations is None:
         rotations = protocol == "vinyals"
