@@ -20,3 +20,27 @@ def run_callbacks(run_dir: str) -> list:
             os.path.join(run_dir, "checkpoint.keras")
         ),
     ]
+
+
+def epoch_length(config) -> int:
+    """Meta-iterations per Keras epoch: one validation every `eval_every`."""
+    return min(config.eval_every, config.iterations)
+
+
+def fit(model, train, val, config, run_dir: str) -> dict:
+    """Trains `config.iterations` meta-batches in epochs of `epoch_length`.
+
+    Validates on `val` (may be None) after each epoch and writes the run's
+    callbacks' files to `run_dir`; returns the History dict.
+    """
+    every = epoch_length(config)
+    history = model.fit(
+        train,
+        steps_per_epoch=every,
+        epochs=max(1, config.iterations // every),
+        validation_data=val,
+        callbacks=run_callbacks(run_dir),
+        verbose=2,
+        shuffle=False,
+    )
+    return history.history

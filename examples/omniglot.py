@@ -166,17 +166,8 @@ def run_few_shot(
             num_tasks=config.val_tasks,
         )
     model = build_meta_model(config, input_shape, global_pool)
-    every = min(config.eval_every, config.iterations)
     start = time.time()
-    history = model.fit(
-        train,
-        steps_per_epoch=every,
-        epochs=max(1, config.iterations // every),
-        validation_data=val,
-        callbacks=_common.run_callbacks(output_dir),
-        verbose=2,
-        shuffle=False,
-    )
+    history = _common.fit(model, train, val, config, output_dir)
     train_time = time.time() - start
     test = task(
         "test",
@@ -198,7 +189,7 @@ def run_few_shot(
         "config": dataclasses.asdict(config),
         "train_seconds": round(train_time, 1),
         "eval_seconds": round(time.time() - start, 1),
-        "history": history.history,
+        "history": history,
         "results": [r.as_dict() for r in results],
     }
     write_results(summary, output_dir)

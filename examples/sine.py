@@ -119,17 +119,7 @@ def train(config: Config, weighting: str, run_dir: str, initial_weights):
     val = None
     if config.val_tasks:
         val = _test_tasks(config, config.val_tasks, config.eval_seed + 1)
-    every = min(config.eval_every, config.iterations)
-    history = model.fit(
-        train_tasks,
-        steps_per_epoch=every,
-        epochs=max(1, config.iterations // every),
-        validation_data=val,
-        callbacks=_common.run_callbacks(run_dir),
-        verbose=2,
-        shuffle=False,
-    )
-    return model, history.history
+    return model, _common.fit(model, train_tasks, val, config, run_dir)
 
 
 def train_and_evaluate(config: Config, output_dir: str) -> dict:
@@ -177,7 +167,7 @@ def train_and_evaluate(config: Config, output_dir: str) -> dict:
         {_label(config, w)[6:]: run["history"] for w, run in runs.items()},
         os.path.join(output_dir, "curves.png"),
         metrics=("loss", "val_loss") if config.val_tasks else ("loss",),
-        steps_per_epoch=min(config.eval_every, config.iterations),
+        steps_per_epoch=_common.epoch_length(config),
     )
     write_results(summary, output_dir)
     return summary
