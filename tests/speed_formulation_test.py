@@ -86,6 +86,17 @@ def updated_weights(model, episode):
     return [v.numpy() for v in model.base.weights]
 
 
+def assert_vectorized_gives_map_updates(episode, **kwargs):
+    """One step with each task execution; returns the map's weights."""
+    expected = updated_weights(make(task_execution="map", **kwargs), episode)
+    actual = updated_weights(
+        make(task_execution="vectorized", **kwargs), episode
+    )
+    for a, e in zip(actual, expected):
+        np.testing.assert_allclose(a, e, rtol=1e-4, atol=1e-6)
+    return expected
+
+
 def graph_ops(concrete):
     """Op types of a traced function, its nested functions included."""
     graph_def = concrete.graph.as_graph_def()
@@ -198,15 +209,9 @@ class FormulationTest(parameterized.TestCase):
             base_fn=lambda: mlp(batch_norm=batch_norm),
             jit_compile=False,
         )
-        episode = sine_episode(5)
-        expected = updated_weights(
-            make(task_execution="map", **kwargs), episode
+        expected = assert_vectorized_gives_map_updates(
+            sine_episode(5), **kwargs
         )
-        actual = updated_weights(
-            make(task_execution="vectorized", **kwargs), episode
-        )
-        for a, e in zip(actual, expected):
-            np.testing.assert_allclose(a, e, rtol=1e-4, atol=1e-6)
         self.assertFalse(
             np.allclose(expected[0], make(**kwargs).base.weights[0])
         )
@@ -219,15 +224,7 @@ class FormulationTest(parameterized.TestCase):
             inner_steps=2,
             jit_compile=False,
         )
-        episode = image_episode(3)
-        expected = updated_weights(
-            make(task_execution="map", **kwargs), episode
-        )
-        actual = updated_weights(
-            make(task_execution="vectorized", **kwargs), episode
-        )
-        for a, e in zip(actual, expected):
-            np.testing.assert_allclose(a, e, rtol=1e-4, atol=1e-6)
+        assert_vectorized_gives_map_updates(image_episode(3), **kwargs)
 
     @parameterized.parameters(
         ("maml", False),
