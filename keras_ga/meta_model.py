@@ -475,12 +475,9 @@ class MetaModel(keras.Model):
         def fn(elems):
             index, *task = elems
             seed = [iteration, offset + index]
-            outer, updates, loss, pre_loss, pred, pre_pred, q_state = (
-                self._task(
-                    theta, state, task, steps, training, seed, transductive
-                )
+            return self._task(
+                theta, state, task, steps, training, seed, transductive
             )
-            return outer, updates, loss, pre_loss, pred, pre_pred, q_state
 
         elems = (tf.range(n), *(ep[k] for k in episode_lib.EPISODE_KEYS))
         if self.resolved_task_execution == "vectorized":
@@ -488,18 +485,18 @@ class MetaModel(keras.Model):
             # stateless RNG of Reptile's sub-batches, convs).
             results = tf.vectorized_map(fn, elems, fallback_to_while_loop=True)
             return TaskResults(*results)
-        dtype = theta[0].dtype
+        param_specs = [tf.TensorSpec(t.shape, t.dtype) for t in theta]
+        loss_spec = tf.TensorSpec([], theta[0].dtype)
+        pred_spec = self._prediction_spec(ep["query_x"])
         out_sig = (
-            [tf.TensorSpec(t.shape, t.dtype) for t in theta],
-            [tf.TensorSpec(t.shape, t.dtype) for t in theta],
-            tf.TensorSpec([], dtype),
-            tf.TensorSpec([], dtype),
-            None,
-            None,
+            param_specs,
+            param_specs,
+            loss_spec,
+            loss_spec,
+            pred_spec,
+            pred_spec,
             [tf.TensorSpec(s.shape, s.dtype) for s in state],
         )
-        pred_spec = self._prediction_spec(ep["query_x"])
-        out_sig = (*out_sig[:4], pred_spec, pred_spec, out_sig[6])
         results = tf.map_fn(
             fn,
             elems,
