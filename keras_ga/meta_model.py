@@ -324,6 +324,18 @@ class MetaModel(keras.Model):
     # ------------------------------------------------------------------
     # The functional pieces: forward pass, task loss, inner loop.
 
+    def _check_compiled(self):
+        if self.task_loss is None:
+            raise RuntimeError("Compile the MetaModel (with a `loss`) first.")
+
+    def _parameters(self):
+        """theta and the non-trainable state, as tensors of their values."""
+        theta = [tf.convert_to_tensor(v) for v in self.base.trainable_variables]
+        state = [
+            tf.convert_to_tensor(v) for v in self.base.non_trainable_variables
+        ]
+        return theta, state
+
     def _forward(self, params, state, x, training):
         outputs, new_state, losses = self.base.stateless_call(
             params, state, x, training=training, return_losses=True
@@ -456,16 +468,12 @@ class MetaModel(keras.Model):
                 call (query predictions with query batch statistics or with
                 moving statistics); ignored when training.
         """
-        if self.task_loss is None:
-            raise RuntimeError("Compile the MetaModel (with a `loss`) first.")
+        self._check_compiled()
         ep = episode_lib.as_episode(data)
         steps = steps or (
             self.inner_steps if training else self.eval_inner_steps
         )
-        theta = [tf.convert_to_tensor(v) for v in self.base.trainable_variables]
-        state = [
-            tf.convert_to_tensor(v) for v in self.base.non_trainable_variables
-        ]
+        theta, state = self._parameters()
         iteration = tf.cast(self.optimizer.iterations, tf.int32)
         n = tf.shape(ep["support_x"])[0]
         # Seeds use the task's index in the global meta-batch, so that a
@@ -613,8 +621,7 @@ class MetaModel(keras.Model):
         """
         if steps is not None:
             _checks.check_positive_int("steps", steps)
-        if self.task_loss is None:
-            raise RuntimeError("Compile the MetaModel (with a `loss`) first.")
+        self._check_compiled()
         x = tf.convert_to_tensor(x)
         y = tf.convert_to_tensor(y)
         if x.shape.rank < 1 or y.shape.rank < 1 or x.shape[0] != y.shape[0]:
@@ -622,10 +629,7 @@ class MetaModel(keras.Model):
                 "`x` and `y` must hold the same number of support examples "
                 f"on axis 0. Received: x.shape={x.shape}, y.shape={y.shape}"
             )
-        theta = [tf.convert_to_tensor(v) for v in self.base.trainable_variables]
-        state = [
-            tf.convert_to_tensor(v) for v in self.base.non_trainable_variables
-        ]
+        theta, state = self._parameters()
         steps = steps or self.eval_inner_steps
         phi, _ = self._adapt_function(
             theta, state, x, y, steps, tf.constant([seed, 0]), False
