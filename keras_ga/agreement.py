@@ -13,11 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from collections.abc import Sequence
+from typing import Any
 
 import keras
 import tensorflow as tf
 
-AllReduce = Callable[[tf.Tensor], tf.Tensor]
+# Sums a tensor, or a list of tensors element by element, over replicas.
+AllReduce = Callable[[Any], Any]
 
 
 def _as_list(updates) -> list[tf.Tensor]:
@@ -58,8 +60,25 @@ def _per_task_dot(tensors, others) -> tf.Tensor:
     return total
 
 
+class _Weighting:
+    """A named, serializable task weighting (config: its name)."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def get_config(self) -> dict:
+        return {"name": self.name}
+
+    @classmethod
+    def from_config(cls, config: dict):
+        return cls(**config)
+
+    def __repr__(self):
+        return f"{type(self).__name__}(name={self.name!r})"
+
+
 @keras.saving.register_keras_serializable(package="keras_ga")
-class AgreementWeighting:
+class AgreementWeighting(_Weighting):
     """Gradient-agreement task weights (paper Eq. 13).
 
     For task update vectors g_1..g_N,
@@ -93,7 +112,7 @@ class AgreementWeighting:
     """
 
     def __init__(self, name: str = "agreement"):
-        self.name = name
+        super().__init__(name)
 
     def __call__(self, updates, all_reduce: AllReduce | None = None):
         """Computes the task weights.
@@ -101,39 +120,35 @@ class AgreementWeighting:
         Args:
             updates: a tensor [N, P] or a list of tensors [N, ...] of the
                 task update vectors g_i = theta - theta_i, per variable.
-            all_reduce: optional function summing a tensor over the replicas
-                of a distributed step. When given, `updates` holds this
-                replica's tasks, and `sum_j g_j` and the normaliser are
-                summed over all replicas, so the weights are those of the
-                global meta-batch.
+            all_reduce: optional function summing over the replicas of a
+                distributed step a tensor or, element by element, a list of
+                tensors (as `ReplicaContext.all_reduce` does). When given,
+                `updates` holds this replica's tasks, and `sum_j g_j` and
+                the normaliser are summed over all replicas, so the weights
+                are those of the global meta-batch.
 
         Returns:
             A float tensor [N] of weights for the tasks in `updates`.
         """
         tensors = _as_list(updates)
         reduce = all_reduce or (lambda t: t)
-        sums = [reduce(tf.reduce_sum(g, axis=0)) for g in tensors]
+        # Two cross-replica calls per step, each on a list of tensors.
+        sums = reduce([tf.reduce_sum(g, axis=0) for g in tensors])
         scores = _per_task_dot(tensors, sums)
-        denom = reduce(tf.reduce_sum(tf.abs(scores)))
-        count = reduce(tf.cast(_num_tasks(tensors), scores.dtype))
+        denom, count = reduce(
+            [
+                tf.reduce_sum(tf.abs(scores)),
+                tf.cast(_num_tasks(tensors), scores.dtype),
+            ]
+        )
         uniform = tf.ones_like(scores) / count
         safe = tf.where(denom > 0, denom, tf.ones_like(denom))
         weights = tf.where(denom > 0, scores / safe, uniform)
         return tf.stop_gradient(weights)
 
-    def get_config(self) -> dict:
-        return {"name": self.name}
-
-    @classmethod
-    def from_config(cls, config: dict):
-        return cls(**config)
-
-    def __repr__(self):
-        return f"AgreementWeighting(name={self.name!r})"
-
 
 @keras.saving.register_keras_serializable(package="keras_ga")
-class UniformWeighting:
+class UniformWeighting(_Weighting):
     """Equal weights `1 / N`: plain MAML / Reptile of the literature.
 
     Args:
@@ -141,7 +156,7 @@ class UniformWeighting:
     """
 
     def __init__(self, name: str = "uniform"):
-        self.name = name
+        super().__init__(name)
 
     def __call__(self, updates, all_reduce: AllReduce | None = None):
         """Returns `1 / N` for each task; see `AgreementWeighting`."""
@@ -149,16 +164,6 @@ class UniformWeighting:
         n = tf.cast(_num_tasks(tensors), tensors[0].dtype)
         count = all_reduce(n) if all_reduce is not None else n
         return tf.ones([_num_tasks(tensors)], tensors[0].dtype) / count
-
-    def get_config(self) -> dict:
-        return {"name": self.name}
-
-    @classmethod
-    def from_config(cls, config: dict):
-        return cls(**config)
-
-    def __repr__(self):
-        return f"UniformWeighting(name={self.name!r})"
 
 
 WEIGHTINGS = {"agreement": AgreementWeighting, "uniform": UniformWeighting}

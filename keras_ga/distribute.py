@@ -33,11 +33,11 @@ def _replica_context():
     return context
 
 
-def replica_sum() -> Callable[[tf.Tensor], tf.Tensor] | None:
-    """A function summing a tensor over replicas, or `None` on one replica.
+def replica_sum() -> Callable | None:
+    """A function summing over replicas, or `None` on one replica.
 
-    This is the `all_reduce` argument of `AgreementWeighting` and
-    `UniformWeighting`.
+    It sums a tensor, or a list of tensors element by element. This is the
+    `all_reduce` argument of `AgreementWeighting` and `UniformWeighting`.
     """
     context = _replica_context()
     if context is None:

@@ -56,6 +56,28 @@ class AgreementWeightingTest(parameterized.TestCase):
         np.testing.assert_allclose(w, [0.5, 0.5])
         self.assertTrue(np.all(np.isfinite(w)))
 
+    def test_all_reduce_gives_the_global_meta_batch_weights(self):
+        # Two replicas holding the same 3 tasks: the global meta-batch is
+        # those tasks twice, so each replica's weights are the 6-task ones.
+        rng = np.random.default_rng(2)
+        local = [
+            tf.constant(rng.normal(size=(3, 4, 2))),
+            tf.constant(rng.normal(size=(3, 5))),
+        ]
+        calls = []
+
+        def two_replicas(values):
+            calls.append(values)
+            return tf.nest.map_structure(lambda t: 2 * t, values)
+
+        weights = agreement.AgreementWeighting()(local, all_reduce=two_replicas)
+        both = [tf.concat([g, g], axis=0) for g in local]
+        expected = agreement.AgreementWeighting()(both)[:3]
+        np.testing.assert_allclose(weights, expected, rtol=1e-12)
+        # sum_j g_j of every variable in one call, the normaliser and the
+        # task count in another.
+        self.assertLen(calls, 2)
+
     def test_weights_are_constants_of_the_gradient(self):
         g = tf.Variable([[1.0, 2.0], [3.0, -1.0]])
         with tf.GradientTape() as tape:
