@@ -209,13 +209,8 @@ def evaluate_tasks(
     """
     _checks.check_one_of("metric", metric, list(METRICS))
     for name, value in (("num_tasks", num_tasks), ("steps", steps)):
-        if value is not None and (
-            isinstance(value, bool) or not isinstance(value, int) or value < 1
-        ):
-            raise ValueError(
-                f"`{name}` must be a positive integer or None. "
-                f"Received: {name}={value!r}"
-            )
+        if value is not None:
+            _checks.check_positive_int(name, value)
     steps = steps or model.eval_inner_steps
     if transductive is None:
         transductive = model.transductive
