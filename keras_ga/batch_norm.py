@@ -78,17 +78,12 @@ class BatchNormalization(keras.layers.BatchNormalization):
         gamma = self.gamma if self.scale else tf.ones([channels])
         beta = self.beta if self.center else tf.zeros([channels])
         # The kernel takes 4-D input and normalises over the first three.
-        outputs, mean, variance = tf.compat.v1.nn.fused_batch_norm(
+        outputs, mean, variance = _fused_batch_norm(
             tf.reshape(inputs, [-1, 1, 1, channels]),
             tf.cast(gamma, "float32"),
             tf.cast(beta, "float32"),
-            epsilon=self.epsilon,
-            is_training=True,
+            self.epsilon,
         )
-        # It returns the unbiased variance; moving statistics take the
-        # biased one, as the stock layer's.
-        count = tf.cast(tf.size(inputs) // channels, "float32")
-        variance = variance * tf.maximum(count - 1.0, 1.0) / count
         return tf.reshape(outputs, shape), mean, variance
 
     def _elementwise(self, inputs):
@@ -112,6 +107,118 @@ class BatchNormalization(keras.layers.BatchNormalization):
         )
         return outputs, mean, variance
 
+
+
+def _fused_batch_norm(x, gamma, beta, epsilon):
+    """Training-mode batch norm of 4-D `x` by TF's fused kernels.
+
+    Returns the output, the batch mean and the biased batch variance. The
+    output's first derivative is the fused gradient kernel; its second
+    derivative is `_batch_norm_grad_grad` (TF's registered one rebuilds
+    the element-wise gradient and differentiates it, about twice the
+    work). The returned moments carry no gradient: they only feed the
+    moving statistics.
+    """
+    import tensorflow as tf
+
+    @tf.custom_gradient
+    def forward(x, gamma, beta):
+        y, mean, variance, r1, r2, r3 = tf.raw_ops.FusedBatchNormV3(
+            x=x,
+            scale=gamma,
+            offset=beta,
+            mean=tf.zeros([0]),
+            variance=tf.zeros([0]),
+            epsilon=epsilon,
+            is_training=True,
+        )
+
+        def grad(dy, unused_dmean, unused_dvariance):
+            return _fused_batch_norm_grad(dy, x, gamma, (r1, r2, r3), epsilon)
+
+        # The kernel returns the unbiased variance; the moving statistics
+        # take the biased one, as the stock layer's.
+        count = tf.cast(tf.size(x) // tf.shape(x)[-1], "float32")
+        variance = variance * tf.maximum(count - 1.0, 1.0) / count
+        return (y, mean, variance), grad
+
+    outputs, mean, variance = forward(x, gamma, beta)
+    return outputs, tf.stop_gradient(mean), tf.stop_gradient(variance)
+
+
+def _fused_batch_norm_grad(dy, x, gamma, reserve, epsilon):
+    """(dx, dgamma, dbeta) by the fused kernel, differentiable again."""
+    import tensorflow as tf
+
+    @tf.custom_gradient
+    def backward(dy, x, gamma):
+        dx, dgamma, dbeta, _, _ = tf.raw_ops.FusedBatchNormGradV3(
+            y_backprop=dy,
+            x=x,
+            scale=gamma,
+            reserve_space_1=reserve[0],
+            reserve_space_2=reserve[1],
+            reserve_space_3=reserve[2],
+            epsilon=epsilon,
+            is_training=True,
+        )
+
+        def grad(a, b, c):
+            return _batch_norm_grad_grad(dy, x, gamma, a, b, c, epsilon)
+
+        return (dx, dgamma, dbeta), grad
+
+    return backward(dy, x, gamma)
+
+
+def _batch_norm_grad_grad(g, x, gamma, a, b, c, epsilon):
+    """Second derivative of training-mode batch norm, in closed form.
+
+    Batch norm per channel over its M values: xh = (x - mean(x)) r with
+    r = (var(x) + epsilon)^-1/2 and y = gamma xh + beta; its backward
+    maps g = dL/dy to dx = gamma r (g - mean(g) - xh mean(g xh)),
+    dgamma = sum(g xh), dbeta = sum(g). Given the cotangents a, b, c of
+    (dx, dgamma, dbeta), this returns those of (g, x, gamma). With
+    A = mean(a xh), h = mean(g xh) and S = mean(a g) - mean(a) mean(g)
+    - A h (all per channel):
+
+        d/dg     = gamma r (a - mean(a) - xh A) + b xh + c
+        d/dgamma = M r S
+        d/dx     = r (G - mean(G) - xh mean(G xh)) - gamma r^2 S xh,
+                   G = b g - gamma r (h a + A g),
+
+    where mean(G) and mean(G xh) are per-channel scalars. Everything is
+    written in differentiable ops of x, so higher derivatives stay exact.
+    """
+    import tensorflow as tf
+
+    axes = [0, 1, 2]
+    a = tf.zeros_like(x) if a is None else a
+    b = tf.zeros_like(gamma) if b is None else b
+    c = tf.zeros_like(gamma) if c is None else c
+    count = tf.cast(tf.size(x) // tf.shape(x)[-1], x.dtype)
+    centred = x - tf.reduce_mean(x, axes)
+    r = tf.math.rsqrt(tf.reduce_mean(tf.square(centred), axes) + epsilon)
+    xh = centred * r
+    mean_g = tf.reduce_mean(g, axes)
+    mean_a = tf.reduce_mean(a, axes)
+    h = tf.reduce_mean(g * xh, axes)
+    big_a = tf.reduce_mean(a * xh, axes)
+    s = tf.reduce_mean(a * g, axes) - mean_a * mean_g - big_a * h
+    gr = gamma * r
+    grad_g = gr * a + (b - gr * big_a) * xh + (c - gr * mean_a)
+    # G = coef_g g - gr h a, so mean(G) and mean(G xh) are per channel.
+    coef_g = b - gr * big_a
+    mean_big_g = coef_g * mean_g - gr * h * mean_a
+    mean_big_g_xh = (coef_g - gr * big_a) * h
+    grad_x = (
+        (r * coef_g) * g
+        - (gr * r * h) * a
+        - (r * mean_big_g_xh + gr * r * s) * xh
+        - r * mean_big_g
+    )
+    grad_gamma = count * r * s
+    return grad_g, grad_x, grad_gamma
 
 def _is_stock(layer) -> bool:
     return type(layer) is keras.layers.BatchNormalization
