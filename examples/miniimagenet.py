@@ -28,6 +28,7 @@ import functools
 from absl import app
 from absl import flags
 
+from examples import _common
 from examples import omniglot
 from keras_ga.datasets import miniimagenet_episodes
 
@@ -72,6 +73,7 @@ def train_and_evaluate(config: Config, output_dir: str) -> dict:
 
 def main(argv):
     del argv
+    _common.configure_threads()
     config = omniglot.config_from_flags(Config)
     summary = train_and_evaluate(config, flags.FLAGS.output_dir)
     print(omniglot.TABLE_HEADER + omniglot.table_rows(summary))

@@ -273,6 +273,7 @@ def config_from_flags(cls=Config) -> Config:
 
 def main(argv):
     del argv
+    _common.configure_threads()
     summary = train_and_evaluate(config_from_flags(), flags.FLAGS.output_dir)
     print(TABLE_HEADER + table_rows(summary))
 

@@ -277,6 +277,7 @@ def define_flags(defaults: Config) -> None:
 
 def main(argv):
     del argv
+    _common.configure_threads()
     values = {
         f.name: flags.FLAGS[f.name].value for f in dataclasses.fields(Config)
     }

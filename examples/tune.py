@@ -36,6 +36,7 @@ import keras
 from absl import app
 from absl import flags
 
+from examples import _common
 from keras_ga import models
 from keras_ga import tuner as tuner_lib
 from keras_ga.datasets import omniglot
@@ -250,6 +251,7 @@ def table(summary: dict) -> str:
 
 def main(argv):
     del argv
+    _common.configure_threads()
     if not FLAGS.output_dir:
         raise app.UsageError("`--output_dir` is required.")
     summary = tune(FLAGS.flag_values_dict(), FLAGS.output_dir)

@@ -25,6 +25,7 @@ from keras_ga.models import mlp
 from keras_ga.sampler import ClassMajor
 from keras_ga.sampler import few_shot_episodes
 from keras_ga.sampler import group_by_class
+from keras_ga.threads import set_cpu_threads
 
 __version__ = "0.1.0"
 
@@ -50,4 +51,5 @@ __all__ = [
     "models",
     "paired_difference",
     "sampler",
+    "set_cpu_threads",
 ]

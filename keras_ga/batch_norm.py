@@ -108,7 +108,6 @@ class BatchNormalization(keras.layers.BatchNormalization):
         return outputs, mean, variance
 
 
-
 def _fused_batch_norm(x, gamma, beta, epsilon):
     """Training-mode batch norm of 4-D `x` by TF's fused kernels.
 
@@ -219,6 +218,7 @@ def _batch_norm_grad_grad(g, x, gamma, a, b, c, epsilon):
     )
     grad_gamma = count * r * s
     return grad_g, grad_x, grad_gamma
+
 
 def _is_stock(layer) -> bool:
     return type(layer) is keras.layers.BatchNormalization
