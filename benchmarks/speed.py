@@ -1,8 +1,12 @@
 """Meta-training speed of keras_ga beside learn2learn and torch.func.
 
 Every configuration runs in a fresh subprocess (so that its peak RSS is its
-own), with the same thread count for TensorFlow (intra and inter op) and
-PyTorch; keras_ga and its peers alternate configuration by configuration.
+own), on the same `--threads` cores; keras_ga and its peers alternate
+configuration by configuration. PyTorch gets `--threads` threads per op.
+keras_ga runs twice: with TensorFlow's default split of those cores
+(`--threads` threads per op and as many ops at once; the "keras_ga" rows)
+and with `keras_ga.set_cpu_threads` (one thread per op, `--threads` ops at
+once; "keras_ga_split"), the split its examples use.
 Random inputs of the workloads' shapes:
 
 - Omniglot conv4 (64 filters, 28x28x1, BatchNorm, max-pool), 5-way 1-shot,
@@ -84,6 +88,10 @@ WORKLOADS = {
     "sine_maml5_n32": ("sine", "maml", 5, 32),
 }
 PEERS = ("l2l", "func_vmap", "func_loop")
+# keras_ga's two thread splits of the same cores: TensorFlow's default
+# (every op may use all cores, as many ops at once) and
+# keras_ga.set_cpu_threads (one thread per op, as many ops at once).
+OURS = {"keras_ga": "TF default", "keras_ga_split": "set_cpu_threads"}
 
 
 # ----------------------------------------------------------------------
@@ -156,7 +164,12 @@ def run_keras_worker(config):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import tensorflow as tf
 
-    _set_tf_threads(config["threads"])
+    if config.get("split_threads"):
+        import keras_ga
+
+        keras_ga.set_cpu_threads(config["threads"])
+    else:
+        _set_tf_threads(config["threads"])
     if config.get("kind") == "matmul":
         return _matmul_flops()
     if config.get("kind") == "weighting":
@@ -302,6 +315,7 @@ def section_peers(results):
         row = out.setdefault(name, {})
         config = dict(workload=workload, algo=algo, steps=steps, n=n)
         row["keras_ga"] = keras_run(**config)
+        row["keras_ga_split"] = keras_run(split_threads=True, **config)
         for impl in PEERS:
             if impl == "func_vmap" and workload == "omniglot":
                 if not _VMAP_CONV.value:
@@ -373,19 +387,19 @@ def table_peers(results):
     flops = results.get("flops", {})
     peak = results.get("matmul", {}).get("matmul_flops")
     lines = [
-        "| workload | impl | it/s | keras_ga / impl | first step s "
-        "| peak RSS MB (over import) | GFLOP/s (% of matmul) |",
-        "|---|---|---|---|---|---|---|",
+        "| workload | impl | it/s | keras_ga / impl | keras_ga split / impl "
+        "| first step s | peak RSS MB (over import) | GFLOP/s (% of matmul) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, row in results.get("peers", {}).items():
-        ours = _step_s(row["keras_ga"])
-        for impl in ("keras_ga", *PEERS):
-            r = row[impl]
+        ours = [_step_s(row.get(k, {})) for k in OURS]
+        for impl in (*OURS, *PEERS):
+            r = row.get(impl, {"error": "not run"})
             step = _step_s(r)
             if step is None:
                 lines.append(f"| {name} | {impl} | failed: {r['error']} |")
                 continue
-            ratio = step / ours if ours else None
+            ratios = [step / o if o else None for o in ours]
             rss = r["rss_peak_mb"]
             over = rss - r["rss_base_mb"]
             gflops = flops.get(name)
@@ -393,7 +407,8 @@ def table_peers(results):
             pct = 100 * rate * 1e9 / peak if rate and peak else None
             lines.append(
                 f"| {name} | {impl} | {1 / step:.3g} | "
-                f"{_fmt(ratio)}x | {r['first_s']:.2f} | "
+                f"{_fmt(ratios[0])}x | {_fmt(ratios[1])}x | "
+                f"{r['first_s']:.2f} | "
                 f"{rss:.0f} ({over:.0f}) | {_fmt(rate, '.1f')} "
                 f"({_fmt(pct, '.0f')}%) |"
             )
@@ -402,43 +417,48 @@ def table_peers(results):
 
 def table_targets(results):
     lines = [
-        "| workload | keras_ga / l2l (>= 2) | keras_ga / faster torch.func "
-        "(>= 1.5) | first step s (< 5) | peak RSS vs l2l (<=) |",
-        "|---|---|---|---|---|",
+        "| workload | keras_ga threads | keras_ga / l2l (>= 2) "
+        "| keras_ga / faster torch.func (>= 1.5) | first step s (< 5) "
+        "| peak RSS vs l2l (<=) |",
+        "|---|---|---|---|---|---|",
     ]
 
     def mark(ok):
         return "met" if ok else "MISSED"
 
     for name, row in results.get("peers", {}).items():
-        ours = _step_s(row["keras_ga"])
-        if ours is None:
-            continue
         l2l = _step_s(row["l2l"])
         func = [_step_s(row[i]) for i in ("func_vmap", "func_loop")]
         func = min([f for f in func if f] or [None])
-        first = row["keras_ga"]["first_s"]
-        rss = row["keras_ga"]["rss_peak_mb"]
-        cells = []
-        for peer, target in ((l2l, 2.0), (func, 1.5)):
-            r = peer / ours if peer else None
-            cells.append(
-                "n/a" if r is None else f"{r:.2f}x {mark(r >= target)}"
+        for impl, threads in OURS.items():
+            r = row.get(impl, {})
+            ours = _step_s(r)
+            if ours is None:
+                continue
+            first = r["first_s"]
+            rss = r["rss_peak_mb"]
+            cells = []
+            for peer, target in ((l2l, 2.0), (func, 1.5)):
+                ratio = peer / ours if peer else None
+                cells.append(
+                    "n/a"
+                    if ratio is None
+                    else f"{ratio:.2f}x {mark(ratio >= target)}"
+                )
+            l2l_rss = row["l2l"].get("rss_peak_mb")
+            rss_cell = "n/a"
+            if l2l_rss is not None:
+                ours_over = rss - r["rss_base_mb"]
+                l2l_over = l2l_rss - row["l2l"]["rss_base_mb"]
+                rss_cell = (
+                    f"{rss:.0f} vs {l2l_rss:.0f} MB {mark(rss <= l2l_rss)}; "
+                    f"over import {ours_over:.0f} vs {l2l_over:.0f} MB "
+                    f"{mark(ours_over <= l2l_over)}"
+                )
+            lines.append(
+                f"| {name} | {threads} | {cells[0]} | {cells[1]} | "
+                f"{first:.2f} {mark(first < 5)} | {rss_cell} |"
             )
-        l2l_rss = row["l2l"].get("rss_peak_mb")
-        rss_cell = "n/a"
-        if l2l_rss is not None:
-            ours_over = rss - row["keras_ga"]["rss_base_mb"]
-            l2l_over = l2l_rss - row["l2l"]["rss_base_mb"]
-            rss_cell = (
-                f"{rss:.0f} vs {l2l_rss:.0f} MB {mark(rss <= l2l_rss)}; "
-                f"over import {ours_over:.0f} vs {l2l_over:.0f} MB "
-                f"{mark(ours_over <= l2l_over)}"
-            )
-        lines.append(
-            f"| {name} | {cells[0]} | {cells[1]} | "
-            f"{first:.2f} {mark(first < 5)} | {rss_cell} |"
-        )
     return "\n".join(lines)
 
 
@@ -536,7 +556,9 @@ def plot_scaling(results):
 def report(results):
     peak = results.get("matmul", {}).get("matmul_flops")
     parts = [
-        f"Threads: {_THREADS.value} (TF intra/inter op, torch). Repeats: "
+        f"Cores: {_THREADS.value} (torch threads; TF intra/inter op threads "
+        f"{_THREADS.value}/{_THREADS.value} for keras_ga, 1/{_THREADS.value} "
+        "for keras_ga_split). Repeats: "
         f"{_REPEATS.value} timed steps after 1 warm-up step. "
         f"Measured matmul (TF, 2048^2 float32): "
         f"{_fmt(peak and peak / 1e9, '.1f')} GFLOP/s.",

@@ -74,17 +74,22 @@ class BatchNormalization(keras.layers.BatchNormalization):
         import tensorflow as tf
 
         channels = inputs.shape[-1]
-        shape = tf.shape(inputs)
         gamma = self.gamma if self.scale else tf.ones([channels])
         beta = self.beta if self.center else tf.zeros([channels])
-        # The kernel takes 4-D input and normalises over the first three.
+        # The kernel takes 4-D input and normalises over the first three;
+        # 4-D inputs go in as they are, so that Grappler can fuse the
+        # kernel with a following ReLU.
+        four_d = len(inputs.shape) == 4
+        x = inputs if four_d else tf.reshape(inputs, [-1, 1, 1, channels])
         outputs, mean, variance = _fused_batch_norm(
-            tf.reshape(inputs, [-1, 1, 1, channels]),
+            x,
             tf.cast(gamma, "float32"),
             tf.cast(beta, "float32"),
             self.epsilon,
         )
-        return tf.reshape(outputs, shape), mean, variance
+        if not four_d:
+            outputs = tf.reshape(outputs, tf.shape(inputs))
+        return outputs, mean, variance
 
     def _elementwise(self, inputs):
         """Output, batch mean and batch variance, element-wise formula."""

@@ -109,16 +109,22 @@ class SecondOrderTest(absltest.TestCase):
         self.weights = reference.get_weights()
         self.reference = flat(conv_maml.maml_gradients(reference)[1])
 
-    def relative_error(self, stock):
+    def relative_error(self, stock, compiled=False):
         base = conv_maml.conv_base("float32", stock_bn=stock)
         base.set_weights([w.astype("float32") for w in self.weights])
-        _, grads = conv_maml.maml_gradients(base, "float32", exact=not stock)
+        _, grads = conv_maml.maml_gradients(
+            base, "float32", exact=not stock, compiled=compiled
+        )
         return np.linalg.norm(flat(grads) - self.reference) / np.linalg.norm(
             self.reference
         )
 
     def test_fused_meta_gradient_matches_float64(self):
         self.assertLess(self.relative_error(stock=False), 1e-5)
+
+    def test_compiled_fused_meta_gradient_matches_float64(self):
+        # In a tf.function Grappler fuses the kernel with the next ReLU.
+        self.assertLess(self.relative_error(stock=False, compiled=True), 1e-5)
 
     def test_stock_float32_meta_gradient_is_off(self):
         # The same comparison can fail: the stock layer's is far off.

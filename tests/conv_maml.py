@@ -7,6 +7,7 @@ kernel against float64).
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 import keras_ga
 
@@ -50,8 +51,14 @@ def loss_fn(dtype="float64"):
     )
 
 
-def maml_gradients(base, dtype="float64", exact=True, steps=2, lr=0.5):
-    """The MAML meta-gradient of `conv_episode` on `base`, per variable."""
+def maml_gradients(
+    base, dtype="float64", exact=True, steps=2, lr=0.5, compiled=False
+):
+    """The MAML meta-gradient of `conv_episode` on `base`, per variable.
+
+    `compiled` runs it in a `tf.function`, where Grappler rewrites the graph
+    (e.g. fuses BatchNorm with the following ReLU), as in training.
+    """
     model = keras_ga.MetaModel(
         base,
         algo="maml",
@@ -61,5 +68,10 @@ def maml_gradients(base, dtype="float64", exact=True, steps=2, lr=0.5):
         exact_batch_norm=exact,
     )
     model.compile(optimizer="sgd", loss=loss_fn(dtype))
-    grads = model.run_tasks(conv_episode(dtype), training=True).outer_grads
+    episode = conv_episode(dtype)
+
+    def outer_grads():
+        return model.run_tasks(episode, training=True).outer_grads
+
+    grads = tf.function(outer_grads)() if compiled else outer_grads()
     return model, [g[0].numpy() for g in grads]
