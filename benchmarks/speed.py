@@ -32,14 +32,15 @@ Commands, from the repository root (peers from benchmarks/setup_peers.sh):
     python benchmarks/speed.py --sections=agreement,scaling
     python benchmarks/speed.py --sections=formulations
 
-The first is the side-by-side run (7 minutes on the idle 2 cores); the
-others measure the agreement weighting, the scaling in N, k and
-`parallel_tasks` (with peak RSS, and the figure
-benchmarks/figures/speed_scaling.png), and the task-execution / XLA
-choices. Flags: `--sections`, `--workloads` (names in WORKLOADS),
-`--repeats`, `--threads`, `--timeout` (per configuration), `--vmap_conv`
-(also the slow torch.func vmap on Omniglot), `--peers_python`, `--out`
-(also write the Markdown, and the raw results as JSON beside it).
+The first is the side-by-side run (about 15 minutes on the idle 2 cores,
+most of it torch.func vmap on the conv net); the others measure the
+agreement weighting, the scaling in N, k and `parallel_tasks` (with peak
+RSS, and the figure benchmarks/figures/speed_scaling.png), and the
+task-execution / XLA choices, all with `keras_ga.set_cpu_threads`.
+Flags: `--sections`, `--workloads` (names in WORKLOADS), `--repeats`,
+`--threads`, `--timeout` (per configuration), `--vmap_conv` (also the
+slow torch.func vmap on Omniglot), `--peers_python`, `--out` (also write
+the Markdown, and the raw results as JSON beside it).
 """
 
 import json
@@ -333,6 +334,7 @@ def section_agreement(results):
         workload, algo, steps, n = WORKLOADS[name]
         config = dict(workload=workload, algo=algo, steps=steps, n=n)
         row = {"isolated": keras_run(kind="weighting", **config)}
+        config["split_threads"] = True
         for weighting in ("uniform", "agreement"):
             row[weighting] = keras_run(weighting=weighting, **config)
         out[name] = row
@@ -348,7 +350,13 @@ def section_scaling(results):
         for p in (1, 4)
     ]
     for axis, value, config in configs:
-        r = keras_run(workload="omniglot", algo="maml", repeats=2, **config)
+        r = keras_run(
+            workload="omniglot",
+            algo="maml",
+            repeats=2,
+            split_threads=True,
+            **config,
+        )
         out.append({"axis": axis, "value": value, **config, **r})
         print(axis, value, json.dumps(r), file=sys.stderr, flush=True)
 
@@ -373,6 +381,7 @@ def section_formulations(results):
             n=n,
             task_execution=execution,
             jit_compile=jit,
+            split_threads=True,
         )
         row = dict(workload=workload, algo=algo, steps=steps, n=n)
         out.append({**row, "execution": execution, "jit": jit, **r})
