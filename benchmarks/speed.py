@@ -227,6 +227,9 @@ def _weighting_cost(config):
     from keras_ga import agreement
 
     model = _keras_model(config)
+    # Compiled as the step is (XLA for the MLP), so that the weighting
+    # costs here what it costs inside the step.
+    jit = bool(model.jit_compile)
     n = config["n"]
     stacks = [
         tf.random.normal([n, *v.shape]) for v in model.base.trainable_variables
@@ -236,14 +239,18 @@ def _weighting_cost(config):
         ("agreement", keras_ga.AgreementWeighting()),
         ("uniform", keras_ga.UniformWeighting()),
     ):
-        fn = tf.function(lambda s, w=weigh: agreement.weighted_sum(w(s), s))
+        fn = tf.function(
+            lambda s, w=weigh: agreement.weighted_sum(w(s), s),
+            jit_compile=jit,
+        )
         fn(stacks)[0].numpy()
         times = []
-        for _ in range(20):
+        for _ in range(100):
             start = time.perf_counter()
             fn(stacks)[0].numpy()
             times.append(time.perf_counter() - start)
         result[name + "_s"] = statistics.median(times)
+    result["jit_compile"] = jit
     return result
 
 
@@ -333,8 +340,11 @@ def section_agreement(results):
     for name in ("omniglot_maml1", "sine_maml5_n32"):
         workload, algo, steps, n = WORKLOADS[name]
         config = dict(workload=workload, algo=algo, steps=steps, n=n)
-        row = {"isolated": keras_run(kind="weighting", **config)}
         config["split_threads"] = True
+        # Enough steps that the median resolves a few percent of the step
+        # (the MLP step is milliseconds).
+        config["repeats"] = 200 if workload == "sine" else 5
+        row = {"isolated": keras_run(kind="weighting", **config)}
         for weighting in ("uniform", "agreement"):
             row[weighting] = keras_run(weighting=weighting, **config)
         out[name] = row
