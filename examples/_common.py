@@ -6,22 +6,35 @@ import os
 
 import keras
 from absl import flags
+from absl import logging
 
 import keras_ga
 
-_SET_CPU_THREADS = flags.DEFINE_bool(
-    "set_cpu_threads",
-    True,
-    "Give TensorFlow one thread per op and as many ops at once as there are "
-    "CPUs (keras_ga.set_cpu_threads): faster for task-parallel "
-    "meta-training on a CPU. False keeps TensorFlow's default split.",
-)
+
+def define_thread_flag(flag_values=flags.FLAGS) -> None:
+    """Defines `--set_cpu_threads` in `flag_values`."""
+    flags.DEFINE_bool(
+        "set_cpu_threads",
+        True,
+        "Give TensorFlow one thread per op and as many ops at once as there "
+        "are CPUs (keras_ga.set_cpu_threads): faster for task-parallel "
+        "meta-training on a CPU. False keeps TensorFlow's default split.",
+        flag_values=flag_values,
+    )
 
 
-def configure_threads() -> None:
-    """Applies `--set_cpu_threads`; call first in an example's `main`."""
-    if _SET_CPU_THREADS.value:
+def configure_threads(flag_values=flags.FLAGS) -> None:
+    """Applies `--set_cpu_threads`; call first in an example's `main`.
+
+    Where TensorFlow's runtime already runs (a script's `main` called from
+    a test or a notebook), its thread split stays and a warning says so.
+    """
+    if not flag_values.set_cpu_threads:
+        return
+    try:
         keras_ga.set_cpu_threads()
+    except RuntimeError as error:
+        logging.warning("%s. Keeping TensorFlow's thread split.", error)
 
 
 def run_callbacks(run_dir: str) -> list:

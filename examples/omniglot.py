@@ -249,6 +249,7 @@ def train_and_evaluate(config: Config, output_dir: str) -> dict:
 
 def define_flags(defaults: Config) -> None:
     """absl flags mirroring the fields of `defaults` (a `Config`)."""
+    _common.define_thread_flag()
     for field in dataclasses.fields(defaults):
         value = getattr(defaults, field.name)
         kind = field.type if isinstance(field.type, str) else ""

@@ -263,6 +263,7 @@ def write_results(summary: dict, output_dir: str) -> None:
 
 def define_flags(defaults: Config) -> None:
     """absl flags mirroring the fields of `Config`."""
+    _common.define_thread_flag()
     for field in dataclasses.fields(Config):
         value = getattr(defaults, field.name)
         if isinstance(value, float):

@@ -49,6 +49,7 @@ TASKS = ("omniglot", "sine")
 def define_flags(flag_values=FLAGS) -> None:
     """Defines the flags of this script in `flag_values`."""
     fv = {"flag_values": flag_values}
+    _common.define_thread_flag(flag_values)
     flags.DEFINE_enum("task", "omniglot", TASKS, "Problem.", **fv)
     flags.DEFINE_enum(
         "tuner", "random", tuner_lib.TUNERS, "Keras Tuner search.", **fv
@@ -251,7 +252,7 @@ def table(summary: dict) -> str:
 
 def main(argv):
     del argv
-    _common.configure_threads()
+    _common.configure_threads(FLAGS)
     if not FLAGS.output_dir:
         raise app.UsageError("`--output_dir` is required.")
     summary = tune(FLAGS.flag_values_dict(), FLAGS.output_dir)

@@ -9,9 +9,12 @@ import sys
 import tempfile
 
 import numpy as np
+import tensorflow as tf
+from absl import flags
 from absl.testing import absltest
 from PIL import Image
 
+from examples import _common
 from examples import miniimagenet
 from examples import omniglot
 from examples import sine
@@ -174,6 +177,54 @@ class SineExampleTest(absltest.TestCase):
         self.assertIn("| Reptile + gradient agreement | 2 |", done.stdout)
         self.assertTrue(
             os.path.exists(os.path.join(output_dir, "results.json"))
+        )
+
+
+class ThreadFlagTest(absltest.TestCase):
+    """`--set_cpu_threads` (the subprocess run of examples.sine applies it)."""
+
+    def flag_values(self, *argv):
+        values = flags.FlagValues()
+        _common.define_thread_flag(values)
+        values(["example", *argv])
+        return values
+
+    def test_defaults_to_on(self):
+        self.assertTrue(self.flag_values().set_cpu_threads)
+
+    def test_started_runtime_keeps_its_split_with_a_warning(self):
+        # A fresh process, whose runtime starts with TF's default split.
+        code = (
+            "import tensorflow as tf\n"
+            "from absl import flags\n"
+            "from examples import _common\n"
+            "values = flags.FlagValues()\n"
+            "_common.define_thread_flag(values)\n"
+            "values(['example'])\n"
+            "float(tf.reduce_sum(tf.ones([2])))\n"
+            "_common.configure_threads(values)\n"
+            "print(tf.config.threading.get_intra_op_parallelism_threads())\n"
+        )
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO)
+        done = subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        self.assertEqual(done.returncode, 0, done.stderr[-2000:])
+        self.assertIn("Keeping TensorFlow's thread split", done.stderr)
+        self.assertEqual(done.stdout.split(), ["0"])
+
+    def test_off_changes_nothing(self):
+        float(tf.reduce_sum(tf.ones([2])))
+        before = tf.config.threading.get_intra_op_parallelism_threads()
+        with self.assertNoLogs(level="WARNING"):
+            _common.configure_threads(self.flag_values("--noset_cpu_threads"))
+        self.assertEqual(
+            tf.config.threading.get_intra_op_parallelism_threads(), before
         )
 
 
