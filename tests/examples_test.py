@@ -92,6 +92,19 @@ def write_mini_imagenet(root, classes=3, per_class=4, size=16):
             )
 
 
+def run_python(*args, timeout):
+    """`python *args` in a fresh process at the repository root."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO)
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 class FewShotExamplesTest(absltest.TestCase):
     def test_omniglot_on_real_data(self):
         output_dir = make_tempdir(self)
@@ -164,15 +177,7 @@ class SineExampleTest(absltest.TestCase):
             "--eval_tasks=5",
             f"--output_dir={output_dir}",
         ]
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO)
-        done = subprocess.run(
-            [sys.executable, "-m", "examples.sine", *flags],
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        done = run_python("-m", "examples.sine", *flags, timeout=300)
         self.assertEqual(done.returncode, 0, done.stderr[-2000:])
         self.assertIn("| Reptile + gradient agreement | 2 |", done.stdout)
         self.assertTrue(
@@ -205,15 +210,7 @@ class ThreadFlagTest(absltest.TestCase):
             "_common.configure_threads(values)\n"
             "print(tf.config.threading.get_intra_op_parallelism_threads())\n"
         )
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO)
-        done = subprocess.run(
-            [sys.executable, "-c", code],
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        done = run_python("-c", code, timeout=120)
         self.assertEqual(done.returncode, 0, done.stderr[-2000:])
         self.assertIn("Keeping TensorFlow's thread split", done.stderr)
         self.assertEqual(done.stdout.split(), ["0"])
