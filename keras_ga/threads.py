@@ -6,8 +6,8 @@ of a meta-batch concurrently (`tf.map_fn`, `parallel_tasks` at a time), and
 the ops of one few-shot task are small (a 5-image convolution), so on a CPU
 the cores are better spent running several tasks' ops side by side, one
 thread each. On this project's 2-core machine, one thread per op and two
-ops at once made the Omniglot conv4 meta-training step 13% (MAML, 1 inner
-step) to 27% (MAML, 5 inner steps) faster than TensorFlow's default split,
+ops at once ran the Omniglot conv4 meta-training step 1.13x to 1.33x, and
+the sine MLP step 1.37x to 1.84x, as fast as TensorFlow's default split,
 with the same results (`benchmarks/speed.py`, table in
 `benchmarks/RESULTS.md`).
 """
