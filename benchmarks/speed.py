@@ -339,11 +339,16 @@ def section_agreement(results):
     out = results.setdefault("agreement", {})
     for name in ("omniglot_maml1", "sine_maml5_n32"):
         workload, algo, steps, n = WORKLOADS[name]
-        config = dict(workload=workload, algo=algo, steps=steps, n=n)
-        config["split_threads"] = True
-        # Enough steps that the median resolves a few percent of the step
-        # (the MLP step is milliseconds).
-        config["repeats"] = 200 if workload == "sine" else 5
+        config = dict(
+            workload=workload,
+            algo=algo,
+            steps=steps,
+            n=n,
+            split_threads=True,
+            # Enough steps that the median resolves a few percent of the
+            # step (the MLP step is milliseconds).
+            repeats=200 if workload == "sine" else 5,
+        )
         row = {"isolated": keras_run(kind="weighting", **config)}
         for weighting in ("uniform", "agreement"):
             row[weighting] = keras_run(weighting=weighting, **config)

@@ -147,12 +147,19 @@ def _fused_batch_norm(x, gamma, beta, epsilon):
 
         # The kernel returns the unbiased variance; the moving statistics
         # take the biased one, as the stock layer's.
-        count = tf.cast(tf.size(x) // tf.shape(x)[-1], "float32")
+        count = _count_per_channel(x)
         variance = variance * tf.maximum(count - 1.0, 1.0) / count
         return (y, mean, variance), grad
 
     outputs, mean, variance = forward(x, gamma, beta)
     return outputs, tf.stop_gradient(mean), tf.stop_gradient(variance)
+
+
+def _count_per_channel(x):
+    """How many values batch norm averages per channel of 4-D `x`."""
+    import tensorflow as tf
+
+    return tf.cast(tf.size(x) // tf.shape(x)[-1], x.dtype)
 
 
 def _fused_batch_norm_grad(dy, x, gamma, reserve, epsilon):
@@ -205,7 +212,7 @@ def _batch_norm_grad_grad(g, x, gamma, a, b, c, epsilon):
     a = tf.zeros_like(x) if a is None else a
     b = tf.zeros_like(gamma) if b is None else b
     c = tf.zeros_like(gamma) if c is None else c
-    count = tf.cast(tf.size(x) // tf.shape(x)[-1], x.dtype)
+    count = _count_per_channel(x)
     centred = x - tf.reduce_mean(x, axes)
     r = tf.math.rsqrt(tf.reduce_mean(tf.square(centred), axes) + epsilon)
     xh = centred * r
@@ -215,9 +222,9 @@ def _batch_norm_grad_grad(g, x, gamma, a, b, c, epsilon):
     big_a = tf.reduce_mean(a * xh, axes)
     s = tf.reduce_mean(a * g, axes) - mean_a * mean_g - big_a * h
     gr = gamma * r
-    grad_g = gr * a + (b - gr * big_a) * xh + (c - gr * mean_a)
-    # G = coef_g g - gr h a, so mean(G) and mean(G xh) are per channel.
     coef_g = b - gr * big_a
+    grad_g = gr * a + coef_g * xh + (c - gr * mean_a)
+    # G = coef_g g - gr h a, so mean(G) and mean(G xh) are per channel.
     mean_big_g = coef_g * mean_g - gr * h * mean_a
     mean_big_g_xh = (coef_g - gr * big_a) * h
     grad_x = (

@@ -43,7 +43,7 @@ def set_cpu_threads(cores: int | None = None) -> None:
     import tensorflow as tf
 
     if cores is None:
-        cores = len(os.sched_getaffinity(0))
+        cores = _usable_cpus()
     _checks.check_positive_int("cores", cores)
     threading = tf.config.threading
     try:
@@ -59,3 +59,10 @@ def set_cpu_threads(cores: int | None = None) -> None:
             "(0: TensorFlow's default). Received: cores="
             f"{cores!r}"
         ) from error
+
+
+def _usable_cpus() -> int:
+    """CPUs this process may run on (all CPUs where affinity is unknown)."""
+    if hasattr(os, "sched_getaffinity"):  # Linux
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
