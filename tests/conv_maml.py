@@ -12,12 +12,19 @@ import tensorflow as tf
 import keras_ga
 
 
-def conv_base(dtype="float64", stock_bn=False):
-    """Two [conv 3x3, BatchNorm, ReLU, max-pool 2x2] blocks, dense logits."""
+def conv_base(dtype="float64", stock_bn=False, fast_pool=False):
+    """Two [conv 3x3, BatchNorm, ReLU, max-pool 2x2] blocks, dense logits.
+
+    `fast_pool` takes `keras_ga.layers.MaxPooling2D` instead of the stock
+    layer.
+    """
     bn = (
         keras.layers.BatchNormalization
         if stock_bn
         else keras_ga.layers.BatchNormalization
+    )
+    pool = (
+        keras_ga.layers.MaxPooling2D if fast_pool else keras.layers.MaxPooling2D
     )
     layers = [keras.Input((8, 8, 1), dtype=dtype)]
     for _ in range(2):
@@ -25,7 +32,7 @@ def conv_base(dtype="float64", stock_bn=False):
             keras.layers.Conv2D(3, 3, padding="same", dtype=dtype),
             bn(dtype=dtype),
             keras.layers.ReLU(dtype=dtype),
-            keras.layers.MaxPooling2D(2, dtype=dtype),
+            pool(2, dtype=dtype),
         ]
     layers += [
         keras.layers.Flatten(dtype=dtype),

@@ -169,10 +169,11 @@ def post_adaptation_loss(base, theta, ep, alpha, steps, loss_fn):
 
 
 class FiniteDifferenceTest(parameterized.TestCase):
-    def _directional_errors(self, stock_bn, exact):
+    def _directional_errors(self, stock_bn, exact, fast_pool=False):
         keras.utils.set_random_seed(0)
         model, grads = conv_maml.maml_gradients(
-            conv_maml.conv_base(stock_bn=stock_bn), exact=exact
+            conv_maml.conv_base(stock_bn=stock_bn, fast_pool=fast_pool),
+            exact=exact,
         )
         ep, loss_fn = conv_maml.conv_episode(), conv_maml.loss_fn()
         theta = [v.numpy() for v in model.base.trainable_variables]
@@ -193,6 +194,12 @@ class FiniteDifferenceTest(parameterized.TestCase):
 
     def test_maml_matches_finite_differences_with_batchnorm_and_maxpool(self):
         errors = self._directional_errors(stock_bn=True, exact=True)
+        self.assertLess(max(errors), 1e-6, errors)
+
+    def test_maml_matches_finite_differences_with_keras_ga_maxpool(self):
+        errors = self._directional_errors(
+            stock_bn=True, exact=True, fast_pool=True
+        )
         self.assertLess(max(errors), 1e-6, errors)
 
     def test_stock_batchnorm_second_order_is_wrong(self):
