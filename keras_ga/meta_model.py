@@ -91,6 +91,10 @@ class MetaModel(keras.Model):
 
     Args:
         model: a built Keras model; its weights are the meta-parameters.
+            Its max-pooling layers are kept as they are: for second-order
+            MAML on a CPU, `keras_ga.layers.MaxPooling2D` gives the stock
+            layer's derivatives on faster kernels (`keras_ga.conv4` uses
+            it).
         algo: `"maml"` (second order), `"fomaml"` (first order) or
             `"reptile"`.
         weighting: `"agreement"` (gradient agreement, Eq. 13), `"uniform"`
