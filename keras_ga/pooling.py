@@ -13,9 +13,11 @@ forward and gradient pair.
 through ops that oneDNN runs:
 
 - forward: `max_pool2d`, as the stock layer;
-- gradient: `MaxPoolGrad` beside a recomputed forward pool (oneDNN pairs
-  the two through its workspace; where the forward pool is in the same
-  graph, Grappler merges the two pools into one);
+- gradient: `MaxPoolGrad` beside the forward pool, which oneDNN pairs
+  with it through its workspace; where the gradient is taken in another
+  graph than the forward pool's (MAML's outer backward pass through the
+  inner loop runs in the while loop's gradient body), the pool is
+  recomputed beside it;
 - derivative of the gradient: with non-overlapping windows
   (`strides == pool_size`) it is the transpose of the gradient, a sum over
   each window of the cotangent masked by where the gradient goes; the mask
@@ -82,23 +84,24 @@ def max_pool(x, pool_size, strides, padding):
         y = tf.nn.max_pool2d(x, ksize, stride, padding)
 
         def grad(dy):
-            return _max_pool_grad(x, dy, ksize, stride, padding)
+            return _max_pool_grad(x, y, dy, ksize, stride, padding)
 
         return y, grad
 
     return forward(x)
 
 
-def _max_pool_grad(x, dy, ksize, strides, padding):
-    """The gradient of `max_pool` at `x` applied to `dy`, differentiable."""
+def _max_pool_grad(x, y, dy, ksize, strides, padding):
+    """The gradient of `max_pool` at `x` (pooled: `y`) applied to `dy`."""
     import tensorflow as tf
 
     @tf.custom_gradient
     def backward(dy):
-        dx = _pool_grad(x, dy, ksize, strides, padding)
+        dx = _pool_grad(x, y, dy, ksize, strides, padding)
 
         def grad(a):
-            mask = _pool_grad(x, tf.ones_like(dy), ksize, strides, padding)
+            ones = tf.ones_like(dy)
+            mask = _pool_grad(x, y, ones, ksize, strides, padding)
             return _window_sum(mask * a, ksize, padding)
 
         return dx, grad
@@ -106,16 +109,25 @@ def _max_pool_grad(x, dy, ksize, strides, padding):
     return backward(dy)
 
 
-def _pool_grad(x, dy, ksize, strides, padding):
-    """`MaxPoolGrad` beside a recomputed forward pool (oneDNN pairs them).
+def _pool_grad(x, y, dy, ksize, strides, padding):
+    """`MaxPoolGrad` beside the forward pool that oneDNN pairs it with.
 
-    Its value does not depend on x's derivative: the window maxima move
-    with x only where the derivative is not defined.
+    oneDNN's gradient reads where the maxima are from the workspace of
+    the forward pool that produced `orig_output`. Where `y` was computed
+    in another graph (the outer backward pass of MAML differentiates the
+    inner steps in the while loop's gradient body, which receives saved
+    tensors), TensorFlow's Eigen kernel would recompute the maxima instead,
+    5x to 8x slower on conv4's first-layer activations; the pool is
+    recomputed beside it then. The derivative with respect to x is zero
+    (the maxima move with x only where the derivative is not defined), as
+    TensorFlow's registered gradient of `MaxPoolGrad` says.
     """
     import tensorflow as tf
 
-    x = tf.stop_gradient(x)
-    y = tf.nn.max_pool2d(x, ksize, strides, padding)
+    if not (
+        tf.executing_eagerly() or y.graph is tf.compat.v1.get_default_graph()
+    ):
+        y = tf.nn.max_pool2d(x, ksize, strides, padding)
     return tf.raw_ops.MaxPoolGrad(
         orig_input=x,
         orig_output=y,
