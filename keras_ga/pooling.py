@@ -5,9 +5,9 @@ of max-pooling's gradient (`MaxPoolGrad`) and, in the outer backward pass
 through the inner steps, `MaxPoolGrad` of tensors the forward pass saved.
 TensorFlow's CPU kernels for both (`MaxPoolGradGrad`, and `MaxPoolGrad`
 without its forward op beside it) are Eigen loops that recompute the
-window maxima with their positions: on a 2-core CPU they took about 1.7
-and 1.2 ms on a 5x28x28x64 support batch, against 0.3 ms for the oneDNN
-forward and gradient pair.
+window maxima with their positions: on a 2-core CPU they took 1.7 to 2.1
+and 1.3 to 1.4 ms on a 5x28x28x64 support batch, against 0.4 to 0.5 ms for
+the oneDNN ops that replace them here (`benchmarks/pooling_speed.py`).
 
 `keras_ga.layers.MaxPooling2D` gives the same values and derivatives
 through ops that oneDNN runs:
@@ -117,7 +117,7 @@ def _pool_grad(x, y, dy, ksize, strides, padding):
     in another graph (the outer backward pass of MAML differentiates the
     inner steps in the while loop's gradient body, which receives saved
     tensors), TensorFlow's Eigen kernel would recompute the maxima instead,
-    5x to 8x slower on conv4's first-layer activations; the pool is
+    3x to 7x slower on conv4's first two layers' activations; the pool is
     recomputed beside it then. The derivative with respect to x is zero
     (the maxima move with x only where the derivative is not defined), as
     TensorFlow's registered gradient of `MaxPoolGrad` says.

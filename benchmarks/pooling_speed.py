@@ -1,0 +1,117 @@
+r"""Max-pooling derivatives: TensorFlow's CPU kernels against keras_ga's.
+
+A second-order MAML step needs two derivatives of a 2x2 max-pool in the
+outer backward pass through each inner step: the pool's gradient of
+tensors saved by the forward pass, and the derivative of the inner step's
+pool gradient. TensorFlow computes them with `MaxPoolGrad` (Eigen, when no
+oneDNN forward pool is beside it in the graph) and `MaxPoolGradGrad`
+(Eigen only). `keras_ga.layers.MaxPooling2D` computes them with a forward
+pool recomputed beside `MaxPoolGrad` (oneDNN pairs the two) and with the
+masked window sum of `keras_ga.pooling`. This script times each, one
+`tf.function` per op group (so every time includes one function call),
+on conv4's pooled activations for a 5-image support batch and a 75-image
+query batch, and checks that both ways give the same values.
+
+    python benchmarks/pooling_speed.py
+"""
+
+import os
+import statistics
+import time
+
+from absl import app
+from absl import flags
+
+_REPEATS = flags.DEFINE_integer("repeats", 50, "Timed calls per case.")
+_SET_CPU_THREADS = flags.DEFINE_bool(
+    "set_cpu_threads", True, "Apply keras_ga.set_cpu_threads() first."
+)
+
+# (images, size, channels): conv4's pool inputs on 28x28 Omniglot.
+SHAPES = ((5, 28, 64), (5, 14, 64), (5, 7, 64), (75, 28, 64), (75, 14, 64))
+KSIZE = [1, 2, 2, 1]
+
+
+def main(argv):
+    del argv
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import keras_ga
+
+    if _SET_CPU_THREADS.value:
+        keras_ga.set_cpu_threads()
+    import numpy as np
+    import tensorflow as tf
+
+    from keras_ga import pooling
+
+    def stock_grad(x, y, dy):
+        return tf.raw_ops.MaxPoolGrad(
+            orig_input=x,
+            orig_output=y,
+            grad=dy,
+            ksize=KSIZE,
+            strides=KSIZE,
+            padding="SAME",
+        )
+
+    def stock_second(x, y, a):
+        return tf.raw_ops.MaxPoolGradGrad(
+            orig_input=x,
+            orig_output=y,
+            grad=a,
+            ksize=KSIZE,
+            strides=KSIZE,
+            padding="SAME",
+        )
+
+    def ours_grad(x, dy):
+        # As in MAML's outer backward pass: the pool recomputed beside it.
+        y = tf.nn.max_pool2d(x, 2, 2, "SAME")
+        return pooling._pool_grad(x, y, dy, [2, 2], [2, 2], "SAME")
+
+    def ours_second(x, a):
+        y = tf.nn.max_pool2d(x, 2, 2, "SAME")
+        mask = pooling._pool_grad(x, y, tf.ones_like(y), [2, 2], [2, 2], "SAME")
+        return pooling._window_sum(mask * a, [2, 2], "SAME")
+
+    def timed(fn, *args):
+        fn = tf.function(fn)
+        out = fn(*args).numpy()
+        times = []
+        for _ in range(_REPEATS.value):
+            start = time.perf_counter()
+            fn(*args).numpy()
+            times.append(time.perf_counter() - start)
+        return statistics.median(times) * 1e3, out
+
+    print(
+        "| pool input | TF MaxPoolGrad ms | keras_ga ms | ratio "
+        "| TF MaxPoolGradGrad ms | keras_ga ms | ratio |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    rng = np.random.default_rng(0)
+    for images, size, channels in SHAPES:
+        shape = (images, size, size, channels)
+        x = tf.constant(rng.normal(size=shape), tf.float32)
+        y = tf.nn.max_pool2d(x, 2, 2, "SAME")
+        dy = tf.constant(rng.normal(size=y.shape), tf.float32)
+        a = tf.constant(rng.normal(size=shape), tf.float32)
+        t_grad, v_grad = timed(stock_grad, x, y, dy)
+        o_grad, w_grad = timed(ours_grad, x, dy)
+        t_second, v_second = timed(stock_second, x, y, a)
+        o_second, w_second = timed(ours_second, x, a)
+        np.testing.assert_array_equal(v_grad, w_grad)
+        np.testing.assert_allclose(v_second, w_second, rtol=1e-6)
+        print(
+            f"| {images}x{size}x{size}x{channels} | {t_grad:.3f} "
+            f"| {o_grad:.3f} | {t_grad / o_grad:.1f}x | {t_second:.3f} "
+            f"| {o_second:.3f} | {t_second / o_second:.1f}x |"
+        )
+    print(
+        f"\nMedian of {_REPEATS.value} calls of one tf.function each; "
+        f"set_cpu_threads={_SET_CPU_THREADS.value}."
+    )
+
+
+if __name__ == "__main__":
+    app.run(main)
