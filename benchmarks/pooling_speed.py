@@ -44,25 +44,20 @@ def main(argv):
 
     from keras_ga import pooling
 
-    def stock_grad(x, y, dy):
-        return tf.raw_ops.MaxPoolGrad(
-            orig_input=x,
-            orig_output=y,
-            grad=dy,
-            ksize=KSIZE,
-            strides=KSIZE,
-            padding="SAME",
-        )
+    def stock(op):
+        """TensorFlow's kernel `op` (MaxPoolGrad or MaxPoolGradGrad)."""
 
-    def stock_second(x, y, a):
-        return tf.raw_ops.MaxPoolGradGrad(
-            orig_input=x,
-            orig_output=y,
-            grad=a,
-            ksize=KSIZE,
-            strides=KSIZE,
-            padding="SAME",
-        )
+        def fn(x, y, g):
+            return getattr(tf.raw_ops, op)(
+                orig_input=x,
+                orig_output=y,
+                grad=g,
+                ksize=KSIZE,
+                strides=KSIZE,
+                padding="SAME",
+            )
+
+        return fn
 
     def ours_grad(x, dy):
         # As in MAML's outer backward pass: the pool recomputed beside it.
@@ -96,9 +91,9 @@ def main(argv):
         y = tf.nn.max_pool2d(x, 2, 2, "SAME")
         dy = tf.constant(rng.normal(size=y.shape), tf.float32)
         a = tf.constant(rng.normal(size=shape), tf.float32)
-        t_grad, v_grad = timed(stock_grad, x, y, dy)
+        t_grad, v_grad = timed(stock("MaxPoolGrad"), x, y, dy)
         o_grad, w_grad = timed(ours_grad, x, dy)
-        t_second, v_second = timed(stock_second, x, y, a)
+        t_second, v_second = timed(stock("MaxPoolGradGrad"), x, y, a)
         o_second, w_second = timed(ours_second, x, a)
         np.testing.assert_array_equal(v_grad, w_grad)
         np.testing.assert_allclose(v_second, w_second, rtol=1e-6)
