@@ -12,7 +12,7 @@
 BatchNormalization is `keras_ga.layers.BatchNormalization`, whose second
 derivatives are exact, so `MetaModel` has nothing to swap; max-pooling is
 `keras_ga.layers.MaxPooling2D`, the stock layer with second derivatives
-that run on oneDNN's pooling kernels (about 6% off a 5-inner-step conv4
+that run on oneDNN's pooling kernels (about 15% off a 5-inner-step conv4
 MAML step on a 2-core CPU).
 
 References:

@@ -100,17 +100,47 @@ def _max_pool_grad(x, y, dy, ksize, strides, padding):
         dx = _pool_grad(x, y, dy, ksize, strides, padding)
 
         def grad(a):
-            ones = tf.ones_like(dy)
-            mask = _pool_grad(x, y, ones, ksize, strides, padding)
-            return _window_sum(mask * a, ksize, padding)
+            return _pool_grad_transpose(x, y, dy, a, ksize, strides, padding)
 
         return dx, grad
 
     return backward(dy)
 
 
+def _pool_grad_transpose(x, y, dy, a, ksize, strides, padding):
+    """The transpose of `_pool_grad` at `x` applied to `a` (shape of x).
+
+    For non-overlapping windows: the sum over each window of `a` masked by
+    where the gradient of ones (shaped as `dy`, the pooled shape) goes, so
+    ties resolve as the gradient's.
+    """
+    import tensorflow as tf
+
+    mask = _pool_grad(x, y, tf.ones_like(dy), ksize, strides, padding)
+    return _window_sum(mask * a, ksize, padding)
+
+
 def _pool_grad(x, y, dy, ksize, strides, padding):
     """`MaxPoolGrad` beside the forward pool that oneDNN pairs it with.
+
+    The derivative with respect to x is zero (the maxima move with x only
+    where the derivative is not defined), as TensorFlow's registered
+    gradient of `MaxPoolGrad` says.
+    """
+    import tensorflow as tf
+
+    return tf.raw_ops.MaxPoolGrad(
+        orig_input=x,
+        orig_output=_local_pool(x, y, ksize, strides, padding),
+        grad=dy,
+        ksize=[1, *ksize, 1],
+        strides=[1, *strides, 1],
+        padding=padding,
+    )
+
+
+def _local_pool(x, y, ksize, strides, padding):
+    """`y`, the pool of `x`, as a tensor of the graph being built.
 
     oneDNN's gradient reads where the maxima are from the workspace of
     the forward pool that produced `orig_output`. Where `y` was computed
@@ -118,24 +148,13 @@ def _pool_grad(x, y, dy, ksize, strides, padding):
     inner steps in the while loop's gradient body, which receives saved
     tensors), TensorFlow's Eigen kernel would recompute the maxima instead,
     3x to 7x slower on conv4's first two layers' activations; the pool is
-    recomputed beside it then. The derivative with respect to x is zero
-    (the maxima move with x only where the derivative is not defined), as
-    TensorFlow's registered gradient of `MaxPoolGrad` says.
+    recomputed here then, and `y` is not captured.
     """
     import tensorflow as tf
 
-    if not (
-        tf.executing_eagerly() or y.graph is tf.compat.v1.get_default_graph()
-    ):
-        y = tf.nn.max_pool2d(x, ksize, strides, padding)
-    return tf.raw_ops.MaxPoolGrad(
-        orig_input=x,
-        orig_output=y,
-        grad=dy,
-        ksize=[1, *ksize, 1],
-        strides=[1, *strides, 1],
-        padding=padding,
-    )
+    if tf.executing_eagerly() or y.graph is tf.compat.v1.get_default_graph():
+        return y
+    return tf.nn.max_pool2d(x, ksize, strides, padding)
 
 
 def _window_sum(t, ksize, padding):

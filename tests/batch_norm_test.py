@@ -90,10 +90,6 @@ class ComputationTest(parameterized.TestCase):
         np.testing.assert_allclose(layer(x, training=False), expected, 1e-5)
 
 
-def flat(arrays):
-    return np.concatenate([a.ravel() for a in arrays]).astype("float64")
-
-
 class SecondOrderTest(absltest.TestCase):
     """The fused float32 path against the float64 element-wise path.
 
@@ -102,21 +98,9 @@ class SecondOrderTest(absltest.TestCase):
     derivative must agree with it to float32 round-off.
     """
 
-    def setUp(self):
-        super().setUp()
-        keras.utils.set_random_seed(0)
-        reference = conv_maml.conv_base("float64")
-        self.weights = reference.get_weights()
-        self.reference = flat(conv_maml.maml_gradients(reference)[1])
-
     def relative_error(self, stock, compiled=False):
-        base = conv_maml.conv_base("float32", stock_bn=stock)
-        base.set_weights([w.astype("float32") for w in self.weights])
-        _, grads = conv_maml.maml_gradients(
-            base, "float32", exact=not stock, compiled=compiled
-        )
-        return np.linalg.norm(flat(grads) - self.reference) / np.linalg.norm(
-            self.reference
+        return conv_maml.float32_relative_error(
+            stock_bn=stock, compiled=compiled
         )
 
     def test_fused_meta_gradient_matches_float64(self):

@@ -1,9 +1,12 @@
 """A small conv net with BatchNorm and max-pooling, and MAML on it.
 
 Shared by the meta-gradient checks of `meta_model_test.py` (float64
-against finite differences) and `batch_norm_test.py` (the fused float32
-kernel against float64).
+against finite differences), `batch_norm_test.py` (the fused float32
+kernel against float64) and `pooling_test.py` (keras_ga's max-pool
+against float64).
 """
+
+import functools
 
 import keras
 import numpy as np
@@ -82,3 +85,29 @@ def maml_gradients(
 
     grads = tf.function(outer_grads)() if compiled else outer_grads()
     return model, [g[0].numpy() for g in grads]
+
+
+@functools.cache
+def _float64_reference():
+    """Weights and flat meta-gradient of the float64 net (stock max-pool)."""
+    keras.utils.set_random_seed(0)
+    reference = conv_base("float64")
+    flat = np.concatenate([g.ravel() for g in maml_gradients(reference)[1]])
+    return reference.get_weights(), flat
+
+
+def float32_relative_error(stock_bn=False, fast_pool=False, compiled=False):
+    """Relative error of a float32 meta-gradient against the float64 one.
+
+    The float32 net has the float64 net's weights; `stock_bn` keeps Keras'
+    BatchNormalization (and no swap), `fast_pool` takes keras_ga's
+    max-pool.
+    """
+    weights, expected = _float64_reference()
+    base = conv_base("float32", stock_bn=stock_bn, fast_pool=fast_pool)
+    base.set_weights([w.astype("float32") for w in weights])
+    _, grads = maml_gradients(
+        base, "float32", exact=not stock_bn, compiled=compiled
+    )
+    got = np.concatenate([g.ravel() for g in grads]).astype("float64")
+    return np.linalg.norm(got - expected) / np.linalg.norm(expected)
