@@ -44,6 +44,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_ga import _checks
+from keras_ga import _progress
 from keras_ga import episode as episode_lib
 
 METRICS = ("accuracy", "mse", "loss")
@@ -160,36 +161,123 @@ def task_metric(metric: str, results, query_y) -> tf.Tensor:
             (the compiled task loss of the query set).
         results: a `keras_ga.meta_model.TaskResults`.
         query_y: the query targets `[N, Q, ...]`.
+
+    Raises:
+        ValueError: for an unknown `metric`, or one that does not fit the
+            shapes: `"accuracy"` needs class scores `[N, Q, classes]` with
+            at least 2 classes and integer labels `[N, Q]` (or one-hot
+            labels shaped like the scores); `"mse"` needs targets shaped
+            like the predictions.
     """
     _checks.check_one_of("metric", metric, list(METRICS))
     if metric == "loss":
         return tf.cast(results.loss, tf.float64)
     pred = tf.cast(results.predictions, tf.float64)
+    query_y = tf.convert_to_tensor(query_y)
     if metric == "accuracy":
-        labels = tf.cast(tf.reshape(query_y, tf.shape(pred)[:2]), tf.int64)
+        labels = _class_labels(pred.shape, query_y)
         hits = tf.equal(tf.argmax(pred, axis=-1), labels)
         return tf.reduce_mean(tf.cast(hits, tf.float64), axis=1)
+    _check_mse_shapes(pred.shape, query_y)
     err = tf.square(pred - tf.cast(query_y, tf.float64))
     return tf.reduce_mean(tf.reshape(err, [tf.shape(err)[0], -1]), axis=1)
+
+
+def _metric_mismatch(metric, rule, pred_shape, query_y) -> ValueError:
+    return ValueError(
+        f"`metric={metric!r}` needs {rule}. Received: predictions of shape "
+        f"{pred_shape} and query_y of shape {query_y.shape} and dtype "
+        f"{query_y.dtype.name}. Pick the metric that fits the task: "
+        "'accuracy' for classification, 'mse' for regression, 'loss' for "
+        "the compiled task loss."
+    )
+
+
+def _class_labels(pred_shape, query_y) -> tf.Tensor:
+    """Integer labels `[N, Q]` from class ids `[N, Q(, 1)]` or one-hot."""
+    rule = (
+        "class scores [tasks, queries, classes] with at least 2 classes and "
+        "integer labels [tasks, queries] (or one-hot labels shaped like the "
+        "scores)"
+    )
+    classes = pred_shape[-1] if pred_shape.rank == 3 else None
+    shape = query_y.shape
+    if classes is not None and classes >= 2:
+        if shape.rank == 3 and shape[-1] == classes:
+            return tf.argmax(query_y, axis=-1)
+        if query_y.dtype.is_integer and (
+            shape.rank == 2 or (shape.rank == 3 and shape[-1] == 1)
+        ):
+            return tf.cast(tf.reshape(query_y, tf.shape(query_y)[:2]), tf.int64)
+    raise _metric_mismatch("accuracy", rule, pred_shape, query_y)
+
+
+def _check_mse_shapes(pred_shape, query_y) -> None:
+    if pred_shape.rank != query_y.shape.rank or not (
+        pred_shape.is_compatible_with(query_y.shape)
+    ):
+        raise _metric_mismatch(
+            "mse", "targets shaped like the predictions", pred_shape, query_y
+        )
+
+
+def infer_metric(model) -> str:
+    """The metric `evaluate_tasks` reports for `model`'s compiled loss.
+
+    `"accuracy"` for the categorical cross-entropies (sparse or one-hot),
+    `"mse"` for the mean squared error, and `"loss"` (the compiled task
+    loss itself) for any other loss.
+
+    Raises:
+        ValueError: when `model` has no compiled task loss.
+    """
+    loss = getattr(model, "task_loss", None)
+    if loss is None:
+        raise ValueError(
+            "`metric` must be given when `model` has no compiled loss to "
+            "infer it from: compile the model first, or pass one of "
+            f"{METRICS}. Received: metric=None, model of type "
+            f"{type(model).__name__} without a `task_loss`."
+        )
+    return _METRIC_OF_LOSS.get(_loss_name(loss), "loss")
+
+
+def _loss_name(loss) -> str:
+    if isinstance(loss, str):
+        return keras.losses.get(loss).__name__
+    fn = getattr(loss, "fn", loss)  # The function a Loss object wraps.
+    return getattr(fn, "__name__", type(loss).__name__)
+
+
+_METRIC_OF_LOSS = {
+    "sparse_categorical_crossentropy": "accuracy",
+    "categorical_crossentropy": "accuracy",
+    "categorical_focal_crossentropy": "accuracy",
+    "mean_squared_error": "mse",
+}
 
 
 def evaluate_tasks(
     model,
     tasks,
     *,
-    metric: str = "accuracy",
+    metric: str | None = None,
     num_tasks: int | None = None,
     steps: int | None = None,
     transductive: bool | None = None,
-    verbose: int = 1,
+    verbose="auto",
 ) -> EvaluationResult:
     """Meta-tests a compiled `MetaModel` on a fixed set of tasks.
 
     Args:
         model: a compiled `keras_ga.MetaModel`.
         tasks: a `tf.data.Dataset` (or iterable) of episode meta-batches,
-            for instance `omniglot_episodes(..., num_tasks=600)`.
+            for instance `omniglot_episodes(..., num_tasks=600)`, or one
+            meta-batch.
         metric: `"accuracy"`, `"mse"` or `"loss"`; see `task_metric`.
+            `None` infers it from the compiled loss (see `infer_metric`):
+            accuracy for cross-entropy, mse for the mean squared error,
+            the task loss itself otherwise.
         num_tasks: T, how many tasks to evaluate. `None` means every task
             of a finite `tasks`, and `DEFAULT_NUM_TASKS[metric]` (600 for
             accuracy, 1000 for regression) of an endless one.
@@ -197,23 +285,31 @@ def evaluate_tasks(
         transductive: query predictions with query batch statistics
             (`True`) or moving statistics (`False`); defaults to
             `model.transductive`.
-        verbose: 1 shows a `keras.utils.Progbar` over the tasks, 0 nothing.
+        verbose: 0 (silent), 1 (a `keras.utils.Progbar` over the tasks,
+            updated in place), 2 (one line when done) or `"auto"` (1 on a
+            terminal, 2 when the output is redirected).
 
     Returns:
         An `EvaluationResult`.
 
     Raises:
-        ValueError: for an unknown `metric`, a non-positive `num_tasks` or
-            `steps`, or when `tasks` is empty or holds fewer than
-            `num_tasks` tasks.
+        ValueError: for an unknown `metric` or `verbose`, a metric that does
+            not fit the model's outputs and targets, a non-positive
+            `num_tasks` or `steps`, or when `tasks` is empty or holds fewer
+            than `num_tasks` tasks.
     """
+    if metric is None:
+        metric = infer_metric(model)
     _checks.check_one_of("metric", metric, list(METRICS))
     for name, value in (("num_tasks", num_tasks), ("steps", steps)):
         if value is not None:
             _checks.check_positive_int(name, value)
+    verbose = _progress.resolve_verbose(verbose)
     steps = steps or model.eval_inner_steps
     if transductive is None:
         transductive = model.transductive
+    if isinstance(tasks, dict):
+        tasks = [tasks]
     if num_tasks is None:
         num_tasks = _default_num_tasks(tasks, metric)
     run = _compiled_run(model, metric, steps, bool(transductive))
@@ -240,7 +336,8 @@ def _default_num_tasks(tasks, metric):
 
 
 def _compiled_run(model, metric, steps, transductive):
-    @tf.function(reduce_retracing=True)
+    # No AutoGraph: the metric's shape checks raise their ValueError as is.
+    @tf.function(reduce_retracing=True, autograph=False)
     def run(data):
         results = model.run_tasks(
             data, training=False, steps=steps, transductive=transductive
@@ -250,21 +347,41 @@ def _compiled_run(model, metric, steps, transductive):
     return run
 
 
+def _total_tasks(tasks, num_tasks, first) -> int | None:
+    """T for the progress bar: `num_tasks`, else batches x the first's size.
+
+    An estimate when batches differ in size; `_progress.finish` ends the
+    bar at the count actually seen.
+    """
+    if num_tasks is not None:
+        return num_tasks
+    if isinstance(tasks, tf.data.Dataset):
+        batches = int(tasks.cardinality())
+    elif isinstance(tasks, (list, tuple)):
+        batches = len(tasks)
+    else:
+        return None
+    return batches * int(first["query_y"].shape[0]) if batches >= 0 else None
+
+
 def _collect(run, tasks, num_tasks, verbose):
     """Per-task values of the first `num_tasks` tasks (all when `None`)."""
-    bar = keras.utils.Progbar(num_tasks, unit_name="task") if verbose else None
-    values, seen = [], 0
+    bar, values, seen = None, [], 0
     for data in tasks:
         data = episode_lib.as_episode(data)
+        if verbose and bar is None:
+            total = _total_tasks(tasks, num_tasks, data)
+            bar = _progress.progbar(total, "task", verbose)
         batch = run(data).numpy()
         if num_tasks is not None:
             batch = batch[: num_tasks - seen]
         values.append(batch)
         seen += batch.size
         if bar is not None:
-            bar.update(seen)
+            bar.update(seen, finalize=False)
         if num_tasks is not None and seen >= num_tasks:
             break
+    _progress.finish(bar, seen)
     if num_tasks is None and not seen:
         raise ValueError("`tasks` must hold at least one task. Received: 0.")
     if num_tasks is not None and seen < num_tasks:

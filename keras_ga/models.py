@@ -23,9 +23,11 @@ References:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import keras
+import numpy as np
 
 from keras_ga import _checks
 from keras_ga.batch_norm import BatchNormalization
@@ -45,8 +47,8 @@ def conv4(
     """The conv4 few-shot classifier; outputs logits.
 
     Args:
-        input_shape: `(height, width, channels)`, e.g. `(28, 28, 1)` for
-            Omniglot, `(84, 84, 3)` for miniImageNet.
+        input_shape: the shape of one example, `(height, width, channels)`,
+            e.g. `(28, 28, 1)` for Omniglot, `(84, 84, 3)` for miniImageNet.
         num_classes: output classes (the `ways` of the tasks).
         filters: channels of every convolution (64 Omniglot, 32
             miniImageNet).
@@ -79,12 +81,8 @@ def conv4(
     _checks.check_positive_int("num_classes", num_classes)
     _checks.check_positive_int("filters", filters)
     _checks.check_positive_int("blocks", blocks)
-    if len(tuple(input_shape)) != 3:
-        raise ValueError(
-            "`input_shape` must be (height, width, channels). "
-            f"Received: input_shape={input_shape!r}"
-        )
-    layers = [keras.Input(tuple(input_shape))]
+    shape = _shape("input_shape", input_shape, ("height", "width", "channels"))
+    layers = [keras.Input(shape)]
     for i in range(blocks):
         layers += [
             keras.layers.Conv2D(filters, 3, padding="same", name=f"conv{i}"),
@@ -101,41 +99,88 @@ def conv4(
 
 
 def mlp(
-    input_dim: int = 1,
+    input_shape: int | Sequence[int] | None = None,
     output_dim: int = 1,
     hidden: Sequence[int] = (64, 64),
     *,
     activation: str = "relu",
     name: str = "mlp",
+    input_dim: int | None = None,
 ) -> keras.Sequential:
-    """A fully connected network `input_dim -> *hidden -> output_dim`.
+    """A fully connected network `inputs -> *hidden -> output_dim`.
 
     Args:
-        input_dim: input features.
+        input_shape: the shape of one example, as for `conv4`: a tuple such
+            as `(1,)` (the default) or `(28, 28, 1)`, or an int `d` for
+            `(d,)`. Examples of more than one axis are flattened first.
         output_dim: outputs (linear).
         hidden: widths of the hidden layers.
         activation: activation of the hidden layers.
         name: the model's name.
+        input_dim: deprecated; `input_dim=d` is `input_shape=(d,)`.
 
     Returns:
         A built `keras.Sequential`.
 
     Raises:
-        ValueError: for a non-positive size.
+        ValueError: for a non-positive size, or both `input_shape` and
+            `input_dim`.
 
     Example:
 
-    >>> mlp(1, 1, (64, 64)).count_params()
+    >>> mlp((1,), 1, (64, 64)).count_params()
     4353
     """
-    _checks.check_positive_int("input_dim", input_dim)
+    if input_dim is not None:
+        if input_shape is not None:
+            raise ValueError(
+                "Pass `input_shape` only (`input_dim` is its deprecated "
+                f"1-D form). Received: input_shape={input_shape!r}, "
+                f"input_dim={input_dim!r}."
+            )
+        warnings.warn(
+            "`input_dim` is deprecated: pass `input_shape=(input_dim,)`, as "
+            "for `conv4`.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        _checks.check_positive_int("input_dim", input_dim)
+        input_shape = (input_dim,)
+    shape = _shape("input_shape", (1,) if input_shape is None else input_shape)
     _checks.check_positive_int("output_dim", output_dim)
     for width in hidden:
         _checks.check_positive_int("hidden", width)
-    layers = [keras.Input((input_dim,))]
+    layers = [keras.Input(shape)]
+    if len(shape) > 1:
+        layers.append(keras.layers.Flatten(name="flatten"))
     layers += [
         keras.layers.Dense(width, activation=activation, name=f"dense{i}")
         for i, width in enumerate(hidden)
     ]
     layers.append(keras.layers.Dense(output_dim, name="output"))
     return keras.Sequential(layers, name=name)
+
+
+def _shape(name: str, value, axes: tuple[str, ...] = ()) -> tuple[int, ...]:
+    """`value` (an int or a sequence of ints, all >= 1) as a shape tuple.
+
+    With `axes`, the shape must have exactly those axes.
+    """
+    shape = (value,) if isinstance(value, (int, np.integer)) else value
+    try:
+        shape = None if isinstance(shape, str) else tuple(shape)
+    except TypeError:
+        shape = None
+    ok = shape is not None and len(shape) >= 1
+    ok = ok and (not axes or len(shape) == len(axes))
+    ok = ok and all(
+        isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d > 0
+        for d in shape
+    )
+    if not ok:
+        rule = f"({', '.join(axes)})" if axes else "an int or a tuple of ints"
+        raise ValueError(
+            f"`{name}` must be {rule}, all positive: the shape of one "
+            f"example. Received: {name}={value!r}"
+        )
+    return tuple(int(d) for d in shape)

@@ -54,6 +54,23 @@ class ClassMajor(NamedTuple):
     counts: np.ndarray
     classes: np.ndarray
 
+    @classmethod
+    def from_array(cls, images) -> ClassMajor:
+        """A full class-major array `[C, M, ...]`: `M` examples per class.
+
+        `few_shot_episodes` reads an unlabelled array this way too, but
+        refuses one that looks like a stack of examples (see there); this
+        states that the array is class-major.
+        """
+        images = np.asarray(images)
+        if images.ndim < 2:
+            raise ValueError(
+                "A class-major array must be [classes, examples, ...]. "
+                f"Received: images.shape={images.shape}."
+            )
+        counts = np.full([images.shape[0]], images.shape[1], np.int64)
+        return cls(images, counts, np.arange(images.shape[0]))
+
 
 def group_by_class(images, labels) -> ClassMajor:
     """Groups labelled examples into a class-major array.
@@ -111,30 +128,72 @@ def materialize(dataset: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
     """Reads a finite dataset of `(image, label)` pairs into numpy arrays.
 
     Elements may also be dicts with the keys `image` and `label`, as
-    `tensorflow_datasets` gives them.
+    `tensorflow_datasets` gives them. Each element is one example: a
+    batched dataset (such as `keras.utils.image_dataset_from_directory`'s,
+    32 examples per element by default) must be unbatched first.
 
     Returns:
         `(images, labels)`, stacked along a new first axis.
 
     Raises:
-        ValueError: when the dataset is empty or its elements are neither
-            pairs nor dicts with `image` and `label`.
+        ValueError: when the dataset is endless (it would be read forever)
+            or empty, its labels are not scalars (a batched dataset, or
+            one-hot labels), or its elements are neither pairs nor dicts
+            with `image` and `label`.
     """
+    return _read_pairs(dataset, "dataset")
+
+
+def _read_pairs(dataset, name):
+    if int(dataset.cardinality()) == tf.data.INFINITE_CARDINALITY:
+        raise ValueError(
+            f"`{name}` must be a finite tf.data.Dataset: it is read into "
+            "memory once, and an endless one would be read forever. Remove the "
+            "`.repeat()` (the episodes are endless already with "
+            "`num_tasks=None`). Received: a dataset of infinite cardinality."
+        )
+    _check_label_spec(dataset.element_spec, name)
     images, labels = [], []
     for element in dataset.as_numpy_iterator():
-        if isinstance(element, dict) and {"image", "label"} <= set(element):
-            element = (element["image"], element["label"])
-        if not isinstance(element, tuple) or len(element) != 2:
-            raise ValueError(
-                "`dataset` elements must be `(image, label)` pairs or dicts "
-                "with keys 'image' and 'label'. "
-                f"Received: an element of type {type(element).__name__}."
-            )
+        element = _as_pair(element, name)
         images.append(element[0])
         labels.append(element[1])
     if not images:
-        raise ValueError("`dataset` must not be empty. Received: 0 elements.")
+        raise ValueError(f"`{name}` must not be empty. Received: 0 elements.")
     return np.stack(images), np.stack(labels)
+
+
+def _as_pair(element, name):
+    if isinstance(element, dict) and {"image", "label"} <= set(element):
+        element = (element["image"], element["label"])
+    if not isinstance(element, tuple) or len(element) != 2:
+        raise ValueError(
+            f"`{name}` elements must be `(image, label)` pairs or dicts "
+            "with keys 'image' and 'label'. "
+            f"Received: an element of type {type(element).__name__}."
+        )
+    return element
+
+
+def _check_label_spec(spec, name) -> None:
+    """Refuses labels that are not scalars, before anything is read."""
+    if isinstance(spec, dict):
+        spec = spec.get("label")
+    elif isinstance(spec, tuple) and len(spec) == 2:
+        spec = spec[1]
+    else:
+        return  # Reported per element by `_as_pair`.
+    shape = getattr(spec, "shape", None)
+    if shape is None or shape.rank in (None, 0):
+        return
+    raise ValueError(
+        f"`{name}` must hold one example per element, with a scalar integer "
+        "label. A batched dataset (for example image_dataset_from_directory "
+        "with its default batch_size=32) needs `dataset.unbatch()` (or "
+        "`batch_size=None`); one-hot labels need converting to class ids "
+        "(label_mode='int'). Received: labels of shape "
+        f"{shape.as_list()}."
+    )
 
 
 def few_shot_episodes(
@@ -162,8 +221,13 @@ def few_shot_episodes(
     Args:
         data: one of: a `ClassMajor`; an array `[C, M, ...]` of `M` examples
             of each of `C` classes (with `labels=None`); an array `[n, ...]`
-            of examples (with `labels`); or a finite `tf.data.Dataset` of
-            `(image, label)` pairs, which is read into memory once.
+            of examples (with `labels`); or a finite, unbatched
+            `tf.data.Dataset` of `(image, label)` pairs, which is read into
+            memory once (see `materialize`). An unlabelled array that looks
+            like a stack of examples rather than class-major data is
+            refused: `[n, d]`, or square images `[n, H, H]` or
+            `[n, H, H, 1|3|4]` with `H >= 8`; pass its `labels`, or wrap a
+            class-major array of such a shape in `ClassMajor.from_array`.
         labels: integer labels `[n]` when `data` is an array of examples.
         ways: classes per task.
         shots: support examples per class.
@@ -182,12 +246,18 @@ def few_shot_episodes(
             random ops such as `tf.image.stateless_random_flip_left_right`.
 
     Returns:
-        A `tf.data.Dataset` of episode dicts, prefetched.
+        A `tf.data.Dataset` of episode dicts, prefetched. Its
+        `cardinality()` is `tf.data.INFINITE_CARDINALITY` for the endless
+        stream (`num_tasks=None`), which is how Keras and `MetaModel` tell
+        that `fit` needs `steps_per_epoch` (and `evaluate` `steps`), and
+        `num_tasks // meta_batch_size` otherwise.
 
     Raises:
         ValueError: for non-positive sizes, `ways` larger than the number of
-            classes, `shots + queries` larger than the smallest class, or
-            `num_tasks` not a multiple of `meta_batch_size`.
+            classes, `shots + queries` larger than the smallest class,
+            `num_tasks` not a multiple of `meta_batch_size`, an unlabelled
+            array that looks like a stack of examples, or a dataset that is
+            endless, batched or has one-hot labels.
         TypeError: for non-integer labels or sizes, or unsupported dtypes.
     """
     for name, value in (
@@ -236,7 +306,7 @@ def _as_class_major(data, labels) -> ClassMajor:
                 "(image, label) pairs. Received: labels of type "
                 f"{type(labels).__name__}."
             )
-        return group_by_class(*materialize(data))
+        return group_by_class(*_read_pairs(data, "data"))
     if labels is not None:
         return group_by_class(data, labels)
     data = np.asarray(data)
@@ -245,8 +315,32 @@ def _as_class_major(data, labels) -> ClassMajor:
             "Without `labels`, `data` must be class-major, [classes, "
             f"examples, ...]. Received: data.shape={data.shape}."
         )
-    counts = np.full([data.shape[0]], data.shape[1], np.int64)
-    return ClassMajor(data, counts, np.arange(data.shape[0]))
+    _check_not_flat(data.shape)
+    return ClassMajor.from_array(data)
+
+
+def _check_not_flat(shape) -> None:
+    """Refuses unlabelled arrays that look like a stack of examples.
+
+    Read as class-major, a stack of examples `[n, ...]` makes `n` classes of
+    rows or pixels; refused are the shapes that read as such a stack: `[n, d]`
+    (class-major, its examples would be scalars), square greyscale images
+    `[n, H, H]` and square images with channels `[n, H, H, 1|3|4]`
+    (`H >= 8`).
+    """
+    square = len(shape) in (3, 4) and shape[1] == shape[2] >= 8
+    if len(shape) == 4:
+        square = square and shape[3] in (1, 3, 4)
+    if len(shape) != 2 and not square:
+        return
+    raise ValueError(
+        "Without `labels`, `data` is read as class-major [classes, examples, "
+        f"...], which would make {shape[0]} classes of {shape[1]} examples "
+        f"of shape {tuple(shape[2:])}: `data` looks like a stack of "
+        "examples instead. Pass their class ids as `labels`, or, if `data` "
+        "really is class-major, `keras_ga.sampler.ClassMajor.from_array("
+        f"data)`. Received: data.shape={tuple(shape)}, labels=None."
+    )
 
 
 def _check_sizes(grouped: ClassMajor, ways, per_class):

@@ -1,5 +1,7 @@
 """Tests of the meta-test protocol (keras_ga.evaluation)."""
 
+import contextlib
+import io
 import json
 import math
 
@@ -175,6 +177,39 @@ class TaskMetricTest(absltest.TestCase):
         with self.assertRaisesRegex(ValueError, "`metric` must be one of"):
             evaluation.task_metric("f1", self.results([[[0.0]]]), None)
 
+    def test_accuracy_with_one_hot_labels(self):
+        pred = [[[5, 1, 0], [0, 3, 1]], [[0, 1, 0], [0, 3, 1]]]
+        labels = tf.one_hot([[0, 2], [0, 1]], 3)
+        values = evaluation.task_metric("accuracy", self.results(pred), labels)
+        np.testing.assert_allclose(values, [0.5, 0.5])
+
+    def test_accuracy_needs_class_scores_and_labels(self):
+        # A regressor's outputs [N, Q, 1] against float targets.
+        with self.assertRaisesRegex(
+            ValueError,
+            r"`metric='accuracy'` needs class scores \[tasks, queries, "
+            r"classes\] with at least 2 classes and integer labels.*"
+            r"Received: predictions of shape \(2, 2, 1\) and query_y of "
+            r"shape \(2, 2, 1\) and dtype float32\..*'mse' for regression",
+        ):
+            evaluation.task_metric(
+                "accuracy",
+                self.results([[[1.0], [2.0]], [[0.0], [0.0]]]),
+                tf.zeros([2, 2, 1]),
+            )
+
+    def test_mse_needs_targets_shaped_like_predictions(self):
+        with self.assertRaisesRegex(
+            ValueError,
+            r"`metric='mse'` needs targets shaped like the predictions\. "
+            r"Received: predictions of shape \(1, 2, 3\) and query_y of "
+            r"shape \(1, 2\) and dtype int32\..*'accuracy' for "
+            "classification",
+        ):
+            evaluation.task_metric(
+                "mse", self.results([[[0, 1, 0], [0, 3, 1]]]), [[0, 1]]
+            )
+
 
 class EvaluateTasksTest(parameterized.TestCase):
     def test_mse_matches_adapt_then_predict(self):
@@ -310,6 +345,161 @@ class EvaluateTasksTest(parameterized.TestCase):
     def test_rejects_unknown_metric(self):
         with self.assertRaisesRegex(ValueError, "Received: metric='top5'"):
             evaluation.evaluate_tasks(linear_model(), [], metric="top5")
+
+    @parameterized.parameters(
+        ("mse", "mse"),
+        (keras.losses.MeanSquaredError(), "mse"),
+        ("mae", "loss"),
+        (keras.losses.Huber(), "loss"),
+    )
+    def test_regression_metric_is_inferred_from_the_loss(self, loss, metric):
+        keras.utils.set_random_seed(0)
+        base = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+        model = meta_model(base, loss)
+        result = evaluation.evaluate_tasks(
+            model, dataset(regression_tasks(4), 2), verbose=0
+        )
+        self.assertEqual(result.metric, metric)
+        self.assertEqual(result.num_tasks, 4)
+        self.assertNotIn("accuracy", str(result))
+        expected = evaluation.evaluate_tasks(
+            model, dataset(regression_tasks(4), 2), metric=metric, verbose=0
+        )
+        np.testing.assert_allclose(result.per_task, expected.per_task)
+
+    @parameterized.parameters(
+        "sparse_categorical_crossentropy",
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    def test_classification_metric_is_inferred_from_the_loss(self, loss):
+        keras.utils.set_random_seed(0)
+        base = keras.Sequential([keras.Input((5,)), keras.layers.Dense(3)])
+        result = evaluation.evaluate_tasks(
+            meta_model(base, loss), dataset(classification_tasks(4), 2)
+        )
+        self.assertEqual(result.metric, "accuracy")
+
+    def test_custom_loss_function_reports_the_loss(self):
+        def squared(y_true, y_pred):
+            return keras.ops.mean(keras.ops.square(y_true - y_pred), axis=-1)
+
+        model = meta_model(
+            keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)]),
+            squared,
+        )
+        self.assertEqual(evaluation.infer_metric(model), "loss")
+
+    def test_metric_needs_a_compiled_loss(self):
+        with self.assertRaisesRegex(
+            ValueError,
+            r"`metric` must be given when `model` has no compiled loss.*"
+            r"Received: metric=None, model of type object",
+        ):
+            evaluation.evaluate_tasks(object(), [], verbose=0)
+
+    @parameterized.parameters(
+        ("accuracy", "linear", r"`metric='accuracy'` needs class scores"),
+        ("mse", "classifier", r"`metric='mse'` needs targets shaped like"),
+    )
+    def test_metric_that_does_not_fit_the_outputs(self, metric, kind, error):
+        if kind == "linear":
+            model, tasks = linear_model(), regression_tasks(2)
+        else:
+            model, tasks = batch_norm_classifier(), classification_tasks(2)
+        with self.assertRaisesRegex(ValueError, error):
+            evaluation.evaluate_tasks(
+                model, dataset(tasks, 2), metric=metric, verbose=0
+            )
+
+    def test_one_meta_batch(self):
+        result = evaluation.evaluate_tasks(
+            linear_model(), regression_tasks(3), verbose=0
+        )
+        self.assertEqual(result.num_tasks, 3)
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def _output(fn, tty=False):
+    out = _Terminal() if tty else io.StringIO()
+    with contextlib.redirect_stdout(out):
+        result = fn()
+    return result, out.getvalue()
+
+
+class ProgressTest(parameterized.TestCase):
+    @parameterized.parameters(
+        ("dataset", None, 6),
+        ("list", None, 6),
+        ("dataset", 4, 4),
+        ("endless", 4, 4),
+    )
+    def test_bar_knows_its_total_and_ends_its_line(self, kind, num, total):
+        tasks = regression_tasks(6)
+        data = {
+            "dataset": dataset(tasks, 2),
+            "list": list(dataset(tasks, 2).as_numpy_iterator()),
+            "endless": dataset(tasks, 2).repeat(),
+        }[kind]
+        model = linear_model()
+        result, out = _output(
+            lambda: evaluation.evaluate_tasks(
+                model, data, metric="mse", num_tasks=num, verbose=1
+            )
+        )
+        self.assertEqual(result.num_tasks, total)
+        self.assertNotIn("Unknown", out)
+        self.assertIn(f"{total}/{total}", out)
+        self.assertTrue(out.endswith("\n"), repr(out[-80:]))
+        self.assertEqual(out.count("\n"), 1)
+
+    def test_unknown_total_still_ends_at_the_count(self):
+        tasks = dataset(regression_tasks(6), 2).filter(lambda d: True)
+        _, out = _output(
+            lambda: evaluation.evaluate_tasks(
+                linear_model(), tasks, metric="mse", verbose=1
+            )
+        )
+        self.assertIn("6/6", out)
+        self.assertTrue(out.endswith("\n"))
+
+    def test_redirected_output_gets_one_line(self):
+        # "auto": a Progbar updated in place on a terminal, else verbose=2,
+        # one line when done, as Keras writes for verbose=2.
+        model = linear_model()
+        data = dataset(regression_tasks(6), 2)
+        _, out = _output(
+            lambda: evaluation.evaluate_tasks(model, data, metric="mse")
+        )
+        self.assertRegex(out, r"^6/6 - \d+s - .*/task\n$")
+        _, out = _output(
+            lambda: evaluation.evaluate_tasks(model, data, metric="mse"),
+            tty=True,
+        )
+        self.assertIn("\r", out)  # Updated in place.
+        self.assertIn("6/6", out)
+        self.assertTrue(out.endswith("\n"))
+
+    def test_silent(self):
+        _, out = _output(
+            lambda: evaluation.evaluate_tasks(
+                linear_model(), dataset(regression_tasks(2), 2), verbose=0
+            )
+        )
+        self.assertEqual(out, "")
+
+    def test_rejects_bad_verbose(self):
+        with self.assertRaisesRegex(
+            ValueError,
+            r"`verbose` must be one of \(0, 1, 2, 'auto'\)\. "
+            r"Received: verbose='yes'",
+        ):
+            evaluation.evaluate_tasks(
+                linear_model(), dataset(regression_tasks(2), 2), verbose="yes"
+            )
 
 
 if __name__ == "__main__":

@@ -5,7 +5,9 @@ The real Ravi & Larochelle split files are read from `$KERAS_GA_DATA`, else
 not distributed there, so the tests write images for a subset of the rows.
 """
 
+import contextlib
 import csv
+import io
 import os
 import pickle
 import shutil
@@ -77,6 +79,11 @@ class MiniImageNetTest(parameterized.TestCase):
     def setUpClass(cls):
         super().setUpClass()
         cls.root = Path(tempfile.mkdtemp())
+        # Decodes are cached: keep them out of the user's cache.
+        cls.environ = mock.patch.dict(
+            os.environ, {"KERAS_GA_CACHE": str(cls.root / "cache")}
+        )
+        cls.environ.start()
         cls.folder = cls.root / "miniimagenet"
         cls.folder.mkdir()
         cls.train_classes = _write_split(cls.folder, "train", "JPEG", (100, 90))
@@ -94,6 +101,7 @@ class MiniImageNetTest(parameterized.TestCase):
 
     @classmethod
     def tearDownClass(cls):
+        cls.environ.stop()
         shutil.rmtree(cls.root)
         super().tearDownClass()
 
@@ -163,6 +171,66 @@ class MiniImageNetTest(parameterized.TestCase):
         for task in range(2):
             pairs = set(zip(batch["query_y"][task].numpy(), red[task]))
             self.assertLen(pairs, 5)
+
+    def test_csv_decode_shows_progress_and_is_cached(self):
+        with tempfile.TemporaryDirectory() as cache:
+            load = dict(data_dir=self.root, cache_dir=cache)
+            out = io.StringIO()
+            with contextlib.redirect_stdout(out):
+                data = miniimagenet.load_miniimagenet("val", verbose=2, **load)
+            self.assertRegex(out.getvalue(), r"^125/125 - \d+s - .*/image\n$")
+            files = list(Path(cache).glob("*.npz"))
+            self.assertLen(files, 1)
+            self.assertRegex(
+                files[0].name,
+                r"^miniimagenet_v1_val_84x84_[0-9a-f]{16}\.npz$",
+            )
+            out = io.StringIO()
+            with (
+                mock.patch.object(
+                    miniimagenet, "_to_array", side_effect=AssertionError
+                ),
+                contextlib.redirect_stdout(out),
+            ):
+                cached = miniimagenet.load_miniimagenet("val", **load)
+            self.assertEqual(out.getvalue(), "")
+        for field in ("images", "counts", "classes"):
+            np.testing.assert_array_equal(
+                getattr(cached, field), getattr(data, field)
+            )
+
+    def test_cache_is_keyed_on_the_source(self):
+        with tempfile.TemporaryDirectory() as root:
+            root = Path(root)
+            copies = [root / "a", root / "b"]
+            for folder in copies:
+                folder.mkdir()
+                _write_split(folder, "val", "PNG", (84, 84))
+            cache = root / "cache"
+            load = dict(cache_dir=cache, verbose=0)
+            for folder in copies:
+                miniimagenet.load_miniimagenet("val", data_dir=folder, **load)
+            # Another copy of the same files is decoded afresh.
+            self.assertLen(list(cache.glob("*.npz")), 2)
+            # So is a changed image, whatever its cached version.
+            with open(copies[0] / "val.csv", newline="") as f:
+                changed = list(csv.reader(f))[1][0]
+            image = copies[0] / "images" / changed
+            Image.new("RGB", (84, 84), (255, 255, 255)).save(image)
+            os.utime(image, ns=(1, 1))
+            data = miniimagenet.load_miniimagenet(
+                "val", data_dir=copies[0], **load
+            )
+            self.assertEqual(data.images[0, 0].min(), 255)
+            self.assertLen(list(cache.glob("*.npz")), 3)
+            # A listed image gone: an error, not the cache.
+            image.unlink()
+            with self.assertRaisesRegex(
+                FileNotFoundError, rf"Image {image} listed in .* does not exist"
+            ):
+                miniimagenet.load_miniimagenet(
+                    "val", data_dir=copies[0], **load
+                )
 
     @parameterized.parameters(("train", 64), ("val", 16), ("test", 20))
     def test_real_split_files(self, split, num_classes):

@@ -2,6 +2,7 @@
 
 import os
 import tempfile
+import warnings
 
 import keras
 import numpy as np
@@ -58,6 +59,13 @@ class Conv4Test(parameterized.TestCase):
         (dict(filters=2.5), "`filters` must be a positive"),
         (dict(blocks=0), "`blocks` must be a positive"),
         (dict(input_shape=(28, 28)), "`input_shape` must be"),
+        (
+            dict(input_shape=(28, 0, 1)),
+            r"`input_shape` must be \(height, width, channels\), all "
+            r"positive: the shape of one example\. "
+            r"Received: input_shape=\(28, 0, 1\)",
+        ),
+        (dict(input_shape=28), r"Received: input_shape=28"),
     )
     def test_errors(self, kwargs, message):
         args = {"input_shape": (28, 28, 1), "num_classes": 5, **kwargs}
@@ -72,11 +80,55 @@ class MlpTest(absltest.TestCase):
         self.assertEqual(model.count_params(), 4353)
         self.assertEqual(model.output_shape, (None, 1))
 
+    def test_input_shape_as_for_conv4(self):
+        # The same kind of argument as conv4's: a shape tuple (an int d is
+        # (d,)); examples of several axes are flattened first.
+        for shape in ((3,), 3, [3]):
+            model = models.mlp(shape, 2, (8,))
+            self.assertEqual(model.input_shape, (None, 3))
+            self.assertEqual(model.count_params(), 3 * 8 + 8 + 8 * 2 + 2)
+        images = models.mlp((28, 28, 1), 5, (16,))
+        self.assertEqual(images.input_shape, (None, 28, 28, 1))
+        self.assertEqual(images.output_shape, (None, 5))
+        self.assertEqual(images.count_params(), 784 * 16 + 16 + 16 * 5 + 5)
+        keyword = models.mlp(input_shape=(28, 28, 1), output_dim=5)
+        self.assertEqual(keyword.input_shape, (None, 28, 28, 1))
+        self.assertEqual(models.mlp().input_shape, (None, 1))
+
+    def test_input_dim_is_deprecated_but_works(self):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model = models.mlp(input_dim=3, output_dim=2, hidden=(8,))
+        self.assertEqual(model.input_shape, (None, 3))
+        self.assertTrue(
+            any(
+                issubclass(w.category, DeprecationWarning)
+                and "input_shape=(input_dim,)" in str(w.message)
+                for w in caught
+            )
+        )
+        with self.assertRaisesRegex(
+            ValueError,
+            r"Pass `input_shape` only.*Received: input_shape=\(3,\), "
+            r"input_dim=3",
+        ):
+            models.mlp((3,), input_dim=3)
+
     def test_errors(self):
         with self.assertRaisesRegex(ValueError, "Received: hidden=0"):
             models.mlp(1, 1, (64, 0))
-        with self.assertRaisesRegex(ValueError, "`input_dim` must be"):
+        with self.assertRaisesRegex(
+            ValueError,
+            r"`input_shape` must be an int or a tuple of ints, all positive"
+            r".*Received: input_shape=0",
+        ):
             models.mlp(0)
+        with self.assertRaisesRegex(ValueError, "Received: input_shape=\(\)"):
+            models.mlp(())
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            with self.assertRaisesRegex(ValueError, "`input_dim` must be"):
+                models.mlp(input_dim=0)
         with self.assertRaisesRegex(ValueError, "`output_dim` must be"):
             models.mlp(1, -1)
 

@@ -4,6 +4,8 @@ The data is read from `$KERAS_GA_DATA`, else `<repo>/../shared/data`; it must
 hold `omniglot/images_background.zip` and `omniglot/images_evaluation.zip`.
 """
 
+import contextlib
+import io
 import os
 import shutil
 import tempfile
@@ -34,6 +36,21 @@ def _load(protocol="vinyals", **kwargs):
         download=False,
         num_workers=None,
     )
+
+
+def _write_zips(root, names):
+    """Zips in `root` holding the real images of the characters `names`."""
+    for part in omniglot.PARTS:
+        source = Path(DATA_DIR) / "omniglot" / f"{part}.zip"
+        with zipfile.ZipFile(source) as archive:
+            with zipfile.ZipFile(Path(root) / f"{part}.zip", "w") as subset:
+                for member in archive.namelist():
+                    if any(member.startswith(n + "/") for n in names):
+                        subset.writestr(member, archive.read(member))
+
+
+TWO = ["images_background/Korean/character01"]
+TWO += ["images_evaluation/Tengwar/character02"]
 
 
 def _tasks(dataset):
@@ -214,22 +231,82 @@ class OmniglotTest(parameterized.TestCase):
 
     def test_second_load_reads_the_cache(self):
         self.assertEqual(self.decode_calls, 1)
-        self.assertTrue(omniglot.cache_path(28, self.cache_dir).is_file())
+        path = omniglot.cache_path(28, self.cache_dir, data_dir=DATA_DIR)
+        self.assertTrue(path.is_file())
         with mock.patch.object(
             omniglot, "_decode_characters", side_effect=AssertionError
         ):
             images, names = omniglot.load_characters(
-                data_dir="/nonexistent", cache_dir=self.cache_dir
+                data_dir=DATA_DIR, cache_dir=self.cache_dir
             )
         np.testing.assert_array_equal(images, self.images)
         np.testing.assert_array_equal(names, self.names)
 
+    def test_cache_does_not_stand_in_for_missing_files(self):
+        # The cache filled from DATA_DIR must not answer for other folders.
+        for root in (tempfile.mkdtemp(), "/nonexistent"):
+            with self.assertRaisesRegex(
+                FileNotFoundError, r"Omniglot not found.*not tried"
+            ):
+                omniglot.load_omniglot(
+                    data_dir=root, cache_dir=self.cache_dir, download=False
+                )
+            shutil.rmtree(root, ignore_errors=True)
+
+    def test_another_copy_is_decoded_afresh(self):
+        with tempfile.TemporaryDirectory() as root:
+            _write_zips(root, TWO)
+            load = dict(data_dir=root, cache_dir=self.cache_dir, verbose=2)
+            out = io.StringIO()
+            with contextlib.redirect_stdout(out):
+                images, names = omniglot.load_characters(**load)
+            self.assertEqual(list(names), TWO)
+            self.assertEqual(images.shape, (2, 20, 28, 28))
+            # The decode shows its progress: one line, as verbose=2 does.
+            self.assertRegex(out.getvalue(), r"^40/40 - \d+s - .*/image\n$")
+            copy = omniglot.cache_path(28, self.cache_dir, data_dir=root)
+            self.assertTrue(copy.is_file())
+            self.assertNotEqual(
+                copy, omniglot.cache_path(28, self.cache_dir, data_dir=DATA_DIR)
+            )
+            # Changed files (here a third character) are decoded afresh.
+            third = "images_background/Korean/character02"
+            _write_zips(root, [*TWO, third])
+            images, names = omniglot.load_characters(**load)
+            self.assertEqual(list(names), sorted([*TWO, third]))
+        # The first copy's cache is untouched.
+        with mock.patch.object(
+            omniglot, "_decode_characters", side_effect=AssertionError
+        ):
+            images, _ = omniglot.load_characters(
+                data_dir=DATA_DIR, cache_dir=self.cache_dir
+            )
+        self.assertEqual(images.shape, (1623, 20, 28, 28))
+
     def test_cache_dir_from_environment(self):
         with mock.patch.dict(os.environ, {"KERAS_GA_CACHE": self.cache_dir}):
-            self.assertEqual(
-                omniglot.cache_path((28, 28)),
-                Path(self.cache_dir) / "omniglot_v1_28x28.npz",
-            )
+            path = omniglot.cache_path((28, 28), data_dir=DATA_DIR)
+        self.assertEqual(path.parent, Path(self.cache_dir))
+        self.assertRegex(path.name, r"^omniglot_v2_28x28_[0-9a-f]{16}\.npz$")
+
+    @parameterized.parameters("truncated", "not_a_zip")
+    def test_damaged_zip_is_named(self, damage):
+        with tempfile.TemporaryDirectory() as root:
+            _write_zips(root, TWO)
+            bad = Path(root) / "images_background.zip"
+            if damage == "truncated":
+                bad.write_bytes(bad.read_bytes()[:5000])
+            else:
+                bad.write_text("<html>404 Not Found</html>")
+            with self.assertRaisesRegex(
+                ValueError,
+                rf"{bad} is not a readable zip archive \(truncated, damaged "
+                r"or not a zip file\): BadZipFile: .*Delete it and download "
+                r"images_background\.zip again from .*brendenlake/omniglot",
+            ):
+                omniglot.load_characters(
+                    data_dir=root, cache_dir=root, download=False
+                )
 
     def test_extracted_folders_and_image_size(self):
         names = ["images_background/Korean/character01"]
@@ -274,10 +351,57 @@ class OmniglotTest(parameterized.TestCase):
             ):
                 with self.assertRaisesRegex(
                     FileNotFoundError,
-                    r"Omniglot not found.*"
-                    r"tensorflow_datasets: OSError: offline",
+                    r"Omniglot not found.*The download through "
+                    r"tensorflow_datasets failed: OSError: offline\. To "
+                    r"provide the files instead, download "
+                    r"images_background\.zip and images_evaluation\.zip "
+                    r"from .*brendenlake/omniglot",
                 ):
                     omniglot.load_omniglot(data_dir=root, cache_dir=root)
+
+    def test_download_without_a_module_says_what_to_install(self):
+        missing = ModuleNotFoundError(
+            "No module named 'importlib_resources'", name="importlib_resources"
+        )
+        with tempfile.TemporaryDirectory() as root:
+            with mock.patch.object(
+                omniglot, "_decode_tfds", side_effect=missing
+            ):
+                with self.assertRaises(FileNotFoundError) as caught:
+                    omniglot.load_omniglot(data_dir=root, cache_dir=root)
+        message = str(caught.exception)
+        self.assertIn(
+            "failed: ModuleNotFoundError: No module named "
+            "'importlib_resources'. Installing the missing module "
+            "(`pip install importlib_resources`)",
+            message,
+        )
+        # download=True was passed: no advice to pass it.
+        self.assertNotIn("download=True", message)
+
+    def test_download_prints_nothing(self):
+        import tensorflow_datasets as tfds  # noqa: F401 (for mock.patch)
+
+        class Offline:
+            def download_and_prepare(self):
+                print("Downloading and preparing dataset Unknown size ...")
+                raise OSError("offline")
+
+        out = io.StringIO()
+        with tempfile.TemporaryDirectory() as root:
+            with (
+                mock.patch(
+                    "tensorflow_datasets.builder", return_value=Offline()
+                ),
+                contextlib.redirect_stdout(out),
+                self.assertLogs("absl", "INFO") as logs,
+                self.assertRaisesRegex(FileNotFoundError, "OSError: offline"),
+            ):
+                omniglot.load_omniglot(data_dir=root, cache_dir=root)
+        self.assertEqual(out.getvalue(), "")
+        self.assertTrue(
+            any("Downloading and preparing dataset" in r for r in logs.output)
+        )
 
     def test_unknown_protocol(self):
         with self.assertRaisesRegex(

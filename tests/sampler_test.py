@@ -1,9 +1,15 @@
 """Tests for keras_ga.sampler."""
 
+import re
+import tempfile
+from pathlib import Path
+
+import keras
 import numpy as np
 import tensorflow as tf
 from absl.testing import absltest
 from absl.testing import parameterized
+from PIL import Image
 
 from keras_ga import episode
 from keras_ga import sampler
@@ -134,6 +140,21 @@ class FewShotEpisodesTest(parameterized.TestCase):
     def test_finite_dataset_has_num_tasks(self):
         dataset = _episodes(num_tasks=12, meta_batch_size=4)
         self.assertEqual(dataset.cardinality().numpy(), 3)
+
+    @parameterized.parameters(
+        dict(),
+        dict(shuffle_examples=False),
+        dict(transform=lambda task, seed: task),
+    )
+    def test_endless_stream_says_it_is_endless(self, **kwargs):
+        # What MetaModel.fit/evaluate (and Keras) read to require
+        # steps_per_epoch / validation_steps / steps.
+        dataset = _episodes(**kwargs)
+        self.assertEqual(
+            dataset.cardinality().numpy(), tf.data.INFINITE_CARDINALITY
+        )
+        finite = _episodes(num_tasks=8, **kwargs)
+        self.assertEqual(finite.cardinality().numpy(), 2)
 
     def test_uint8_scaled_to_unit_interval(self):
         images = np.full((4, 3, 2, 2), 255, np.uint8)
@@ -294,6 +315,82 @@ class ErrorsTest(parameterized.TestCase):
             r"Received: images of dtype int32",
         ):
             _episodes(np.zeros((4, 6, 2), np.int32))
+
+    @parameterized.parameters(
+        ((800, 28, 28, 1), r"800 classes of 28 examples of shape \(28, 1\)"),
+        ((60, 32, 32, 3), r"60 classes of 32 examples of shape \(32, 3\)"),
+        ((800, 28, 28), r"800 classes of 28 examples of shape \(28,\)"),
+        ((50, 784), r"50 classes of 784 examples of shape \(\)"),
+    )
+    def test_flat_examples_without_labels(self, shape, reading):
+        with self.assertRaisesRegex(
+            ValueError,
+            rf"Without `labels`.*{reading}.*looks like a stack of examples.*"
+            r"Pass their class ids as `labels`.*ClassMajor\.from_array.*"
+            rf"Received: data.shape={re.escape(str(shape))}, labels=None",
+        ):
+            _episodes(np.zeros(shape, np.float32))
+
+    def test_class_major_arrays_of_such_shapes_are_accepted(self):
+        # The same shape, said to be class-major, and the loaders' 5-D
+        # class-major images.
+        stated = sampler.ClassMajor.from_array(np.zeros((20, 28, 28, 1)))
+        self.assertEqual(stated.images.shape, (20, 28, 28, 1))
+        np.testing.assert_array_equal(stated.counts, [28] * 20)
+        np.testing.assert_array_equal(stated.classes, np.arange(20))
+        batch = next(iter(_episodes(stated)))
+        self.assertEqual(batch["support_x"].shape, (4, 6, 28, 1))
+        images = np.zeros((10, 20, 28, 28, 1), np.float32)
+        batch = next(iter(_episodes(images)))
+        self.assertEqual(batch["support_x"].shape, (4, 6, 28, 28, 1))
+
+    def test_repeated_dataset(self):
+        data = tf.data.Dataset.from_tensor_slices((np.eye(3), [0, 1, 1]))
+        with self.assertRaisesRegex(
+            ValueError,
+            r"`data` must be a finite tf\.data\.Dataset.*read forever.*"
+            r"Remove the `\.repeat\(\)`.*Received: a dataset of infinite "
+            r"cardinality",
+        ):
+            _episodes(data.repeat())
+        with self.assertRaisesRegex(ValueError, r"`dataset` must be a finite"):
+            sampler.materialize(data.repeat())
+
+    def test_batched_dataset(self):
+        data = tf.data.Dataset.from_tensor_slices((np.eye(6), np.arange(6)))
+        with self.assertRaisesRegex(
+            ValueError,
+            r"`data` must hold one example per element.*"
+            r"`dataset\.unbatch\(\)`.*Received: labels of shape \[None\]",
+        ):
+            _episodes(data.batch(4))
+
+    def test_image_dataset_from_directory_defaults(self):
+        with tempfile.TemporaryDirectory() as root:
+            for name in ("a", "b", "c"):
+                (Path(root) / name).mkdir()
+                for i in range(4):
+                    Image.new("L", (8, 8), 60 * i).save(
+                        Path(root) / name / f"{i}.png"
+                    )
+            kwargs = dict(image_size=(8, 8), color_mode="grayscale")
+            batched = keras.utils.image_dataset_from_directory(root, **kwargs)
+            with self.assertRaisesRegex(
+                ValueError, r"unbatch.*Received: labels of shape \[None\]"
+            ):
+                _episodes(batched, ways=2, shots=1, queries=1)
+            one_hot = keras.utils.image_dataset_from_directory(
+                root, label_mode="categorical", batch_size=None, **kwargs
+            )
+            with self.assertRaisesRegex(
+                ValueError,
+                r"one-hot labels need converting to class ids.*"
+                r"Received: labels of shape \[3\]",
+            ):
+                _episodes(one_hot, ways=2, shots=1, queries=1)
+            unbatched = batched.unbatch()
+            batch = next(iter(_episodes(unbatched, ways=2, shots=1, queries=3)))
+            self.assertEqual(batch["support_x"].shape, (4, 2, 8, 8, 1))
 
     def test_class_major_needs_two_axes(self):
         with self.assertRaisesRegex(

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+
+from keras_ga import _progress
 
 DATA_ENV = "KERAS_GA_DATA"
 CACHE_ENV = "KERAS_GA_CACHE"
@@ -56,3 +60,47 @@ def check_image_size(image_size) -> tuple[int, int]:
             f"of positive ints. Received: image_size={image_size!r}."
         )
     return int(size[0]), int(size[1])
+
+
+def file_stamp(path: Path) -> tuple:
+    """What identifies a file's version cheaply: `(path, size, mtime)`."""
+    stat = path.stat()
+    return str(path.resolve()), stat.st_size, stat.st_mtime_ns
+
+
+def digest(*parts) -> str:
+    """A short hex digest of `parts` (their `repr`), for cache file names."""
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
+
+
+def read_cache(path: Path) -> dict[str, np.ndarray] | None:
+    """The arrays cached in `path`, or `None` when there is no such file."""
+    if not path.is_file():
+        return None
+    with np.load(path) as cached:
+        return {key: cached[key] for key in cached.files}
+
+
+def write_cache(path: Path, **arrays) -> None:
+    """Writes `arrays` to `path` atomically (readers never see a part)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
+    np.savez(partial, **arrays)
+    os.replace(partial, path)
+
+
+def decode_in_chunks(decode_chunk, total, chunk, num_workers, bar) -> None:
+    """Runs `decode_chunk(start)` over `range(0, total, chunk)` in threads.
+
+    The chunks run in a thread pool of `num_workers` (default: up to 8, one
+    per CPU); `bar` (a `keras.utils.Progbar` or `None`) counts the items done
+    and ends with a line break.
+    """
+    workers = num_workers or min(8, os.cpu_count() or 1)
+    done = 0
+    with ThreadPoolExecutor(workers) as pool:
+        for start in pool.map(decode_chunk, range(0, total, chunk)):
+            done = min(start + chunk, total)
+            if bar is not None:
+                bar.update(done, finalize=False)
+    _progress.finish(bar, done)

@@ -15,6 +15,14 @@ Two on-disk formats are read, from the folder `data_dir/miniimagenet/` (or
 Images stay uint8 in [0, 255] (the training split is 813 MB so; four times
 that as float32); the episode sampler scales them to float32 [0, 1].
 
+Decoding the images of a split file shows a `keras.utils.Progbar` and
+caches the result as one `.npz` file in `cache_dir`, else
+`$KERAS_GA_CACHE`, else `~/.cache/keras_ga`. The cache is keyed on the
+source: the split file's path, size and modification time, and the size
+and modification time of every image it lists, with the image size; any
+other copy, or a changed file, is decoded afresh. The pickle caches are
+read directly, not cached again.
+
 References:
     Vinyals et al., "Matching Networks for One Shot Learning", NeurIPS 2016.
     Ravi and Larochelle, "Optimization as a Model for Few-Shot Learning",
@@ -24,21 +32,23 @@ References:
 from __future__ import annotations
 
 import csv
-import os
 import pickle
-from concurrent.futures import ThreadPoolExecutor
+import stat
 from pathlib import Path
 
 import numpy as np
+from absl import logging
 from PIL import Image
 from PIL import UnidentifiedImageError
 
 from keras_ga import _checks
+from keras_ga import _progress
 from keras_ga import sampler
 from keras_ga.datasets import _common
 
 SPLITS = ("train", "val", "test")
 CSV_HEADER = ["filename", "label"]
+CACHE_VERSION = 1  # Bump when decoding changes, to ignore stale caches.
 
 
 def load_miniimagenet(
@@ -47,6 +57,8 @@ def load_miniimagenet(
     data_dir=None,
     image_size=84,
     num_workers: int | None = None,
+    cache_dir=None,
+    verbose="auto",
 ) -> sampler.ClassMajor:
     """Loads one split of miniImageNet as a class-major array.
 
@@ -55,6 +67,11 @@ def load_miniimagenet(
         data_dir: folder holding `miniimagenet/` (or the files themselves).
         image_size: int or `(height, width)` the CSV images are resized to.
         num_workers: threads decoding images.
+        cache_dir: folder of the decoded-image cache (see the module
+            docstring).
+        verbose: progress of a decode: 0 (none), 1 (a bar updated in
+            place), 2 (one line when done) or `"auto"` (1 on a terminal,
+            else 2).
 
     Returns:
         A `keras_ga.sampler.ClassMajor` with uint8 images
@@ -69,14 +86,16 @@ def load_miniimagenet(
     """
     _checks.check_one_of("split", split, SPLITS)
     size = _common.check_image_size(image_size)
+    _progress.resolve_verbose(verbose)
+    decode = dict(size=size, num_workers=num_workers, verbose=verbose)
     folders = _common.dataset_dirs("miniimagenet", data_dir)
     for folder in folders:
         pickled = folder / f"mini-imagenet-cache-{split}.pkl"
         if pickled.is_file():
-            return _load_pickle(pickled, size, num_workers)
+            return _load_pickle(pickled, **decode)
     for folder in folders:
         if (folder / f"{split}.csv").is_file():
-            return _load_csv(folder / f"{split}.csv", size, num_workers)
+            return _load_csv(folder / f"{split}.csv", cache_dir, **decode)
     raise FileNotFoundError(
         f"miniImageNet split {split!r} not found. Looked for "
         f"mini-imagenet-cache-{split}.pkl or {split}.csv (with images/) in "
@@ -99,6 +118,8 @@ def miniimagenet_episodes(
     image_size=84,
     shuffle_examples: bool = True,
     transform=None,
+    cache_dir=None,
+    verbose="auto",
 ):
     """Episode dataset of one miniImageNet split, in one call.
 
@@ -107,14 +128,21 @@ def miniimagenet_episodes(
         ways, shots, queries, meta_batch_size, seed, num_tasks,
             shuffle_examples, transform: as in
             `keras_ga.sampler.few_shot_episodes`.
-        data_dir, image_size: as in `load_miniimagenet`.
+        data_dir, image_size, cache_dir, verbose: as in
+            `load_miniimagenet`.
 
     Returns:
         A `tf.data.Dataset` of episode dicts with images
         `[meta_batch_size, examples, height, width, 3]` float32 in [0, 1].
     """
     return sampler.few_shot_episodes(
-        load_miniimagenet(split, data_dir=data_dir, image_size=image_size),
+        load_miniimagenet(
+            split,
+            data_dir=data_dir,
+            image_size=image_size,
+            cache_dir=cache_dir,
+            verbose=verbose,
+        ),
         ways=ways,
         shots=shots,
         queries=queries,
@@ -146,25 +174,61 @@ def _read_rows(csv_path: Path) -> list[tuple[int, str, str]]:
     return rows
 
 
-def _load_csv(csv_path: Path, size, num_workers) -> sampler.ClassMajor:
+def _load_csv(csv_path: Path, cache_dir, **decode) -> sampler.ClassMajor:
     rows = _read_rows(csv_path)
+    files, stamps = _listed_images(csv_path, rows)
+    path = _cache_file(csv_path, stamps, decode["size"], cache_dir)
+    cached = _common.read_cache(path)
+    if cached is not None:
+        return sampler.ClassMajor(**cached)
+    logging.info("Decoding %s into the cache %s.", csv_path, path)
+    data = _grouped([label for *_, label in rows], files, **decode)
+    _common.write_cache(path, **data._asdict())
+    return data
+
+
+def _listed_images(csv_path: Path, rows):
+    """The image files of `rows` and their `(size, mtime)` stamps."""
     images_dir = csv_path.parent / "images"
     if not images_dir.is_dir():
         raise FileNotFoundError(
             f"The miniImageNet images folder {images_dir} does not exist; "
             f"{csv_path} lists {len(rows)} images expected in it."
         )
-    for line, filename, _ in rows:
-        if not (images_dir / filename).is_file():
-            raise FileNotFoundError(
-                f"Image {images_dir / filename} listed in {csv_path} row "
-                f"{line} (filename={filename}) does not exist."
-            )
     files = [images_dir / filename for _, filename, _ in rows]
-    return _grouped([label for *_, label in rows], files, size, num_workers)
+    stamps = [
+        _image_stamp(csv_path, row, file)
+        for row, file in zip(rows, files, strict=True)
+    ]
+    return files, stamps
 
 
-def _load_pickle(path: Path, size, num_workers) -> sampler.ClassMajor:
+def _cache_file(csv_path: Path, stamps, size, cache_dir) -> Path:
+    """The cache of a split file's decode, named for its source and size."""
+    key = _common.digest(_common.file_stamp(csv_path), stamps, size)
+    name = (
+        f"miniimagenet_v{CACHE_VERSION}_{csv_path.stem}_{size[0]}x{size[1]}_"
+        f"{key}.npz"
+    )
+    return _common.cache_root(cache_dir) / name
+
+
+def _image_stamp(csv_path, row, file):
+    """`(size, mtime)` of a listed image; an error when it is missing."""
+    line, filename, _ = row
+    try:
+        status = file.stat()
+    except FileNotFoundError:
+        status = None
+    if status is None or not stat.S_ISREG(status.st_mode):
+        raise FileNotFoundError(
+            f"Image {file} listed in {csv_path} row {line} "
+            f"(filename={filename}) does not exist."
+        )
+    return status.st_size, status.st_mtime_ns
+
+
+def _load_pickle(path: Path, size, **decode) -> sampler.ClassMajor:
     with open(path, "rb") as f:
         data = pickle.load(f)
     if not isinstance(data, dict) or not {"image_data", "class_dict"} <= set(
@@ -186,11 +250,11 @@ def _load_pickle(path: Path, size, num_workers) -> sampler.ClassMajor:
             f"{sum(label is None for label in labels)} rows without a class."
         )
     if images.shape[1:] == (*size, 3):
-        return _grouped(labels.tolist(), images, size, num_workers)
-    return _grouped(labels.tolist(), list(images), size, num_workers)
+        return _grouped(labels.tolist(), images, size, **decode)
+    return _grouped(labels.tolist(), list(images), size, **decode)
 
 
-def _grouped(labels, images, size, num_workers) -> sampler.ClassMajor:
+def _grouped(labels, images, size, **decode) -> sampler.ClassMajor:
     """Decodes (or resizes) `images` straight into their class-major slots."""
     classes, inverse, counts = np.unique(
         np.asarray(labels, str), return_inverse=True, return_counts=True
@@ -204,18 +268,20 @@ def _grouped(labels, images, size, num_workers) -> sampler.ClassMajor:
     if isinstance(images, np.ndarray):
         grouped[inverse, slot] = images
     else:
-        _decode_into(grouped, inverse, slot, images, size, num_workers)
+        _decode_into(grouped, inverse, slot, images, size, **decode)
     return sampler.ClassMajor(grouped, counts.astype(np.int64), classes)
 
 
-def _decode_into(grouped, inverse, slot, images, size, num_workers, chunk=64):
+def _decode_into(
+    grouped, inverse, slot, images, size, num_workers, verbose, chunk=64
+):
     def decode_chunk(start):
         for i in range(start, min(start + chunk, len(images))):
             grouped[inverse[i], slot[i]] = _to_array(images[i], size)
+        return start
 
-    workers = num_workers or min(8, os.cpu_count() or 1)
-    with ThreadPoolExecutor(workers) as pool:
-        list(pool.map(decode_chunk, range(0, len(images), chunk)))
+    bar = _progress.progbar(len(images), "image", verbose)
+    _common.decode_in_chunks(decode_chunk, len(images), chunk, num_workers, bar)
 
 
 def _to_array(image, size) -> np.ndarray:

@@ -17,8 +17,14 @@ may also sit directly in it. When they are missing and `download=True`, the
 images are obtained through `tensorflow_datasets` (`tfds.load("omniglot")`).
 
 The decoded images of all 1623 characters are cached as one `.npz` file per
-image size in `cache_dir`, else `$KERAS_GA_CACHE`, else `~/.cache/keras_ga`,
-so that later loads take well under a second.
+source and image size in `cache_dir`, else `$KERAS_GA_CACHE`, else
+`~/.cache/keras_ga`, so that later loads take well under a second. The
+cache is keyed on the source files (their paths, sizes and modification
+times; for extracted folders, those of every PNG): another copy, or
+changed files, are decoded afresh, and a folder without the files is an
+error (with `download=False`) however full the cache. Files that came
+through `tensorflow_datasets` are keyed as such. The first decode shows a
+`keras.utils.Progbar`.
 
 Protocols:
 
@@ -43,16 +49,18 @@ References:
 
 from __future__ import annotations
 
+import contextlib
 import io
-import os
 import zipfile
-from concurrent.futures import ThreadPoolExecutor
+import zlib
 from pathlib import Path
 
 import numpy as np
+from absl import logging
 from PIL import Image
 
 from keras_ga import _checks
+from keras_ga import _progress
 from keras_ga import sampler
 from keras_ga.datasets import _common
 
@@ -61,7 +69,7 @@ PARTS = ("images_background", "images_evaluation")
 SPLITS = ("train", "val", "test")
 NUM_TRAIN_CHARACTERS = 1200
 IMAGES_PER_CHARACTER = 20
-CACHE_VERSION = 1  # Bump when decoding changes, to ignore stale caches.
+CACHE_VERSION = 2  # Bump when decoding changes, to ignore stale caches.
 SOURCE_URL = "https://github.com/brendenlake/omniglot/tree/master/python"
 
 
@@ -76,6 +84,7 @@ def load_omniglot(
     cache_dir=None,
     download: bool = True,
     num_workers: int | None = None,
+    verbose="auto",
 ) -> dict[str, np.ndarray]:
     """Loads Omniglot as class-major arrays, split by `protocol`.
 
@@ -93,6 +102,9 @@ def load_omniglot(
         download: whether to fall back on `tensorflow_datasets` when the
             files are missing.
         num_workers: threads decoding PNGs on the first load.
+        verbose: progress of the first decode: 0 (none), 1 (a bar updated
+            in place), 2 (one line when done) or `"auto"` (1 on a terminal,
+            else 2).
 
     Returns:
         A dict with `"train"`, `"test"` and, when `num_val > 0`, `"val"`:
@@ -100,8 +112,10 @@ def load_omniglot(
 
     Raises:
         ValueError: for an unknown `protocol`, a bad `image_size` or
-            `num_val`.
-        FileNotFoundError: when the data is neither on disk nor obtainable.
+            `num_val`, or a damaged zip (named in the message).
+        FileNotFoundError: when the data is neither on disk nor obtainable;
+            the message says where it was looked for and why a download
+            failed.
     """
     splits = _load_uint8(
         protocol,
@@ -113,6 +127,7 @@ def load_omniglot(
         cache_dir=cache_dir,
         download=download,
         num_workers=num_workers,
+        verbose=verbose,
     )
     return {
         k: np.multiply(v, 1.0 / 255.0, dtype=np.float32)
@@ -139,6 +154,7 @@ def omniglot_episodes(
     download: bool = True,
     shuffle_examples: bool = True,
     transform=None,
+    verbose="auto",
 ):
     """Episode dataset of one Omniglot split, in one call.
 
@@ -148,7 +164,7 @@ def omniglot_episodes(
             shuffle_examples, transform: as in
             `keras_ga.sampler.few_shot_episodes`.
         protocol, data_dir, image_size, num_val, rotations, split_seed,
-            cache_dir, download: as in `load_omniglot`.
+            cache_dir, download, verbose: as in `load_omniglot`.
 
     Returns:
         A `tf.data.Dataset` of episode dicts with images
@@ -183,6 +199,7 @@ def omniglot_episodes(
         cache_dir=cache_dir,
         download=download,
         num_workers=None,
+        verbose=verbose,
     )
     return sampler.few_shot_episodes(
         splits[split],
@@ -197,13 +214,15 @@ def omniglot_episodes(
     )
 
 
-def cache_path(image_size=28, cache_dir=None) -> Path:
-    """The `.npz` file caching the decoded characters at `image_size`."""
-    height, width = _common.check_image_size(image_size)
-    return (
-        _common.cache_root(cache_dir)
-        / f"omniglot_v{CACHE_VERSION}_{height}x{width}.npz"
-    )
+def cache_path(image_size=28, cache_dir=None, *, data_dir=None) -> Path:
+    """The `.npz` file caching the characters of `data_dir` at `image_size`.
+
+    Its name holds a digest of the source files found from `data_dir` (see
+    the module docstring), or of the `tensorflow_datasets` copy when there
+    are none.
+    """
+    size = _common.check_image_size(image_size)
+    return _cache_file(size, cache_dir, _find_sources(data_dir))
 
 
 def load_characters(
@@ -213,6 +232,7 @@ def load_characters(
     cache_dir=None,
     download: bool = True,
     num_workers: int | None = None,
+    verbose="auto",
 ) -> tuple[np.ndarray, np.ndarray]:
     """All 1623 characters, decoded once and then read from the cache.
 
@@ -222,16 +242,43 @@ def load_characters(
         characterNN"` in sorted order (the 964 background characters first).
     """
     size = _common.check_image_size(image_size)
-    path = cache_path(size, cache_dir)
-    if path.exists():
-        with np.load(path) as cached:
-            return cached["images"], cached["names"]
-    images, names = _decode_characters(data_dir, size, download, num_workers)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
-    np.savez(partial, images=images, names=names)
-    os.replace(partial, path)
+    _progress.resolve_verbose(verbose)
+    sources = _find_sources(data_dir)
+    if sources is None and not download:
+        raise _not_found(data_dir, None)
+    path = _cache_file(size, cache_dir, sources)
+    cached = _common.read_cache(path)
+    if cached is not None:
+        return cached["images"], cached["names"]
+    logging.info("Decoding Omniglot into the cache %s.", path)
+    images, names = _decode_characters(
+        data_dir, sources, size, num_workers, verbose
+    )
+    _common.write_cache(path, images=images, names=names)
     return images, names
+
+
+def _cache_file(size, cache_dir, sources) -> Path:
+    height, width = size
+    key = _common.digest(_source_stamps(sources))
+    name = f"omniglot_v{CACHE_VERSION}_{height}x{width}_{key}.npz"
+    return _common.cache_root(cache_dir) / name
+
+
+def _source_stamps(sources):
+    """What identifies the source files; see the module docstring."""
+    if sources is None:
+        return "tensorflow_datasets:omniglot"
+    stamps = []
+    for part in PARTS:
+        source = sources[part]
+        stamps.append(_common.file_stamp(source))
+        if source.is_dir():
+            stamps += [
+                (str(f.relative_to(source)), *_common.file_stamp(f)[1:])
+                for f in sorted(source.glob("*/*/*.png"))
+            ]
+    return stamps
 
 
 def _load_uint8(protocol, *, rotations, num_val, split_seed, **kwargs):
@@ -295,31 +342,59 @@ def _find_sources(data_dir) -> dict[str, Path] | None:
     return sources if len(sources) == len(PARTS) else None
 
 
-def _not_found(data_dir, reason) -> FileNotFoundError:
+def _not_found(data_dir, download_error) -> FileNotFoundError:
+    """Where Omniglot was looked for, why a download failed, what to do."""
     folders = [str(f) for f in _common.dataset_dirs("omniglot", data_dir)]
     looked_for = ", ".join(f"{p}.zip or {p}/" for p in PARTS)
+    files = (
+        f"images_background.zip and images_evaluation.zip from {SOURCE_URL} "
+        "into one of these folders (or pass their folder as `data_dir`)"
+    )
+    if download_error is None:
+        advice = (
+            f"Download {files}, or pass `download=True` to obtain them "
+            "through tensorflow_datasets (needs network access). Download "
+            "through tensorflow_datasets: not tried (download=False)."
+        )
+    else:
+        missing = getattr(download_error, "name", None)
+        install = (
+            f" Installing the missing module (`pip install {missing}`) may "
+            "let the download work."
+            if isinstance(download_error, ModuleNotFoundError) and missing
+            else ""
+        )
+        advice = (
+            "The download through tensorflow_datasets failed: "
+            f"{type(download_error).__name__}: {download_error}.{install} "
+            f"To provide the files instead, download {files}."
+        )
     return FileNotFoundError(
         f"Omniglot not found. Looked for {looked_for} in {folders} (from "
         f"`data_dir`, else ${_common.DATA_ENV}, else "
-        f"{_common.DEFAULT_DATA_DIR}). Download images_background.zip and "
-        f"images_evaluation.zip from {SOURCE_URL} into one of these "
-        "folders, or pass `download=True` with `tensorflow_datasets` "
-        f"installed and network access. tensorflow_datasets: {reason}"
+        f"{_common.DEFAULT_DATA_DIR}). {advice}"
     )
 
 
-def _decode_characters(data_dir, size, download, num_workers):
-    sources = _find_sources(data_dir)
+def _decode_characters(data_dir, sources, size, num_workers, verbose):
     if sources is not None:
-        return _decode_sources(sources, size, num_workers)
-    if not download:
-        raise _not_found(data_dir, "not tried (download=False).")
+        return _decode_sources(sources, size, num_workers, verbose)
     try:
-        return _decode_tfds(size)
+        # tensorflow_datasets prints its download notice to stdout: log it.
+        with contextlib.redirect_stdout(_LogWriter()):
+            return _decode_tfds(size)
     except Exception as error:  # Any failure means: not obtainable.
-        raise _not_found(data_dir, f"{type(error).__name__}: {error}") from (
-            error
-        )
+        raise _not_found(data_dir, error) from error
+
+
+class _LogWriter(io.StringIO):
+    """A stdout stand-in that sends each line to absl logging instead."""
+
+    def write(self, text):
+        for line in text.splitlines():
+            if line.strip():
+                logging.info("tensorflow_datasets: %s", line)
+        return len(text)
 
 
 def _list_part(source: Path) -> list[tuple[str, Path | bytes]]:
@@ -327,19 +402,30 @@ def _list_part(source: Path) -> list[tuple[str, Path | bytes]]:
     if source.is_dir():
         files = sorted(source.glob("*/*/*.png"))
         return [(_character_name(source.name, f), f) for f in files]
-    with zipfile.ZipFile(source) as archive:
-        members = sorted(n for n in archive.namelist() if n.endswith(".png"))
-        part = source.name.removesuffix(".zip")
-        return [
-            (_character_name(part, Path(n)), archive.read(n)) for n in members
-        ]
+    part = source.name.removesuffix(".zip")
+    try:
+        with zipfile.ZipFile(source) as archive:
+            members = sorted(
+                n for n in archive.namelist() if n.endswith(".png")
+            )
+            return [
+                (_character_name(part, Path(n)), archive.read(n))
+                for n in members
+            ]
+    except (zipfile.BadZipFile, zlib.error, EOFError) as error:
+        raise ValueError(
+            f"{source} is not a readable zip archive (truncated, damaged or "
+            f"not a zip file): {type(error).__name__}: {error}. Delete it and "
+            f"download {part}.zip again from {SOURCE_URL}, or put its "
+            f"extracted folder {part}/ in its place."
+        ) from error
 
 
 def _character_name(part: str, file: Path) -> str:
     return f"{part}/{file.parent.parent.name}/{file.parent.name}"
 
 
-def _decode_sources(sources, size, num_workers):
+def _decode_sources(sources, size, num_workers, verbose):
     entries = [e for part in PARTS for e in _list_part(sources[part])]
     entries.sort(key=lambda entry: entry[0])  # Stable: drawers stay sorted.
     names = np.array(sorted({name for name, _ in entries}))
@@ -350,11 +436,12 @@ def _decode_sources(sources, size, num_workers):
             f"images. Received: counts {sorted(set(counts.tolist()))} in "
             f"{sorted(str(s) for s in sources.values())}."
         )
-    images = _decode_parallel([e[1] for e in entries], size, num_workers)
+    files = [e[1] for e in entries]
+    images = _decode_parallel(files, size, num_workers, verbose)
     return images.reshape(len(names), IMAGES_PER_CHARACTER, *size), names
 
 
-def _decode_parallel(files, size, num_workers, chunk=512):
+def _decode_parallel(files, size, num_workers, verbose, chunk=512):
     images = np.empty((len(files), *size), np.uint8)
 
     def decode_chunk(start):
@@ -363,10 +450,10 @@ def _decode_parallel(files, size, num_workers, chunk=512):
             if isinstance(data, Path):
                 data = data.read_bytes()
             images[i] = _to_array(Image.open(io.BytesIO(data)), size)
+        return start
 
-    workers = num_workers or min(8, os.cpu_count() or 1)
-    with ThreadPoolExecutor(workers) as pool:
-        list(pool.map(decode_chunk, range(0, len(files), chunk)))
+    bar = _progress.progbar(len(files), "image", verbose)
+    _common.decode_in_chunks(decode_chunk, len(files), chunk, num_workers, bar)
     return images
 
 
@@ -378,6 +465,7 @@ def _to_array(image: Image.Image, size) -> np.ndarray:
 def _decode_tfds(size):
     import tensorflow_datasets as tfds  # Optional; only for downloading.
 
+    logging.info("Obtaining Omniglot through tensorflow_datasets.")
     builder = tfds.builder("omniglot")
     builder.download_and_prepare()
     alphabets = builder.info.features["alphabet"]
