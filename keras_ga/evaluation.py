@@ -2,10 +2,13 @@
 
 Each task of a fixed test set is adapted from the meta-parameters with
 `steps` SGD steps on its support set; the adapted model predicts the
-query set, giving one number per task (query accuracy, or query MSE for
-regression). The result is the mean over the T tasks with the 95%
+query set, giving one number per task: query accuracy, query MSE or the
+query loss, by default the one that fits the compiled loss (accuracy for
+cross-entropy, MSE for the mean squared error, the loss itself
+otherwise). The result is the mean over the T tasks with the 95%
 confidence interval of the mean, `1.96 * std / sqrt(T)` (`std` with
-`ddof=0`, as the MAML reference code computes it).
+`ddof=0`, as the MAML reference code computes it). A progress bar counts
+the tasks; redirected output gets one line when they are done.
 
 Two ways of predicting the query set, named in every result:
 
@@ -52,6 +55,14 @@ METRICS = ("accuracy", "mse", "loss")
 # Reptile), 1000 sine tasks (gradient agreement, section 4.1).
 DEFAULT_NUM_TASKS = {"accuracy": 600, "mse": 1000, "loss": 1000}
 Z_95 = 1.96
+# The metric reported for a compiled loss (by the name of its function);
+# any other loss reports itself ("loss").
+_METRIC_OF_LOSS = {
+    "sparse_categorical_crossentropy": "accuracy",
+    "categorical_crossentropy": "accuracy",
+    "categorical_focal_crossentropy": "accuracy",
+    "mean_squared_error": "mse",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -244,17 +255,9 @@ def infer_metric(model) -> str:
 
 def _loss_name(loss) -> str:
     if isinstance(loss, str):
-        return keras.losses.get(loss).__name__
+        return _loss_name(keras.losses.get(loss))
     fn = getattr(loss, "fn", loss)  # The function a Loss object wraps.
     return getattr(fn, "__name__", type(loss).__name__)
-
-
-_METRIC_OF_LOSS = {
-    "sparse_categorical_crossentropy": "accuracy",
-    "categorical_crossentropy": "accuracy",
-    "categorical_focal_crossentropy": "accuracy",
-    "mean_squared_error": "mse",
-}
 
 
 def evaluate_tasks(

@@ -123,7 +123,7 @@ class MlpTest(absltest.TestCase):
             r".*Received: input_shape=0",
         ):
             models.mlp(0)
-        with self.assertRaisesRegex(ValueError, "Received: input_shape=\(\)"):
+        with self.assertRaisesRegex(ValueError, r"Received: input_shape=\(\)"):
             models.mlp(())
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)

@@ -236,6 +236,10 @@ def load_characters(
 ) -> tuple[np.ndarray, np.ndarray]:
     """All 1623 characters, decoded once and then read from the cache.
 
+    Args:
+        data_dir, image_size, cache_dir, download, num_workers, verbose: as
+            in `load_omniglot`.
+
     Returns:
         `(images, names)`: uint8 `[1623, 20, height, width]` with strokes at
         255 and background at 0, and the names `"<part>/<Alphabet>/
