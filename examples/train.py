@@ -7,6 +7,8 @@ the scripts `examples/sine.py`, `examples/omniglot.py` and
 it directly:
 
 ```python
+import dataclasses
+
 from examples import train
 from examples.configs import omniglot
 
@@ -139,13 +141,23 @@ def _run_callbacks(run_dir: str) -> list:
     ]
 
 
-# Per dataset: image channels, the split of the validation tasks (logged
-# for learning curves, not used for model selection), and conv4's head
-# (global average pooling as in MAML's Omniglot network, flattened 5x5
-# features as in its miniImageNet network).
+# Per dataset: its episode loader, image channels, the split of the
+# validation tasks (logged for learning curves, not used for model
+# selection), and conv4's head (global average pooling as in MAML's
+# Omniglot network, flattened 5x5 features as in its miniImageNet network).
 _DATASETS = {
-    "omniglot": {"channels": 1, "val_split": "test", "global_pool": True},
-    "miniimagenet": {"channels": 3, "val_split": "val", "global_pool": False},
+    "omniglot": {
+        "episodes": omniglot_episodes,
+        "channels": 1,
+        "val_split": "test",
+        "global_pool": True,
+    },
+    "miniimagenet": {
+        "episodes": miniimagenet_episodes,
+        "channels": 3,
+        "val_split": "val",
+        "global_pool": False,
+    },
 }
 
 
@@ -158,11 +170,7 @@ def episodes(config: FewShotConfig, split: str, **kwargs):
         **kwargs: `queries`, `meta_batch_size`, `seed`, `num_tasks`, as in
             `keras_ga.datasets.omniglot_episodes`.
     """
-    load = {
-        "omniglot": omniglot_episodes,
-        "miniimagenet": miniimagenet_episodes,
-    }
-    return load[config.dataset](
+    return _DATASETS[config.dataset]["episodes"](
         split,
         ways=config.ways,
         shots=config.shots,

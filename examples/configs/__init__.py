@@ -23,8 +23,8 @@ WEIGHTINGS = ("uniform", "agreement")
 DATASETS = ("omniglot", "miniimagenet")
 
 
-def _field(default, help: str, choices: tuple[str, ...] | None = None):
-    metadata = {"help": help}
+def _field(default, help_text: str, choices: tuple[str, ...] | None = None):
+    metadata = {"help": help_text}
     if choices is not None:
         metadata["choices"] = choices
     return dataclasses.field(default=default, metadata=metadata)
