@@ -1,11 +1,13 @@
 r"""The gradient agreement paper's Omniglot experiments on a CPU budget.
 
 Runs, one after the other, Omniglot 5-way 1-shot and 20-way 1-shot for
-maml, fomaml and reptile, each with uniform and agreement weighting, with
-the same seeds, budget and test tasks, and appends each run's summary to
-`--results` (JSON lines) as soon as it finishes, so that partial results
-survive an interruption. Run artefacts (checkpoints, TensorBoard logs,
-CSV histories) go to `--work_dir`.
+maml, fomaml and reptile (the presets of `examples/configs/omniglot.py`),
+each with uniform and agreement weighting, with the same seeds, budget and
+test tasks, and appends each run's summary to `--results` (JSON lines) as
+soon as it finishes; runs already in `--results` are skipped, so an
+interrupted sweep resumes. Run artefacts (checkpoints, TensorBoard logs,
+CSV histories) go to `--work_dir`. Data: `--data_dir`, else
+`$KERAS_GA_DATA` (see `keras_ga.datasets.load_omniglot`).
 
 Command (from the repository root):
 
@@ -13,7 +15,7 @@ Command (from the repository root):
         --results=benchmarks/paper_experiments.jsonl \
         --work_dir=/tmp/keras_ga_paper
 
-The table for `benchmarks/RESULTS.md`:
+The table for `benchmarks/RESULTS.md` and the learning curves:
 
     python -m benchmarks.paper_experiments --table \
         --results=benchmarks/paper_experiments.jsonl \
@@ -22,6 +24,7 @@ The table for `benchmarks/RESULTS.md`:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -29,15 +32,10 @@ import time
 from absl import app
 from absl import flags
 
-from examples import omniglot
-
-flags.DEFINE_string("results", "benchmarks/paper_experiments.jsonl", "Output.")
-flags.DEFINE_string("work_dir", "/tmp/keras_ga_paper", "Run artefacts.")
-flags.DEFINE_list("ways", ["5", "20"], "Ways to run, in order.")
-flags.DEFINE_list("algos", ["maml", "fomaml", "reptile"], "Algorithms.")
-flags.DEFINE_bool("table", False, "Only print the table, draw the curves.")
-flags.DEFINE_string("figures", "benchmarks/figures", "Learning curves go here.")
-FLAGS = flags.FLAGS
+from examples import train
+from examples.configs import ALGOS
+from examples.configs import WEIGHTINGS
+from examples.configs import omniglot as presets
 
 # The CPU budget: paper settings (MAML: 60k iterations, meta-batch 32 for
 # 5-way and 16 for 20-way) scaled down to fit about 35 minutes on 2 cores.
@@ -61,28 +59,71 @@ BUDGETS = {
     ),
 }
 
+flags.DEFINE_string(
+    "results",
+    "benchmarks/paper_experiments.jsonl",
+    "JSON lines file: one run's summary per line, appended as runs finish.",
+)
+flags.DEFINE_string(
+    "work_dir", None, "Folder of the runs' artefacts, one sub-folder per run."
+)
+flags.DEFINE_string(
+    "data_dir",
+    None,
+    "Data root holding omniglot/; default $KERAS_GA_DATA, else "
+    "~/.keras_ga/data.",
+)
+flags.DEFINE_list(
+    "ways", ["5", "20"], f"Ways to run, in order, among {sorted(BUDGETS)}."
+)
+flags.DEFINE_list("algos", list(ALGOS), f"Algorithms to run, among {ALGOS}.")
+flags.DEFINE_bool(
+    "table",
+    False,
+    "Only print the Markdown table of `--results` and draw the learning "
+    "curves to `--figures`.",
+)
+flags.DEFINE_string(
+    "figures", "benchmarks/figures", "Folder of the learning-curve PNGs."
+)
+flags.mark_flag_as_required("work_dir")
+flags.register_validator(
+    "ways",
+    lambda ways: all(w.isdigit() and int(w) in BUDGETS for w in ways),
+    f"--ways must list values among {sorted(BUDGETS)}.",
+)
+flags.register_validator(
+    "algos",
+    lambda algos: set(algos) <= set(ALGOS),
+    f"--algos must list values among {ALGOS}.",
+)
+FLAGS = flags.FLAGS
+
 
 def configs():
+    """The runs' configurations, in order."""
     for ways in (int(w) for w in FLAGS.ways):
         for algo in FLAGS.algos:
-            for weighting in ("uniform", "agreement"):
-                yield omniglot.Config(
-                    ways=ways,
-                    shots=1,
-                    algo=algo,
+            for weighting in WEIGHTINGS:
+                yield dataclasses.replace(
+                    presets.PRESETS[f"{algo}_{ways}way_1shot"],
                     weighting=weighting,
                     seed=0,
                     eval_seed=1000,
+                    data_dir=FLAGS.data_dir,
                     **BUDGETS[ways],
                 )
+
+
+def read_rows(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
 
 
 def done(path):
     if not os.path.exists(path):
         return set()
-    with open(path) as f:
-        rows = [json.loads(line) for line in f if line.strip()]
-    return {_key(r["config"]) for r in rows}
+    return {_key(r["config"]) for r in read_rows(path)}
 
 
 def _key(c):
@@ -102,11 +143,6 @@ def _paper(algo, weighting, ways):
     if weighting == "agreement":
         return PAPER[("agreement",)][ways] + " (GA)"
     return PAPER.get((algo, weighting), {}).get(ways, "-")
-
-
-def read_rows(path):
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
 
 
 def _cell(result):
@@ -159,24 +195,24 @@ def plot_curves(path, work_dir, figures):
 
 
 def main(argv):
-    del argv
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     if FLAGS.table:
         print(table(FLAGS.results))
         plot_curves(FLAGS.results, FLAGS.work_dir, FLAGS.figures)
         return
     finished = done(FLAGS.results)
     for config in configs():
-        resolved = config.resolved()
-        if _key(vars(resolved)) in finished:
+        if _key(dataclasses.asdict(config)) in finished:
             continue
         name = f"omniglot_{config.ways}w_{config.algo}_{config.weighting}"
         start = time.time()
-        summary = omniglot.train_and_evaluate(
+        summary = train.train_and_evaluate(
             config, os.path.join(FLAGS.work_dir, name)
         )
         summary["name"] = name
         summary["wall_seconds"] = round(time.time() - start, 1)
-        summary["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        summary["date"] = time.strftime("%Y-%m-%d", time.gmtime())
         with open(FLAGS.results, "a") as f:
             f.write(json.dumps(summary, default=float) + "\n")
 

@@ -1,8 +1,10 @@
 """End-to-end runs of the example scripts with tiny settings, on real data."""
 
 import csv
+import dataclasses
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -12,12 +14,15 @@ import numpy as np
 import tensorflow as tf
 from absl import flags
 from absl.testing import absltest
+from absl.testing import parameterized
 from PIL import Image
 
 from examples import _common
-from examples import miniimagenet
-from examples import omniglot
-from examples import sine
+from examples import configs
+from examples import train
+from examples.configs import miniimagenet
+from examples.configs import omniglot
+from examples.configs import sine
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = os.environ.get("KERAS_GA_DATA") or os.path.join(
@@ -32,13 +37,13 @@ def make_tempdir(test):
     return path
 
 
-def tiny_few_shot(cls, **kwargs):
-    return cls(
+def tiny_few_shot(presets, **kwargs):
+    return dataclasses.replace(
+        presets.PRESETS["fomaml_5way_1shot"],
         ways=3,
         shots=1,
         queries=1,
         eval_queries=1,
-        algo="fomaml",
         meta_batch_size=2,
         iterations=2,
         eval_every=1,
@@ -108,8 +113,8 @@ def run_python(*args, timeout):
 class FewShotExamplesTest(absltest.TestCase):
     def test_omniglot_on_real_data(self):
         output_dir = make_tempdir(self)
-        config = tiny_few_shot(omniglot.Config, data_dir=DATA)
-        summary = omniglot.train_and_evaluate(config, output_dir)
+        config = tiny_few_shot(omniglot, data_dir=DATA)
+        summary = train.train_and_evaluate(config, output_dir)
         check_few_shot_outputs(self, output_dir, summary, "omniglot")
         self.assertEqual(summary["config"]["eval_inner_steps"], 3)
 
@@ -117,20 +122,18 @@ class FewShotExamplesTest(absltest.TestCase):
         root = make_tempdir(self)
         write_mini_imagenet(root)
         output_dir = os.path.join(root, "out")
-        config = tiny_few_shot(
-            miniimagenet.Config, data_dir=root, image_size=16
-        )
-        summary = miniimagenet.train_and_evaluate(config, output_dir)
+        config = tiny_few_shot(miniimagenet, data_dir=root, image_size=16)
+        summary = train.train_and_evaluate(config, output_dir)
         check_few_shot_outputs(self, output_dir, summary, "miniimagenet")
         self.assertEqual(summary["config"]["eval_inner_steps"], 10)
 
     def test_algorithm_defaults_follow_the_papers(self):
-        maml = omniglot.Config(ways=20).resolved()
+        maml = omniglot.PRESETS["maml_20way_1shot"]
         self.assertEqual(
             (maml.meta_batch_size, maml.inner_steps, maml.inner_learning_rate),
             (16, 5, 0.1),
         )
-        reptile = miniimagenet.Config(algo="reptile", shots=5).resolved()
+        reptile = miniimagenet.PRESETS["reptile_5way_5shot"]
         self.assertEqual(
             (reptile.meta_batch_size, reptile.eval_inner_steps), (2, 50)
         )
@@ -139,10 +142,15 @@ class FewShotExamplesTest(absltest.TestCase):
 class SineExampleTest(absltest.TestCase):
     def test_train_and_evaluate(self):
         output_dir = make_tempdir(self)
-        config = sine.Config(
-            hidden=8, iterations=4, eval_every=2, val_tasks=4, eval_tasks=10
+        config = dataclasses.replace(
+            sine.PRESETS[sine.DEFAULT],
+            hidden=8,
+            iterations=4,
+            eval_every=2,
+            val_tasks=4,
+            eval_tasks=10,
         )
-        summary = sine.train_and_evaluate(config, output_dir)
+        summary = train.train_and_evaluate(config, output_dir)
         with open(os.path.join(output_dir, "results.json")) as f:
             written = json.load(f)
         self.assertEqual(sorted(written["runs"]), ["agreement", "uniform"])
@@ -183,6 +191,170 @@ class SineExampleTest(absltest.TestCase):
         self.assertTrue(
             os.path.exists(os.path.join(output_dir, "results.json"))
         )
+
+
+PRESET_MODULES = {"omniglot": omniglot, "miniimagenet": miniimagenet}
+PRESET_NAME = re.compile(
+    r"(?P<algo>[a-z]+)_(?P<ways>\d+)way_(?P<shots>\d+)shot"
+)
+
+
+def example_flags(presets, *argv):
+    values = flags.FlagValues()
+    _common.define_flags(presets, values)
+    values(["example", "--output_dir=unused", *argv])
+    return values
+
+
+class PresetTest(parameterized.TestCase):
+    @parameterized.named_parameters(
+        ("omniglot", omniglot), ("miniimagenet", miniimagenet), ("sine", sine)
+    )
+    def test_presets_are_distinct_named_configs(self, presets):
+        self.assertIn(presets.DEFAULT, presets.PRESETS)
+        values = list(presets.PRESETS.values())
+        for i, config in enumerate(values):
+            self.assertIsInstance(
+                config, (configs.FewShotConfig, configs.SineConfig)
+            )
+            self.assertNotIn(config, values[:i])
+
+    @parameterized.named_parameters(
+        ("omniglot", "omniglot"), ("miniimagenet", "miniimagenet")
+    )
+    def test_few_shot_preset_names_state_their_setting(self, dataset):
+        presets = PRESET_MODULES[dataset]
+        for name, config in presets.PRESETS.items():
+            setting = PRESET_NAME.fullmatch(name)
+            self.assertIsNotNone(setting, name)
+            self.assertEqual(
+                (config.algo, config.ways, config.shots, config.dataset),
+                (
+                    setting["algo"],
+                    int(setting["ways"]),
+                    int(setting["shots"]),
+                    dataset,
+                ),
+                name,
+            )
+
+    def test_default_presets_keep_the_former_defaults(self):
+        few_shot = omniglot.PRESETS[omniglot.DEFAULT]
+        self.assertEqual(
+            (few_shot.algo, few_shot.weighting, few_shot.ways, few_shot.shots),
+            ("maml", "agreement", 5, 1),
+        )
+        self.assertEqual(
+            (
+                few_shot.meta_batch_size,
+                few_shot.inner_steps,
+                few_shot.eval_inner_steps,
+                few_shot.inner_learning_rate,
+                few_shot.iterations,
+            ),
+            (32, 1, 3, 0.4, 60000),
+        )
+        mini = miniimagenet.PRESETS[miniimagenet.DEFAULT]
+        self.assertEqual(
+            (mini.meta_batch_size, mini.inner_steps, mini.eval_inner_steps),
+            (4, 5, 10),
+        )
+        self.assertEqual(
+            (mini.queries, mini.filters, mini.image_size), (15, 32, 84)
+        )
+        self.assertEqual(sine.PRESETS[sine.DEFAULT], configs.SineConfig())
+
+    def test_unknown_choice_in_a_config_is_refused(self):
+        with self.assertRaisesRegex(
+            ValueError,
+            r"`algo` must be one of \('maml', 'fomaml', 'reptile'\)\. "
+            r"Received: algo='mmal'\.",
+        ):
+            dataclasses.replace(
+                omniglot.PRESETS["maml_5way_1shot"], algo="mmal"
+            )
+
+    def test_train_and_evaluate_refuses_other_configs(self):
+        with self.assertRaisesRegex(TypeError, r"`config` must be a"):
+            train.train_and_evaluate({"algo": "maml"}, "unused")
+
+    def test_divisor(self):
+        self.assertEqual(train.divisor(600, 20), 20)
+        self.assertEqual(train.divisor(100, 30), 25)
+        self.assertEqual(train.divisor(7, 5), 1)
+        self.assertEqual(train.divisor(4, 20), 4)
+
+
+class ExampleFlagsTest(parameterized.TestCase):
+    @parameterized.named_parameters(
+        ("omniglot", omniglot), ("miniimagenet", miniimagenet), ("sine", sine)
+    )
+    def test_no_flags_give_the_default_preset(self, presets):
+        config = _common.config_from_flags(presets, example_flags(presets))
+        self.assertEqual(config, presets.PRESETS[presets.DEFAULT])
+
+    def test_flags_override_the_chosen_preset_field_by_field(self):
+        values = example_flags(
+            omniglot,
+            "--preset=reptile_20way_1shot",
+            "--inner_steps=2",
+            "--weighting=uniform",
+            "--non_transductive=false",
+        )
+        config = _common.config_from_flags(omniglot, values)
+        self.assertEqual(
+            config,
+            dataclasses.replace(
+                omniglot.PRESETS["reptile_20way_1shot"],
+                inner_steps=2,
+                weighting="uniform",
+                non_transductive=False,
+            ),
+        )
+
+    def test_the_dataset_is_not_a_flag(self):
+        self.assertNotIn("dataset", example_flags(omniglot))
+
+    @parameterized.product(
+        presets=(omniglot, miniimagenet, sine),
+        flag=("--algo=mmal", "--preset=maml_5way"),
+    )
+    def test_bad_choice_flags_are_usage_errors(self, presets, flag):
+        with self.assertRaisesRegex(
+            flags.IllegalFlagValueError, r"value should be one of <"
+        ):
+            example_flags(presets, flag)
+
+    def test_bad_weighting_flag(self):
+        with self.assertRaisesRegex(
+            flags.IllegalFlagValueError,
+            r"--weighting=mean: value should be one of <uniform\|agreement>",
+        ):
+            example_flags(miniimagenet, "--weighting=mean")
+
+    def test_every_flag_has_a_real_help_text(self):
+        values = example_flags(omniglot)
+        for name in ("algo", "weighting", "ways", "inner_learning_rate"):
+            self.assertGreater(len(values[name].help.split()), 5, name)
+            self.assertNotEqual(values[name].help, name)
+
+    def test_bad_algo_stops_the_script_before_data_loads(self):
+        root = make_tempdir(self)
+        output_dir = os.path.join(root, "out")
+        done = run_python(
+            "-m",
+            "examples.omniglot",
+            "--algo=mmal",
+            f"--data_dir={root}",  # empty: no data to load
+            f"--output_dir={output_dir}",
+            timeout=300,
+        )
+        self.assertEqual(done.returncode, 1, done.stderr[-2000:])
+        self.assertIn(
+            "flag --algo=mmal: value should be one of <maml|fomaml|reptile>",
+            done.stderr,
+        )
+        self.assertFalse(os.path.exists(output_dir))
 
 
 class ThreadFlagTest(absltest.TestCase):

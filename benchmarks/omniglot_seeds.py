@@ -1,0 +1,191 @@
+r"""Omniglot 1-shot, uniform against agreement weighting, over seeds.
+
+For each algorithm of `--algos` and each seed of `--seeds`, trains the
+`<algo>_<ways>way_1shot` preset of `examples/configs/omniglot.py` twice
+(uniform and agreement weighting, the same initial weights and training
+tasks) on the budget of the flags, and meta-tests both on the same 600
+test tasks. Each run writes `<out_dir>/<ways>w_<algo>_<weighting>_s<seed>/`
+(`examples.train.train_and_evaluate`'s files) and is skipped when its
+`results.json` exists, so an interrupted sweep resumes. Data: `--data_dir`,
+else `$KERAS_GA_DATA`.
+
+    KERAS_GA_DATA=../shared/data python -m benchmarks.omniglot_seeds \
+        --algos=maml,fomaml,reptile --seeds=0,1 --out_dir=/tmp/keras_ga_seeds
+    KERAS_GA_DATA=../shared/data python -m benchmarks.omniglot_seeds \
+        --ways=20 --algos=maml,fomaml,reptile --seeds=1 --iterations=100 \
+        --meta_batch_size=4 --eval_batch_size=10 --bn_momentum=0.99 \
+        --nonon_transductive --out_dir=/tmp/keras_ga_seeds
+
+The tables (one row per run; then per (ways, algo) the transductive
+accuracy of each weighting on each seed, the agreement-minus-uniform
+difference per seed and its mean over seeds):
+
+    python -m benchmarks.omniglot_seeds --table --out_dir=/tmp/keras_ga_seeds
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import json
+import os
+import pathlib
+
+from absl import app
+from absl import flags
+
+from examples import train
+from examples.configs import ALGOS
+from examples.configs import WEIGHTINGS
+from examples.configs import omniglot as presets
+
+flags.DEFINE_string(
+    "out_dir", None, "Folder of the runs, one sub-folder per run."
+)
+flags.DEFINE_enum("ways", "5", ["5", "20"], "Classes per task.")
+flags.DEFINE_list("algos", ["maml", "reptile"], f"Algorithms, among {ALGOS}.")
+flags.DEFINE_list("seeds", ["0", "1"], "Seeds (initial weights, tasks).")
+flags.DEFINE_integer("iterations", 1000, "Meta-steps of training per run.")
+flags.DEFINE_integer("meta_batch_size", 8, "Training tasks per meta-step.")
+flags.DEFINE_integer("eval_tasks", 600, "Meta-test tasks per run.")
+flags.DEFINE_integer(
+    "eval_batch_size", 20, "At most this many test tasks per meta-batch."
+)
+flags.DEFINE_float("bn_momentum", 0.9, "Momentum of conv4's BatchNorm.")
+flags.DEFINE_bool(
+    "non_transductive",
+    True,
+    "Also meta-test with BatchNorm's moving statistics.",
+)
+flags.DEFINE_string(
+    "data_dir",
+    None,
+    "Data root holding omniglot/; default $KERAS_GA_DATA, else "
+    "~/.keras_ga/data.",
+)
+flags.DEFINE_bool(
+    "table", False, "Only print the tables of the runs in `--out_dir`."
+)
+flags.mark_flag_as_required("out_dir")
+flags.register_validator(
+    "algos",
+    lambda algos: set(algos) <= set(ALGOS),
+    f"--algos must list values among {ALGOS}.",
+)
+flags.register_validator(
+    "seeds",
+    lambda seeds: all(s.isdigit() for s in seeds),
+    "--seeds must list non-negative integers.",
+)
+FLAGS = flags.FLAGS
+
+
+def runs():
+    """`(name, config)` of each run, in order."""
+    for algo in FLAGS.algos:
+        for seed in (int(s) for s in FLAGS.seeds):
+            for weighting in WEIGHTINGS:
+                name = f"{FLAGS.ways}w_{algo}_{weighting}_s{seed}"
+                yield (
+                    name,
+                    dataclasses.replace(
+                        presets.PRESETS[f"{algo}_{FLAGS.ways}way_1shot"],
+                        weighting=weighting,
+                        seed=seed,
+                        iterations=FLAGS.iterations,
+                        meta_batch_size=FLAGS.meta_batch_size,
+                        eval_every=FLAGS.iterations,
+                        val_tasks=0,
+                        eval_tasks=FLAGS.eval_tasks,
+                        eval_batch_size=FLAGS.eval_batch_size,
+                        non_transductive=FLAGS.non_transductive,
+                        bn_momentum=FLAGS.bn_momentum,
+                        data_dir=FLAGS.data_dir,
+                    ),
+                )
+
+
+def load(out_dir):
+    """The summaries of the finished runs in `out_dir`."""
+    summaries = []
+    for path in sorted(pathlib.Path(out_dir).glob("*/results.json")):
+        summary = json.loads(path.read_text())
+        summary["by_protocol"] = {
+            r["transductive"]: r for r in summary["results"]
+        }
+        summaries.append(summary)
+    return summaries
+
+
+def cell(result):
+    if result is None:
+        return "-"
+    return f"{100 * result['mean']:.2f} +- {100 * result['ci95']:.2f}"
+
+
+def runs_table(summaries):
+    lines = [
+        "| ways | algo | weighting | seed | iterations x meta-batch | "
+        "transductive % | non-transductive % | train s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for run in summaries:
+        c, by = run["config"], run["by_protocol"]
+        lines.append(
+            f"| {c['ways']} | {c['algo']} | {c['weighting']} | {c['seed']} | "
+            f"{c['iterations']} x {c['meta_batch_size']} | "
+            f"{cell(by.get(True))} | {cell(by.get(False))} | "
+            f"{run['train_seconds']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def differences_table(summaries):
+    acc = collections.defaultdict(dict)
+    for run in summaries:
+        c = run["config"]
+        acc[(c["ways"], c["algo"])][(c["seed"], c["weighting"])] = (
+            100 * run["by_protocol"][True]["mean"]
+        )
+    lines = [
+        "| ways | algo | seeds | uniform % | agreement % | "
+        "agreement - uniform, per seed | mean difference |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for (ways, algo), values in sorted(acc.items()):
+        seeds = sorted(
+            s
+            for s, w in values
+            if w == "uniform" and (s, "agreement") in values
+        )
+        if not seeds:
+            continue
+        uniform = [values[(s, "uniform")] for s in seeds]
+        agreement = [values[(s, "agreement")] for s in seeds]
+        diffs = [a - u for a, u in zip(agreement, uniform)]
+        lines.append(
+            f"| {ways} | {algo} | {', '.join(map(str, seeds))} | "
+            f"{' / '.join(f'{u:.2f}' for u in uniform)} | "
+            f"{' / '.join(f'{a:.2f}' for a in agreement)} | "
+            f"{' / '.join(f'{d:+.2f}' for d in diffs)} | "
+            f"{sum(diffs) / len(diffs):+.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    if not FLAGS.table:
+        for name, config in runs():
+            run_dir = os.path.join(FLAGS.out_dir, name)
+            if not os.path.exists(os.path.join(run_dir, "results.json")):
+                train.train_and_evaluate(config, run_dir)
+    summaries = load(FLAGS.out_dir)
+    print(runs_table(summaries))
+    print()
+    print(differences_table(summaries))
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,169 @@
+"""What an example's configuration holds, and the choices of its fields.
+
+A configuration is a frozen dataclass: `FewShotConfig` for the few-shot
+classification examples (Omniglot, miniImageNet) and `SineConfig` for the
+sine-regression experiment. The named configurations (presets) live one
+module per example: `examples/configs/omniglot.py`,
+`examples/configs/miniimagenet.py` and `examples/configs/sine.py`, each a
+`PRESETS` dict of name to configuration and a `DEFAULT` name. Adding a
+preset is adding one entry to that dict; the example's `--preset` flag
+lists it from then on.
+
+Each field carries its help text (the example's flag of the same name
+shows it) and, where its values are enumerable, its `choices` (the flag is
+then an enum flag, validated before anything runs).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+ALGOS = ("maml", "fomaml", "reptile")
+WEIGHTINGS = ("uniform", "agreement")
+DATASETS = ("omniglot", "miniimagenet")
+
+
+def _field(default, help_text: str, choices: tuple[str, ...] | None = None):
+    metadata = {"help": help_text}
+    if choices is not None:
+        metadata["choices"] = choices
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def _check_choices(config) -> None:
+    for field in dataclasses.fields(config):
+        choices = field.metadata.get("choices")
+        value = getattr(config, field.name)
+        if choices is not None and value not in choices:
+            raise ValueError(
+                f"`{field.name}` must be one of {choices}. "
+                f"Received: {field.name}={value!r}."
+            )
+
+
+@dataclasses.dataclass(frozen=True)
+class FewShotConfig:
+    """Settings of one few-shot classification run (train, then meta-test).
+
+    The defaults are the MAML paper's Omniglot 5-way 1-shot setting
+    (`examples/configs/omniglot.py`, preset `maml_5way_1shot`).
+    """
+
+    dataset: str = _field(
+        "omniglot",
+        "Dataset: Omniglot (Vinyals split, 4 rotations, 28x28 grey) or "
+        "miniImageNet (Ravi & Larochelle split, RGB).",
+        DATASETS,
+    )
+    ways: int = _field(5, "Classes per task (N-way).")
+    shots: int = _field(1, "Support examples per class (K-shot).")
+    queries: int = _field(1, "Query examples per class in training tasks.")
+    eval_queries: int = _field(
+        1, "Query examples per class in validation and test tasks."
+    )
+    algo: str = _field(
+        "maml",
+        "Meta-learning algorithm: MAML (second order), first-order MAML, "
+        "or Reptile.",
+        ALGOS,
+    )
+    weighting: str = _field(
+        "agreement",
+        "Task weighting of the outer update: the plain mean over tasks, or "
+        "gradient agreement (weights from each task's inner product with "
+        "the mean gradient).",
+        WEIGHTINGS,
+    )
+    meta_batch_size: int = _field(32, "Training tasks per meta-step.")
+    inner_steps: int = _field(1, "Inner SGD steps per task in training.")
+    eval_inner_steps: int = _field(
+        3, "Inner SGD steps per task at validation and test."
+    )
+    inner_learning_rate: float = _field(0.4, "Inner SGD step size.")
+    outer_learning_rate: float = _field(
+        1e-3, "Adam learning rate of the outer (meta) update."
+    )
+    iterations: int = _field(60000, "Meta-steps of training.")
+    eval_every: int = _field(
+        1000, "Meta-steps per Keras epoch; validation runs after each."
+    )
+    val_tasks: int = _field(
+        100, "Validation tasks logged after each epoch; 0 for none."
+    )
+    eval_tasks: int = _field(600, "Meta-test tasks (mean and 95% CI).")
+    eval_batch_size: int = _field(
+        20,
+        "At most this many tasks per meta-batch at validation and test "
+        "(the largest divisor of the task count that fits).",
+    )
+    non_transductive: bool = _field(
+        True,
+        "Also meta-test non-transductively (BatchNorm moving statistics), "
+        "besides transductively (query batch statistics).",
+    )
+    filters: int = _field(64, "Filters of each conv4 block.")
+    bn_momentum: float = _field(0.99, "Momentum of conv4's BatchNorm.")
+    image_size: int = _field(28, "Image height and width in pixels.")
+    seed: int = _field(
+        0, "Seed of the initial weights and of the training tasks."
+    )
+    eval_seed: int = _field(
+        1000, "Seed of the test tasks (validation tasks: eval_seed + 1)."
+    )
+    data_dir: str | None = _field(
+        None,
+        "Data root holding the dataset's folder; default $KERAS_GA_DATA, "
+        "else ~/.keras_ga/data.",
+    )
+
+    def __post_init__(self):
+        _check_choices(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class SineConfig:
+    """Settings of the sine experiment (its two runs share them).
+
+    The defaults are the gradient agreement paper's section 4.1
+    (`examples/configs/sine.py`, preset `reptile_10shot`).
+    """
+
+    algo: str = _field(
+        "reptile",
+        "Meta-learning algorithm of both runs (uniform and agreement "
+        "weighting).",
+        ALGOS,
+    )
+    shots: int = _field(10, "Support points per task.")
+    queries: int = _field(10, "Query points per training task.")
+    eval_queries: int = _field(
+        100, "Query points per validation and test task."
+    )
+    hidden: int = _field(64, "Units of each of the MLP's two hidden layers.")
+    inner_steps: int = _field(5, "Inner SGD steps per task in training.")
+    eval_inner_steps: int = _field(
+        5, "Inner SGD steps per task at validation and test."
+    )
+    inner_learning_rate: float = _field(0.01, "Inner SGD step size.")
+    outer_learning_rate: float = _field(
+        3e-3, "Adam learning rate of the outer (meta) update."
+    )
+    meta_batch_size: int = _field(10, "Training tasks per meta-step.")
+    iterations: int = _field(6000, "Meta-steps of training per run.")
+    eval_every: int = _field(
+        1000, "Meta-steps per Keras epoch; validation runs after each."
+    )
+    val_tasks: int = _field(
+        100, "Validation tasks logged after each epoch; 0 for none."
+    )
+    eval_tasks: int = _field(1000, "Meta-test tasks (mean and 95% CI).")
+    figure_task: int = _field(1, "Index of the test task drawn in figure1.png.")
+    seed: int = _field(
+        0, "Seed of the initial weights and of the training tasks."
+    )
+    eval_seed: int = _field(
+        1000, "Seed of the test tasks (validation tasks: eval_seed + 1)."
+    )
+
+    def __post_init__(self):
+        _check_choices(self)
