@@ -79,11 +79,10 @@ ALGOS = tuple(meta_model.ALGOS)
 WEIGHTINGS = tuple(sorted(agreement.WEIGHTINGS))
 # The named arguments of `MetaModel` (but the base model): a new argument
 # can be searched as soon as `MetaModel` takes it.
+_PARAMETERS = inspect.signature(keras_ga.MetaModel.__init__).parameters
 MODEL_ARGUMENTS = tuple(
     name
-    for name, p in inspect.signature(
-        keras_ga.MetaModel.__init__
-    ).parameters.items()
+    for name, p in _PARAMETERS.items()
     if name not in ("self", "model")
     and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
 )
@@ -245,7 +244,9 @@ class MetaHyperModel(keras_tuner.HyperModel):
             TypeError: when `space` returns something other than a dict, or
                 `MetaModel` refuses the type of a drawn value.
         """
-        given = hyperparameters or keras_tuner.HyperParameters()
+        given = hyperparameters
+        if given is None:
+            given = keras_tuner.HyperParameters()
         declared = given.copy()
         self.space(declared)
         draws = [{}] + [

@@ -105,7 +105,9 @@ class TuneExampleTest(parameterized.TestCase):
         self.assertRegex(
             printed, r"Value +\|Best Value So Far +\|Hyperparameter"
         )
-        self.assertRegex(printed, r"\n\S+ +\|\? +\|algo\n")
+        self.assertRegex(
+            printed, r"\n(fomaml|reptile) +\|(fomaml|reptile) +\|algo\n"
+        )
         self.assertRegex(printed, r"2/2 - .*loss: .* - val_loss: ")
         # A rerun resumes: the same trials, nothing new is run.
         with mock.patch.object(
@@ -215,7 +217,11 @@ class TuneExampleTest(parameterized.TestCase):
         ("lr_type", "--outer_learning_rate=fast", "--outer_learning_rate"),
         ("tuner", "--tuner=grid", "random|bayesian|hyperband"),
         ("task", "--task=mnist", "omniglot|sine"),
-        ("verbose", "--verbose=3", r"3 is not an integer in the range \[0, 2\]"),
+        (
+            "verbose",
+            "--verbose=3",
+            r"3 is not an integer in the range \[0, 2\]",
+        ),
         ("max_trials", "--max_trials=0", "0 is not a positive integer"),
     )
     def test_bad_flags_fail_before_data_loads(self, flag, message):
