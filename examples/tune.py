@@ -1,22 +1,28 @@
 r"""Searches meta-learning hyperparameters with Keras Tuner.
 
-Searches the inner learning rate, inner steps, outer learning rate,
-algorithm and task weighting of a `MetaModel` (`keras_ga.tuner`) on
-Omniglot N-way K-shot (conv4, objective: validation query accuracy after
-adaptation, maximised) or on sine regression (`--task=sine`, an MLP,
-objective: validation query loss after adaptation, minimised):
+Searches `keras_ga.tuner.default_space` (algorithm, task weighting, inner
+steps, inner and outer learning rates) on Omniglot N-way K-shot (conv4,
+objective: validation query accuracy after adaptation, maximised) or on
+sine regression (`--task=sine`, an MLP, objective: validation query loss
+after adaptation, minimised):
 
     python -m examples.tune --output_dir=/tmp/tune_omniglot --max_trials=20
     python -m examples.tune --task=sine --tuner=hyperband \
         --output_dir=/tmp/tune_sine
 
-Each searched flag takes one value (fixed), two numbers `low,high` (a
-range; log scale for learning rates), or, for `--algo`, `--weighting` and
-from three numbers on, a list to choose from. For example
-`--algo=maml --inner_steps=1,5 --inner_learning_rate=0.4`.
+Each searched flag fixes or narrows one hyperparameter of the space through
+the `keras_tuner.HyperParameters` given to the tuner: one value fixes it
+(`hp.Fixed`), two numbers `low,high` give a range (`hp.Int` for
+`--inner_steps`, `hp.Float` on a log scale for the learning rates), names
+or three numbers and more a choice (`hp.Choice`); left empty, the default
+space's entry is searched. For example
+`--algo=maml --inner_steps=1,5 --inner_learning_rate=0.4`. Flags are
+checked before any data is loaded or any file written.
 
-Rerunning the same command resumes an interrupted search from
-`--output_dir` (finished trials are kept, as Keras Tuner does);
+Shows Keras Tuner's progress as it goes (`--verbose`): each trial's
+hyperparameters and the best so far, the epochs of its fit, its score and
+the best score so far. Rerunning the same command resumes an interrupted
+search from `--output_dir` (finished trials are kept, as Keras Tuner does);
 `--overwrite` starts over. Prints the best trials and writes
 `best_hyperparameters.json` (the best trial's values, for
 `MetaHyperModel.build_from_values`) and `best_trials.json` (the
@@ -33,6 +39,7 @@ import math
 import os
 
 import keras
+import keras_tuner
 from absl import app
 from absl import flags
 
@@ -44,73 +51,197 @@ from keras_ga.datasets import sine
 
 FLAGS = flags.FLAGS
 TASKS = ("omniglot", "sine")
+# The searched flags: the names they may take, or the type of their numbers.
+SEARCHED = {
+    "algo": tuner_lib.ALGOS,
+    "weighting": tuner_lib.WEIGHTINGS,
+    "inner_steps": int,
+    "inner_learning_rate": float,
+    "outer_learning_rate": float,
+}
+DEFAULT_SIZES = {"omniglot": (1, 15), "sine": (10, 10)}
 
 
 def define_flags(flag_values=FLAGS) -> None:
     """Defines the flags of this script in `flag_values`."""
     fv = {"flag_values": flag_values}
+    count = {"lower_bound": 1, **fv}
     _common.define_thread_flag(flag_values)
-    flags.DEFINE_enum("task", "omniglot", TASKS, "Problem.", **fv)
     flags.DEFINE_enum(
-        "tuner", "random", tuner_lib.TUNERS, "Keras Tuner search.", **fv
+        "task",
+        "omniglot",
+        TASKS,
+        "Problem: `omniglot` (N-way K-shot classification with conv4, "
+        "objective val_accuracy) or `sine` (sine-wave regression with an "
+        "MLP, objective val_loss).",
+        **fv,
     )
-    flags.DEFINE_string("output_dir", None, "Trials and results.", **fv)
-    flags.DEFINE_bool("overwrite", False, "Start the search over.", **fv)
-    flags.DEFINE_integer("max_trials", 10, "Random/Bayesian trials.", **fv)
+    flags.DEFINE_enum(
+        "tuner",
+        "random",
+        tuner_lib.TUNERS,
+        "Keras Tuner search: `random` (RandomSearch), `bayesian` "
+        "(BayesianOptimization) or `hyperband` (Hyperband: sets each "
+        "trial's epochs itself, up to --epochs, ignores --max_trials).",
+        **fv,
+    )
+    flags.DEFINE_string(
+        "output_dir", None, "Folder of the trials and results (required).", **fv
+    )
+    flags.DEFINE_bool(
+        "overwrite", False, "Start over instead of resuming.", **fv
+    )
     flags.DEFINE_integer(
-        "epochs", 3, "Epochs per trial (Hyperband: at most).", **fv
+        "verbose",
+        2,
+        "Progress: 0 silent; 1 each trial's hyperparameters and score, "
+        "with a progress bar per epoch; 2 the same with one line per "
+        "epoch (suits logs).",
+        lower_bound=0,
+        upper_bound=2,
+        **fv,
     )
-    flags.DEFINE_integer("steps_per_epoch", 100, "Meta-batches/epoch.", **fv)
-    flags.DEFINE_integer("val_tasks", 100, "Validation tasks.", **fv)
-    flags.DEFINE_integer("meta_batch_size", 16, "Tasks per meta-batch.", **fv)
-    flags.DEFINE_integer("ways", 5, "Classes per task (Omniglot).", **fv)
+    flags.DEFINE_integer(
+        "max_trials", 10, "Trials of random and bayesian searches.", **count
+    )
+    flags.DEFINE_integer(
+        "epochs", 3, "Epochs per trial (Hyperband: at most).", **count
+    )
+    flags.DEFINE_integer(
+        "steps_per_epoch", 100, "Meta-batches per epoch.", **count
+    )
+    flags.DEFINE_integer(
+        "val_tasks", 100, "Validation tasks after each epoch.", **count
+    )
+    flags.DEFINE_integer(
+        "meta_batch_size", 16, "Tasks per meta-batch.", **count
+    )
+    flags.DEFINE_integer("ways", 5, "Classes per task (Omniglot).", **count)
     flags.DEFINE_integer(
         "shots",
         None,
-        "Support examples per class (sine: points); "
-        "default 1 (Omniglot), 10 (sine).",
-        **fv,
+        "Support examples per class (sine: points); default 1 (Omniglot), "
+        "10 (sine).",
+        **count,
     )
     flags.DEFINE_integer(
         "queries",
         None,
-        "Query examples per class (sine: points); "
-        "default 15 (Omniglot), 10 (sine).",
-        **fv,
-    )
-    flags.DEFINE_integer("filters", 64, "conv4 filters (Omniglot).", **fv)
-    flags.DEFINE_list("hidden", ["40", "40"], "MLP widths (sine).", **fv)
-    flags.DEFINE_integer("num_val", 100, "Validation characters.", **fv)
-    flags.DEFINE_list("algo", list(tuner_lib.ALGOS), "Algorithms.", **fv)
-    flags.DEFINE_list(
-        "weighting", list(tuner_lib.WEIGHTINGS), "Weightings.", **fv
-    )
-    flags.DEFINE_list("inner_steps", ["1", "5"], "Inner steps.", **fv)
-    flags.DEFINE_list(
-        "inner_learning_rate", [], "Inner lr; empty: per task.", **fv
-    )
-    flags.DEFINE_list(
-        "outer_learning_rate", ["1e-4", "1e-2"], "Outer (Adam) lr.", **fv
+        "Query examples per class (sine: points); default 15 (Omniglot), "
+        "10 (sine).",
+        **count,
     )
     flags.DEFINE_integer(
-        "eval_inner_steps", None, "Validation steps; default inner.", **fv
+        "filters", 64, "Filters of each conv4 block (Omniglot).", **count
     )
-    flags.DEFINE_integer("num_best", 3, "Best trials printed.", **fv)
-    flags.DEFINE_integer("seed", 0, "Seed of tasks, weights, tuner.", **fv)
-    flags.DEFINE_string("data_dir", None, "Omniglot data folder.", **fv)
-    flags.DEFINE_string("cache_dir", None, "Decoded-image cache.", **fv)
+    flags.DEFINE_list(
+        "hidden", ["40", "40"], "Hidden widths of the MLP (sine).", **fv
+    )
+    flags.DEFINE_integer(
+        "num_val",
+        100,
+        "Training characters held out for validation (Omniglot).",
+        **count,
+    )
+    _define_searched_flags(flag_values)
+    flags.DEFINE_integer(
+        "eval_inner_steps",
+        None,
+        "Inner steps on the validation tasks; default: the trial's "
+        "inner steps.",
+        **count,
+    )
+    flags.DEFINE_integer(
+        "num_best", 3, "Best trials printed and saved.", **count
+    )
+    flags.DEFINE_integer(
+        "seed", 0, "Seed of the tasks, the weights and the tuner.", **fv
+    )
+    flags.DEFINE_string(
+        "data_dir", None, "Omniglot folder; else $KERAS_GA_DATA.", **fv
+    )
+    flags.DEFINE_string(
+        "cache_dir", None, "Folder of the decoded-image cache.", **fv
+    )
 
 
-def spec(values: list[str], cast=str):
-    """A flag list as a `MetaHyperModel` spec; `None` when empty."""
-    values = [cast(v) for v in values]
-    if not values:
-        return None
-    if len(values) == 1:
-        return values[0]
-    if len(values) == 2 and cast is not str:
-        return tuple(values)
-    return values
+def _define_searched_flags(flag_values) -> None:
+    what = {
+        "algo": "Algorithms",
+        "weighting": "Task weightings",
+        "inner_steps": "Inner SGD steps",
+        "inner_learning_rate": "Inner SGD step sizes",
+        "outer_learning_rate": "Learning rates of the outer Adam optimizer",
+    }
+    for name, kind in SEARCHED.items():
+        if isinstance(kind, tuple):
+            rule = f"names among {', '.join(kind)}"
+            how = "one fixes it, several are a choice"
+        else:
+            rule = "positive " + ("integers" if kind is int else "numbers")
+            how = "one fixes it, two are a range `low,high`, more a choice"
+            how += " (log scale)" if kind is float else ""
+        flags.DEFINE_list(
+            name,
+            [],
+            f"{what[name]} to search, comma-separated {rule}: {how}; "
+            "empty: the default space's.",
+            flag_values=flag_values,
+        )
+        flags.register_validator(
+            name,
+            lambda values, kind=kind: _valid(values, kind),
+            message=f"--{name} takes {rule}, a range with low <= high.",
+            flag_values=flag_values,
+        )
+
+
+def _valid(values: list[str], kind) -> bool:
+    if isinstance(kind, tuple):
+        return all(v in kind for v in values)
+    try:
+        numbers = [kind(v) for v in values]
+    except ValueError:
+        return False
+    in_order = len(numbers) != 2 or numbers[0] <= numbers[1]
+    return all(n > 0 and math.isfinite(n) for n in numbers) and in_order
+
+
+def hyperparameters(config: dict) -> keras_tuner.HyperParameters:
+    """The entries the searched flags in `config` fix or narrow."""
+    hp = keras_tuner.HyperParameters()
+    for name, kind in SEARCHED.items():
+        cast = str if isinstance(kind, tuple) else kind
+        values = [cast(v) for v in config[name]]
+        if len(values) == 1:
+            hp.Fixed(name, values[0])
+        elif len(values) == 2 and cast is int:
+            hp.Int(name, *values)
+        elif len(values) == 2 and cast is float:
+            hp.Float(name, *values, sampling="log")
+        elif values:
+            hp.Choice(name, values)
+    return hp
+
+
+def hypermodel(config: dict) -> tuner_lib.MetaHyperModel:
+    """The `MetaHyperModel` of the flags in `config`."""
+    task = "regression" if config["task"] == "sine" else "classification"
+    if config["task"] == "sine":
+        hidden = tuple(int(h) for h in config["hidden"])
+        build_base = lambda: models.mlp(1, 1, hidden)  # noqa: E731
+    else:
+        build_base = lambda: models.conv4(  # noqa: E731
+            (28, 28, 1), config["ways"], config["filters"]
+        )
+
+    def space(hp):
+        settings = tuner_lib.default_space(hp, task)
+        if config["eval_inner_steps"]:
+            settings["eval_inner_steps"] = config["eval_inner_steps"]
+        return settings
+
+    return tuner_lib.MetaHyperModel(build_base, task=task, space=space)
 
 
 def episodes(task, *, seed, num_tasks=None, meta_batch_size, **config):
@@ -138,33 +269,6 @@ def episodes(task, *, seed, num_tasks=None, meta_batch_size, **config):
     )
 
 
-def hypermodel(config: dict) -> tuner_lib.MetaHyperModel:
-    """The `MetaHyperModel` of the flags in `config`."""
-    if config["task"] == "sine":
-        hidden = tuple(int(h) for h in config["hidden"])
-        build_base = lambda: models.mlp(1, 1, hidden)  # noqa: E731
-    else:
-        build_base = lambda: models.conv4(  # noqa: E731
-            (28, 28, 1), config["ways"], config["filters"]
-        )
-    model_kwargs = {}
-    if config["eval_inner_steps"]:
-        model_kwargs["eval_inner_steps"] = config["eval_inner_steps"]
-    optional = {
-        "inner_learning_rate": spec(config["inner_learning_rate"], float)
-    }
-    return tuner_lib.MetaHyperModel(
-        build_base,
-        task="regression" if config["task"] == "sine" else "classification",
-        inner_steps=spec(config["inner_steps"], int),
-        outer_learning_rate=spec(config["outer_learning_rate"], float),
-        algo=spec(config["algo"]),
-        weighting=spec(config["weighting"]),
-        model_kwargs=model_kwargs,
-        **{k: v for k, v in optional.items() if v is not None},
-    )
-
-
 def tune(config: dict, output_dir: str) -> dict:
     """Runs (or resumes) the search; writes and returns the best trials.
 
@@ -178,6 +282,8 @@ def tune(config: dict, output_dir: str) -> dict:
     """
     keras.utils.set_random_seed(config["seed"])
     model = hypermodel(config)
+    fixed = hyperparameters(config)
+    model.check_space(fixed)  # Before anything is written.
     search = tuner_lib.make_tuner(
         config["tuner"],
         model,
@@ -187,6 +293,7 @@ def tune(config: dict, output_dir: str) -> dict:
         max_epochs=config["epochs"],
         seed=config["seed"],
         overwrite=config["overwrite"],
+        hyperparameters=fixed,
     )
     val_batch = math.gcd(config["val_tasks"], config["meta_batch_size"])
     search.search(
@@ -199,7 +306,7 @@ def tune(config: dict, output_dir: str) -> dict:
             num_tasks=config["val_tasks"],
             **_sizes(config, val_batch),
         ),
-        verbose=0,
+        verbose=config["verbose"],
     )
     objective = model.objective
     summary = {
@@ -208,9 +315,6 @@ def tune(config: dict, output_dir: str) -> dict:
     }
     write_results(summary, output_dir)
     return summary
-
-
-DEFAULT_SIZES = {"omniglot": (1, 15), "sine": (10, 10)}
 
 
 def _sizes(config, meta_batch_size=None):
@@ -252,9 +356,9 @@ def table(summary: dict) -> str:
 
 def main(argv):
     del argv
-    _common.configure_threads(FLAGS)
     if not FLAGS.output_dir:
         raise app.UsageError("`--output_dir` is required.")
+    _common.configure_threads(FLAGS)
     summary = tune(FLAGS.flag_values_dict(), FLAGS.output_dir)
     print(table(summary))
 

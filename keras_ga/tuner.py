@@ -1,50 +1,58 @@
-"""Keras Tuner search spaces over meta-learning hyperparameters.
+"""Keras Tuner search over meta-learning hyperparameters.
 
-`MetaHyperModel` is a `keras_tuner.HyperModel` that builds and compiles a
-`keras_ga.MetaModel` around a base-model builder, drawing from a search
-space over the inner learning rate (log scale), the inner steps, the outer
-learning rate (log scale), the algorithm and the task weighting. It runs
-with the stock tuners (`RandomSearch`, `BayesianOptimization`, `Hyperband`)
-and their `search(...)` arguments: episode datasets for training and
-validation, `steps_per_epoch`, callbacks.
+`MetaHyperModel` is a `keras_tuner.HyperModel`. Its `build(hp)` draws
+`MetaModel` arguments from a search space declared with Keras Tuner's own
+`hp.Choice`, `hp.Int`, `hp.Float`, `hp.Fixed` calls, then builds and
+compiles a `MetaModel` around a fresh base model. It runs with the stock
+tuners (`RandomSearch`, `BayesianOptimization`, `Hyperband`) and their
+`search(...)` arguments: episode datasets for training and validation,
+`steps_per_epoch`, callbacks, `verbose` (per-trial progress).
+
+A search space is a function `space(hp) -> dict`, as a Keras Tuner
+`build(hp)` is: it declares hyperparameters in `hp` and returns `MetaModel`
+arguments (any argument of its signature, listed in `MODEL_ARGUMENTS`) and
+optionally `"outer_learning_rate"`, the outer optimizer's learning rate.
+Arguments it does not return keep `MetaModel`'s defaults. `default_space`
+searches the algorithm, the task weighting, the inner steps and both
+learning rates; pass your own `space`, or subclass and override `space`.
+
+Fix or narrow hyperparameters the Keras Tuner way: register them in a
+`keras_tuner.HyperParameters` given to the tuner as `hyperparameters=`
+(with `tune_new_entries=False`, only those are searched; the others keep
+their defaults).
 
 The objective is the query metric after adaptation on the validation tasks:
 `val_accuracy` (maximised) for classification, `val_loss` (minimised) for
 regression; `meta_objective(task)` and `MetaHyperModel.objective` return it.
 
-Each of the five hyperparameters takes one of:
-
-- a single value (`0.4`, `"maml"`): fixed (recorded as `hp.Fixed`);
-- a list (`[1, 5]`, `["maml", "reptile"]`): a choice among its values;
-- a tuple `(low, high)` of numbers: a range, log scale for the learning
-  rates, integers for `inner_steps`.
-
-Or pass `space`, a function `space(hp) -> dict` declaring hyperparameters
-of your own and returning `MetaModel` arguments (and `outer_learning_rate`);
-the keys it returns replace the built-in ones.
-
-Keras Tuner is an optional dependency: import this module directly,
-`from keras_ga.tuner import MetaHyperModel`.
+Keras Tuner is an optional dependency (`pip install "keras_ga[tuner]"`):
+import this module directly, `from keras_ga import tuner`.
 
 Example:
 
 ```python
 import keras_tuner
-from keras_ga.tuner import MetaHyperModel
+from keras_ga import models
+from keras_ga import tuner
 
-hypermodel = MetaHyperModel(lambda: keras_ga.models.conv4((28, 28, 1), 5))
-tuner = keras_tuner.RandomSearch(
-    hypermodel, objective=hypermodel.objective, max_trials=20,
+hypermodel = tuner.MetaHyperModel(lambda: models.conv4((28, 28, 1), 5))
+hp = keras_tuner.HyperParameters()
+hp.Fixed("algo", "fomaml")
+hp.Choice("inner_steps", [1, 5])
+search = tuner.make_tuner(
+    "random", hypermodel, hyperparameters=hp, max_trials=20,
     directory="tuning", project_name="omniglot")
-tuner.search(train_episodes, steps_per_epoch=100, epochs=3,
-             validation_data=val_episodes)
-best = tuner.get_best_hyperparameters()[0].values
+search.search(train_episodes, steps_per_epoch=100, epochs=3,
+              validation_data=val_episodes)
+best = search.get_best_hyperparameters()[0].values
+model = hypermodel.build_from_values(best)
 ```
 """
 
 from __future__ import annotations
 
-import math
+import functools
+import inspect
 from collections.abc import Callable
 
 import keras
@@ -52,30 +60,34 @@ import tensorflow as tf
 
 try:
     import keras_tuner
-except ImportError as error:  # pragma: no cover: depends on the install.
+except ImportError as error:
     raise ImportError(
-        "keras_ga.tuner needs Keras Tuner: `pip install keras-tuner`."
+        "keras_ga.tuner needs Keras Tuner, an optional dependency: "
+        '`pip install "keras_ga[tuner]"`.'
     ) from error
 
+import keras_ga
 from keras_ga import _checks
 from keras_ga import agreement
-from keras_ga.meta_model import ALGOS
-from keras_ga.meta_model import MetaModel
+from keras_ga import meta_model
 
 TASKS = ("classification", "regression")
 TUNERS = ("random", "bayesian", "hyperband")
+# The algorithm names, read from the library (one line to change if they
+# move).
+ALGOS = tuple(meta_model.ALGOS)
 WEIGHTINGS = tuple(sorted(agreement.WEIGHTINGS))
-SEARCHED = (
-    "algo",
-    "weighting",
-    "inner_steps",
-    "inner_learning_rate",
-    "outer_learning_rate",
+# The named arguments of `MetaModel` (but the base model): a new argument
+# can be searched as soon as `MetaModel` takes it.
+_PARAMETERS = inspect.signature(keras_ga.MetaModel.__init__).parameters
+MODEL_ARGUMENTS = tuple(
+    name
+    for name, p in _PARAMETERS.items()
+    if name not in ("self", "model")
+    and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
 )
-_INNER_LEARNING_RATES = {
-    "classification": (1e-3, 1.0),
-    "regression": (1e-3, 0.1),
-}
+_OUTER = "outer_learning_rate"
+_INNER_LEARNING_RATE_MAX = {"classification": 1.0, "regression": 0.1}
 _OBJECTIVES = {
     "classification": ("val_accuracy", "max"),
     "regression": ("val_loss", "min"),
@@ -98,48 +110,77 @@ def meta_objective(task: str = "classification") -> keras_tuner.Objective:
     return keras_tuner.Objective(*_OBJECTIVES[task])
 
 
+def default_space(hp, task: str = "classification") -> dict:
+    """The built-in search space: declares it in `hp`, returns the draw.
+
+    Searches `algo` and `weighting` (every name), `inner_steps` (1 to 5),
+    `inner_learning_rate` on a log scale from 1e-3 to 1.0 for
+    classification (MAML used 0.4 on Omniglot) or to 0.1 for regression
+    (0.01 on sine waves), and `outer_learning_rate` on a log scale from
+    1e-4 to 1e-2.
+
+    Args:
+        hp: a `keras_tuner.HyperParameters`.
+        task: `"classification"` or `"regression"`.
+
+    Returns:
+        The drawn `MetaModel` arguments and `outer_learning_rate`.
+
+    Example (a space of your own that extends it):
+
+    ```python
+    def space(hp):
+        settings = tuner.default_space(hp)
+        settings["eval_inner_steps"] = hp.Int("eval_inner_steps", 5, 10)
+        return settings
+
+    hypermodel = tuner.MetaHyperModel(build_base, space=space)
+    ```
+    """
+    _checks.check_one_of("task", task, list(TASKS))
+    inner_max = _INNER_LEARNING_RATE_MAX[task]
+    return {
+        "algo": hp.Choice("algo", list(ALGOS)),
+        "weighting": hp.Choice("weighting", list(WEIGHTINGS)),
+        "inner_steps": hp.Int("inner_steps", 1, 5),
+        "inner_learning_rate": hp.Float(
+            "inner_learning_rate", 1e-3, inner_max, sampling="log"
+        ),
+        _OUTER: hp.Float(_OUTER, 1e-4, 1e-2, sampling="log"),
+    }
+
+
 class MetaHyperModel(keras_tuner.HyperModel):
-    """Builds and compiles a `MetaModel` from meta-learning hyperparameters.
+    """Builds and compiles a `MetaModel` from a search space.
+
+    The space is checked when the hypermodel is made and when a tuner
+    starts a search with it (see `check_space`), so that a value no trial
+    could build fails at once, not trial after trial.
 
     Args:
         build_base: a function with no arguments returning a fresh, built
             Keras model (the base model; classification models output
             logits unless you pass your own `loss`).
-        task: `"classification"` or `"regression"`; sets the objective and
-            the default loss and metrics.
-        inner_learning_rate: inner SGD step size: a value, a list, or a
-            `(low, high)` range searched on a log scale. Defaults to
-            `(1e-3, 1.0)` for classification and `(1e-3, 0.1)` for
-            regression (MAML used 0.4 on Omniglot, 0.01 on sine waves).
-        inner_steps: inner SGD steps: a value, a list, or an integer
-            `(low, high)` range.
-        outer_learning_rate: learning rate of the outer optimizer: a value,
-            a list, or a `(low, high)` range searched on a log scale.
-        algo: `"maml"`, `"fomaml"`, `"reptile"`, or a list of them.
-        weighting: `"uniform"`, `"agreement"`, a list of them, or a
-            weighting object (fixed, not a hyperparameter).
-        space: optional `space(hp) -> dict` declaring hyperparameters of
-            your own and returning `MetaModel` arguments and/or
-            `outer_learning_rate`; the keys it returns replace the
-            corresponding arguments above.
+        task: `"classification"` or `"regression"`; sets the objective, the
+            default space and the default loss and metrics.
+        space: the search space, `space(hp) -> dict` (see the module
+            docstring); defaults to `default_space` for `task`.
         optimizer: the outer optimizer: a name or config for
             `keras.optimizers.get`, or a function `learning_rate ->
-            optimizer`.
+            optimizer` (called without arguments when the space draws no
+            `outer_learning_rate`).
         loss: the per-task loss; defaults to sparse categorical
             cross-entropy from logits (classification) or `"mse"`.
         metrics: query metrics; defaults to `["accuracy"]` (classification)
             or `[]`. Classification needs `"accuracy"` for the objective.
-        model_kwargs: other fixed `MetaModel` arguments, for example
-            `{"eval_inner_steps": 10}`.
         compile_kwargs: other `MetaModel.compile` arguments, for example
             `{"jit_compile": False}`.
         name: the hypermodel's name.
 
     Raises:
-        ValueError: for an unknown `task`, `algo` or `weighting`, an empty
-            list, a range with `low > high`, a learning rate that is not
-            positive, unknown `space` or `model_kwargs` keys, or
-            classification `metrics` without `"accuracy"`.
+        ValueError: for an unknown `task` or optimizer name, classification
+            `metrics` without `"accuracy"`, or a space that returns names
+            or draws values `MetaModel` refuses (see `check_space`).
         TypeError: when `build_base` or `space` is not callable, or `space`
             returns something other than a dict.
     """
@@ -149,71 +190,97 @@ class MetaHyperModel(keras_tuner.HyperModel):
         build_base: Callable[[], keras.Model],
         *,
         task: str = "classification",
-        inner_learning_rate=None,
-        inner_steps=(1, 5),
-        outer_learning_rate=(1e-4, 1e-2),
-        algo=ALGOS,
-        weighting=WEIGHTINGS,
         space: Callable | None = None,
         optimizer="adam",
         loss=None,
         metrics=None,
-        model_kwargs: dict | None = None,
         compile_kwargs: dict | None = None,
         name: str | None = None,
     ):
         super().__init__(name=name)
-        if not callable(build_base):
-            raise TypeError(
-                "`build_base` must be a function returning a fresh, built "
-                f"keras.Model. Received: build_base={build_base!r}"
-            )
+        _check_callable(
+            "build_base",
+            build_base,
+            "a function returning a fresh, built keras.Model",
+        )
         _checks.check_one_of("task", task, list(TASKS))
-        if inner_learning_rate is None:
-            inner_learning_rate = _INNER_LEARNING_RATES[task]
+        if space is not None:
+            _check_callable("space", space, "a function `space(hp) -> dict`")
         self.build_base = build_base
         self.task = task
-        self.specs = {
-            "inner_learning_rate": _parse_number(
-                "inner_learning_rate", inner_learning_rate, log=True
-            ),
-            "inner_steps": _parse_number("inner_steps", inner_steps),
-            "outer_learning_rate": _parse_number(
-                "outer_learning_rate", outer_learning_rate, log=True
-            ),
-            "algo": _parse_name("algo", algo, ALGOS),
-            "weighting": _parse_weighting(weighting),
-        }
-        self.space = space
-        if space is not None:
-            _check_space(space)
+        self._space = space or functools.partial(default_space, task=task)
         self.optimizer = _check_optimizer(optimizer)
         self.loss, self.metrics = _default_loss_and_metrics(task, loss, metrics)
-        self.model_kwargs = _check_model_kwargs(model_kwargs)
         self.compile_kwargs = dict(compile_kwargs or {})
+        self.check_space()
 
     @property
     def objective(self) -> keras_tuner.Objective:
         """The tuner objective of `task`; see `meta_objective`."""
         return meta_objective(self.task)
 
-    def declare(self, hp) -> dict:
-        """Declares the search space in `hp`; returns the drawn settings."""
-        settings = dict(self.space(hp)) if self.space is not None else {}
-        for key, spec in self.specs.items():
-            if key not in settings:
-                settings[key] = _declare(hp, key, spec)
-        return settings
+    def space(self, hp) -> dict:
+        """Declares the search space in `hp`; returns the drawn arguments."""
+        return _check_names(self._space(hp))
 
-    def build(self, hp) -> MetaModel:
-        """A compiled `MetaModel` with the hyperparameters drawn from `hp`."""
-        settings = self.declare(hp)
-        outer_learning_rate = settings.pop("outer_learning_rate")
-        model = MetaModel(
-            self.build_base(), **{**self.model_kwargs, **settings}
-        )
+    def check_space(self, hyperparameters=None) -> None:
+        """Raises now what a trial would raise for a value of the space.
+
+        Runs the space on `hyperparameters` at its defaults, at each value of
+        each choice and at both ends of each range, and hands each draw to
+        `MetaModel` around a tiny probe model, so that its own argument
+        checks apply (the base model is not built). Stock tuners run it through
+        `declare_hyperparameters` when they start a search, with their
+        `hyperparameters=`.
+
+        Args:
+            hyperparameters: a `keras_tuner.HyperParameters` fixing or
+                narrowing entries of the space, or `None`.
+
+        Raises:
+            ValueError: for a name `space` returns that is not a `MetaModel`
+                argument, an entry of `hyperparameters` that the space does
+                not declare, or a drawn value `MetaModel` refuses.
+            TypeError: when `space` returns something other than a dict, or
+                `MetaModel` refuses the type of a drawn value.
+        """
+        given = hyperparameters
+        if given is None:
+            given = keras_tuner.HyperParameters()
+        declared = given.copy()
+        self.space(declared)
+        draws = [{}] + [
+            {p.name: value}
+            for p in declared.space
+            for value in _candidates(p)
+            if value != declared.values.get(p.name)
+        ]
+        probe, names = _probe_model(), set()
+        for draw in draws:
+            hp = keras_tuner.HyperParameters()
+            hp.values.update({**given.values, **draw})
+            where = ", ".join(f"{k}={v!r}" for k, v in draw.items())
+            _check_values(probe, self.space(hp), where or "the defaults")
+            names.update(p.name for p in hp.space)
+        unused = [p.name for p in given.space if p.name not in names]
+        if unused:
+            raise ValueError(
+                "`hyperparameters` must only hold entries the search space "
+                f"declares ({sorted(names)}); {unused[0]!r} is not one. "
+                f"Received: hyperparameters={given.values!r}"
+            )
+
+    def declare_hyperparameters(self, hp) -> None:
+        """Checks the space with a tuner's `hp` (see `check_space`)."""
+        self.check_space(hp)
+
+    def build(self, hp) -> keras_ga.MetaModel:
+        """A compiled `MetaModel` with the arguments drawn from `hp`."""
+        settings = dict(self.space(hp))
+        learning_rate = settings.pop(_OUTER, None)
+        model = keras_ga.MetaModel(self.build_base(), **settings)
         model.compile(
-            optimizer=_make_optimizer(self.optimizer, outer_learning_rate),
+            optimizer=_make_optimizer(self.optimizer, learning_rate),
             loss=self.loss,
             metrics=list(self.metrics),
             **self.compile_kwargs,
@@ -223,7 +290,7 @@ class MetaHyperModel(keras_tuner.HyperModel):
         model.optimizer.build(model.trainable_variables)
         return model
 
-    def build_from_values(self, values: dict) -> MetaModel:
+    def build_from_values(self, values: dict) -> keras_ga.MetaModel:
         """Rebuilds the model of saved hyperparameter values.
 
         Args:
@@ -258,6 +325,56 @@ class MetaHyperModel(keras_tuner.HyperModel):
         return model.fit(*args, **kwargs)
 
 
+def _check_callable(name, value, rule):
+    if not callable(value):
+        raise TypeError(f"`{name}` must be {rule}. Received: {name}={value!r}")
+
+
+def _check_names(settings):
+    """`settings` if its keys are `MetaModel` arguments (or the outer lr)."""
+    if not isinstance(settings, dict):
+        raise TypeError(
+            "`space(hp)` must return a dict of MetaModel arguments. "
+            f"Received: {settings!r} of type {type(settings).__name__}"
+        )
+    for name, value in settings.items():
+        if name not in MODEL_ARGUMENTS and name != _OUTER:
+            raise ValueError(
+                f"`space(hp)` returned `{name}`, which is not a `MetaModel` "
+                f"argument: the names allowed are MetaModel's arguments "
+                f"{list(MODEL_ARGUMENTS)} and {_OUTER!r}. "
+                f"Received: {name}={value!r}"
+            )
+    return settings
+
+
+def _candidates(param):
+    """The values a trial can draw: each choice, both ends of a range."""
+    if isinstance(param, keras_tuner.engine.hyperparameters.Boolean):
+        return [False, True]
+    if hasattr(param, "values"):
+        return list(param.values)
+    if hasattr(param, "min_value"):
+        return [param.min_value, param.max_value]
+    return [param.default]
+
+
+def _probe_model():
+    """A tiny built model on which `MetaModel` checks its arguments."""
+    return keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+
+
+def _check_values(probe, settings, drawn):
+    settings = dict(settings)
+    try:
+        if _OUTER in settings:
+            _checks.check_positive_float(_OUTER, settings.pop(_OUTER))
+        keras_ga.MetaModel(probe, **settings)
+    except (TypeError, ValueError) as error:
+        kind = TypeError if isinstance(error, TypeError) else ValueError
+        raise kind(f"{error} (drawn by `space(hp)` with {drawn})") from error
+
+
 def _check_ends(data, name, steps_name, kwargs):
     if kwargs.get(steps_name) is not None:
         return
@@ -271,201 +388,28 @@ def _check_ends(data, name, steps_name, kwargs):
         )
 
 
-# ----------------------------------------------------------------------
-# Search-space specs: ("fixed", value), ("choice", values), ("range", low,
-# high, sampling).
-
-
-def _is_number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _parse_number(name, value, log=False):
-    """The spec of a learning rate (`log`) or of a positive integer."""
-    kind = "a positive number" if log else "a positive integer"
-    if isinstance(value, tuple):
-        if len(value) != 2 or not all(_is_number(v) for v in value):
-            raise ValueError(
-                f"`{name}` range must be a pair (low, high) of numbers. "
-                f"Received: {name}={value!r}"
-            )
-        low, high = value
-        if not low <= high:
-            raise ValueError(
-                f"`{name}` range must have low <= high. "
-                f"Received: {name}={value!r}"
-            )
-        _check_number(name, low, log, value)
-        _check_number(name, high, log, value)
-        if low == high:
-            return ("fixed", low)
-        return ("range", low, high, "log" if log else "linear")
-    if isinstance(value, list):
-        _check_not_empty(name, value)
-        for v in value:
-            _check_number(name, v, log, value)
-        return ("choice", list(value))
-    if not _is_number(value):
-        raise TypeError(
-            f"`{name}` must be {kind}, a list of them or a (low, high) "
-            f"range. Received: {name}={value!r}"
-        )
-    _check_number(name, value, log, value)
-    return ("fixed", value)
-
-
-def _check_number(name, value, log, received):
-    if log:
-        ok = _is_number(value) and math.isfinite(value) and value > 0
-        rule = "positive finite numbers (learning rates are searched on a "
-        rule += "log scale)"
-    else:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-        ok = ok and value >= 1
-        rule = "positive integers"
-    if not ok:
-        raise ValueError(
-            f"`{name}` values must be {rule}. Received: {name}={received!r}"
-        )
-
-
-def _check_not_empty(name, values):
-    if not values:
-        raise ValueError(
-            f"`{name}` must not be an empty list: give at least one value "
-            f"to choose from. Received: {name}={values!r}"
-        )
-
-
-def _parse_name(name, value, allowed):
-    values = [value] if isinstance(value, str) else value
-    if not isinstance(values, (list, tuple)):
-        raise TypeError(
-            f"`{name}` must be one of {list(allowed)} or a list of them. "
-            f"Received: {name}={value!r}"
-        )
-    _check_not_empty(name, values)
-    unknown = [v for v in values if v not in allowed]
-    if unknown:
-        raise ValueError(
-            f"`{name}` must be one of {list(allowed)} or a list of them; "
-            f"unknown: {unknown}. Received: {name}={value!r}"
-        )
-    if isinstance(value, str):
-        return ("fixed", value)
-    return ("choice", list(values))
-
-
-def _parse_weighting(value):
-    if isinstance(value, (str, list, tuple)):
-        return _parse_name("weighting", value, WEIGHTINGS)
-    return ("object", agreement.get(value))
-
-
-def _declare(hp, name, spec):
-    kind, *args = spec
-    if kind == "object":
-        return args[0]
-    if kind == "fixed":
-        return hp.Fixed(name, args[0])
-    if kind == "choice":
-        return hp.Choice(name, args[0])
-    low, high, sampling = args
-    if sampling == "log":
-        return hp.Float(name, low, high, sampling="log")
-    return hp.Int(name, low, high)
-
-
-# ----------------------------------------------------------------------
-# Checks of the other arguments.
-
-_CHECKS = {
-    "algo": lambda v: _parse_name("algo", v, ALGOS),
-    "weighting": _parse_weighting,
-    "inner_steps": lambda v: _parse_number("inner_steps", v),
-    "inner_learning_rate": lambda v: _parse_number(
-        "inner_learning_rate", v, log=True
-    ),
-    "outer_learning_rate": lambda v: _parse_number(
-        "outer_learning_rate", v, log=True
-    ),
-}
-_MODEL_ARGS = (
-    "eval_inner_steps",
-    "inner_batch_size",
-    "transductive",
-    "pre_adaptation_metrics",
-    "exact_batch_norm",
-    "parallel_tasks",
-    "name",
-)
-
-
-def _check_space(space):
-    """Runs `space` on fresh hyperparameters and checks what it returns."""
-    if not callable(space):
-        raise TypeError(
-            "`space` must be a function `space(hp) -> dict`. "
-            f"Received: space={space!r}"
-        )
-    hp = keras_tuner.HyperParameters()
-    _check_settings(space(hp))
-    # Every value a declared choice can take and both ends of every range,
-    # not only the defaults.
-    for param in hp.space:
-        ends = [getattr(param, a, None) for a in ("min_value", "max_value")]
-        for value in list(getattr(param, "values", [])) + ends:
-            if value is not None:
-                probe = keras_tuner.HyperParameters()
-                probe.values[param.name] = value
-                _check_settings(space(probe))
-
-
-def _check_settings(settings):
-    if not isinstance(settings, dict):
-        raise TypeError(
-            "`space(hp)` must return a dict of MetaModel arguments. "
-            f"Received: {settings!r} of type {type(settings).__name__}"
-        )
-    unknown = sorted(set(settings) - set(SEARCHED) - set(_MODEL_ARGS))
-    if unknown:
-        raise ValueError(
-            f"`space(hp)` returned unknown keys {unknown}; allowed: "
-            f"{sorted(SEARCHED + _MODEL_ARGS)}. Received: {sorted(settings)}"
-        )
-    for key, value in settings.items():
-        if key in _CHECKS:
-            _CHECKS[key](value)
-
-
-def _check_model_kwargs(model_kwargs):
-    model_kwargs = dict(model_kwargs or {})
-    unknown = sorted(set(model_kwargs) - set(_MODEL_ARGS))
-    if unknown:
-        raise ValueError(
-            f"`model_kwargs` keys must be among {list(_MODEL_ARGS)} (the "
-            f"searched ones are set by their own arguments). Received: "
-            f"model_kwargs keys {sorted(model_kwargs)}"
-        )
-    return model_kwargs
+def _is_factory(optimizer):
+    return callable(optimizer) and not isinstance(
+        optimizer, keras.optimizers.Optimizer
+    )
 
 
 def _check_optimizer(optimizer):
-    if callable(optimizer) and not isinstance(
-        optimizer, keras.optimizers.Optimizer
-    ):
-        return optimizer
-    keras.optimizers.get(optimizer)  # Raises for unknown names.
+    if not _is_factory(optimizer):
+        keras.optimizers.get(optimizer)  # Raises for unknown names.
     return optimizer
 
 
 def _make_optimizer(optimizer, learning_rate):
-    if callable(optimizer) and not isinstance(
-        optimizer, keras.optimizers.Optimizer
-    ):
-        return optimizer(learning_rate)
+    """A fresh optimizer for one trial, at `learning_rate` if given."""
+    if _is_factory(optimizer):
+        return (
+            optimizer() if learning_rate is None else optimizer(learning_rate)
+        )
     base = keras.optimizers.get(optimizer)
-    config = dict(base.get_config(), learning_rate=float(learning_rate))
+    config = base.get_config()
+    if learning_rate is not None:
+        config["learning_rate"] = float(learning_rate)
     return base.__class__.from_config(config)
 
 
@@ -486,10 +430,6 @@ def _default_loss_and_metrics(task, loss, metrics):
             f"metrics={metrics!r}"
         )
     return loss, metrics
-
-
-# ----------------------------------------------------------------------
-# Tuners and results.
 
 
 def make_tuner(
@@ -521,7 +461,9 @@ def make_tuner(
         max_epochs: the most epochs of a `Hyperband` trial.
         seed: the tuner's random seed.
         overwrite: start over, deleting the trials of an earlier search.
-        **kwargs: passed to the tuner.
+        **kwargs: passed to the tuner, for example `hyperparameters=` (a
+            `keras_tuner.HyperParameters` fixing or narrowing entries of
+            the space) and `tune_new_entries=`.
     """
     _checks.check_one_of("kind", kind, list(TUNERS))
     common = dict(

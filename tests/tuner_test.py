@@ -5,10 +5,14 @@ The Omniglot search reads the real files from `$KERAS_GA_DATA`, else
 """
 
 import ast
+import importlib
+import inspect
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
+from unittest import mock
 
 import keras
 import keras_tuner
@@ -27,6 +31,26 @@ DATA_DIR = os.environ.get(
     "KERAS_GA_DATA", str(Path(__file__).parents[2] / "shared" / "data")
 )
 WAYS = 5
+SEARCHED = (
+    "algo",
+    "weighting",
+    "inner_steps",
+    "inner_learning_rate",
+    "outer_learning_rate",
+)
+
+
+def fixed(**entries):
+    """HyperParameters fixing or narrowing entries: a value, list or range."""
+    hp = keras_tuner.HyperParameters()
+    for name, value in entries.items():
+        if isinstance(value, list):
+            hp.Choice(name, value)
+        elif isinstance(value, tuple):
+            hp.Int(name, *value)
+        else:
+            hp.Fixed(name, value)
+    return hp
 
 
 def flat_mlp():
@@ -70,12 +94,13 @@ class RecordingHyperModel(tuner.MetaHyperModel):
         return history
 
 
-def omniglot_search(directory, max_trials, hypermodel=None):
-    hypermodel = hypermodel or RecordingHyperModel(flat_mlp, inner_steps=(1, 2))
+def omniglot_search(directory, max_trials):
+    hypermodel = RecordingHyperModel(flat_mlp)
     search = keras_tuner.RandomSearch(
         hypermodel,
         objective=hypermodel.objective,
         max_trials=max_trials,
+        hyperparameters=fixed(inner_steps=(1, 2)),
         seed=3,
         directory=directory,
         project_name="omniglot",
@@ -128,10 +153,11 @@ class OmniglotSearchTest(parameterized.TestCase):
         self.assertNotEqual(values[0], values[1])
         for trial in self.trials:
             hp = trial.hyperparameters.values
-            self.assertCountEqual(hp, tuner.SEARCHED)
+            self.assertCountEqual(hp, SEARCHED)
             (fit,) = [f for f in self.hypermodel.fits if f["values"] == hp]
             self.assertEqual(fit["algo"], hp["algo"])
             self.assertEqual(fit["inner_steps"], hp["inner_steps"])
+            self.assertIn(hp["inner_steps"], [1, 2])  # The range given.
             self.assertAlmostEqual(
                 fit["inner_learning_rate"], hp["inner_learning_rate"]
             )
@@ -216,10 +242,7 @@ class SineSearchTest(parameterized.TestCase):
         directory = tempfile.mkdtemp()
         self.addCleanup(shutil.rmtree, directory)
         hypermodel = RecordingHyperModel(
-            lambda: models.mlp(1, 1, (16,)),
-            task="regression",
-            inner_steps=1,
-            algo="fomaml",
+            lambda: models.mlp(1, 1, (16,)), task="regression"
         )
         search = tuner.make_tuner(
             "hyperband",
@@ -229,6 +252,7 @@ class SineSearchTest(parameterized.TestCase):
             max_epochs=2,
             factor=2,
             seed=0,
+            hyperparameters=fixed(inner_steps=1, algo="fomaml"),
         )
         train, val = sine_data()
         search.search(train, steps_per_epoch=2, validation_data=val, verbose=0)
@@ -241,6 +265,7 @@ class SineSearchTest(parameterized.TestCase):
         for trial in trials:
             self.assertEqual(trial.status, "COMPLETED", trial.message)
         for fit in hypermodel.fits:
+            self.assertEqual((fit["algo"], fit["inner_steps"]), ("fomaml", 1))
             epochs = fit["values"]["tuner/epochs"]
             initial = fit["values"]["tuner/initial_epoch"]
             self.assertLen(fit["history"]["val_loss"], epochs - initial)
@@ -252,9 +277,7 @@ class SineSearchTest(parameterized.TestCase):
         directory = tempfile.mkdtemp()
         self.addCleanup(shutil.rmtree, directory)
         hypermodel = RecordingHyperModel(
-            lambda: models.mlp(1, 1, (16,)),
-            task="regression",
-            inner_steps=[1, 2],
+            lambda: models.mlp(1, 1, (16,)), task="regression"
         )
         search = tuner.make_tuner(
             "bayesian",
@@ -263,6 +286,7 @@ class SineSearchTest(parameterized.TestCase):
             project_name="sine",
             max_trials=1,
             seed=0,
+            hyperparameters=fixed(inner_steps=[1, 2]),
         )
         train, val = sine_data()
         search.search(
@@ -321,6 +345,16 @@ class SineSearchTest(parameterized.TestCase):
             )
 
 
+def import_fresh_tuner():
+    """Imports keras_ga.tuner anew, leaving the loaded module in place."""
+    with (
+        mock.patch.dict(sys.modules),
+        mock.patch.object(keras_ga, "tuner", tuner),
+    ):
+        del sys.modules["keras_ga.tuner"]
+        return importlib.import_module("keras_ga.tuner")
+
+
 class SpaceTest(parameterized.TestCase):
     def test_objectives(self):
         for task, name, direction in (
@@ -333,35 +367,100 @@ class SpaceTest(parameterized.TestCase):
             hypermodel = tuner.MetaHyperModel(flat_mlp, task=task)
             self.assertEqual(hypermodel.objective.direction, direction)
 
-    def test_declared_space(self):
-        hypermodel = tuner.MetaHyperModel(
-            flat_mlp,
+    @parameterized.named_parameters(
+        ("classification", "classification", 1.0),
+        ("regression", "regression", 0.1),
+    )
+    def test_default_space_declared_with_hp(self, task, inner_max):
+        hp = keras_tuner.HyperParameters()
+        settings = tuner.default_space(hp, task)
+        space = {p.name: p for p in hp.space}
+        self.assertCountEqual(space, SEARCHED)
+        self.assertEqual(settings, hp.values)
+        self.assertIsInstance(space["algo"], hyperparameters.Choice)
+        self.assertEqual(
+            list(space["algo"].values), ["maml", "fomaml", "reptile"]
+        )
+        self.assertEqual(
+            list(space["weighting"].values), ["agreement", "uniform"]
+        )
+        steps = space["inner_steps"]
+        self.assertIsInstance(steps, hyperparameters.Int)
+        self.assertEqual((steps.min_value, steps.max_value), (1, 5))
+        for name, low, high in (
+            ("inner_learning_rate", 1e-3, inner_max),
+            ("outer_learning_rate", 1e-4, 1e-2),
+        ):
+            self.assertIsInstance(space[name], hyperparameters.Float)
+            self.assertEqual(space[name].sampling, "log")
+            self.assertEqual(
+                (space[name].min_value, space[name].max_value), (low, high)
+            )
+        hypermodel = tuner.MetaHyperModel(flat_mlp, task=task)
+        hp = keras_tuner.HyperParameters()
+        self.assertEqual(hypermodel.space(hp), settings)
+
+    def test_hyperparameters_fix_and_narrow_the_space(self):
+        hypermodel = tuner.MetaHyperModel(flat_mlp)
+        hp = fixed(
             inner_learning_rate=0.4,
             inner_steps=[1, 5],
-            algo=("maml", "reptile"),
+            algo=["maml", "reptile"],
             weighting="agreement",
         )
-        hp = keras_tuner.HyperParameters()
-        hypermodel.declare(hp)
+        hypermodel.check_space(hp)
+        settings = hypermodel.space(hp)
         space = {p.name: p for p in hp.space}
-        self.assertCountEqual(space, tuner.SEARCHED)
+        self.assertCountEqual(space, SEARCHED)
         self.assertIsInstance(
             space["inner_learning_rate"], hyperparameters.Fixed
         )
         self.assertEqual(space["inner_learning_rate"].value, 0.4)
+        self.assertEqual(settings["inner_learning_rate"], 0.4)
         self.assertEqual(list(space["inner_steps"].values), [1, 5])
         self.assertEqual(list(space["algo"].values), ["maml", "reptile"])
         self.assertEqual(space["weighting"].value, "agreement")
+        self.assertEqual(settings["weighting"], "agreement")
         outer = space["outer_learning_rate"]
         self.assertEqual(outer.sampling, "log")
         self.assertEqual((outer.min_value, outer.max_value), (1e-4, 1e-2))
 
-    def test_equal_range_ends_fix_the_value(self):
-        hypermodel = tuner.MetaHyperModel(flat_mlp, inner_steps=(3, 3))
-        hp = keras_tuner.HyperParameters()
-        self.assertEqual(hypermodel.declare(hp)["inner_steps"], 3)
+    def test_fixed_values_build_the_model(self):
+        hypermodel = tuner.MetaHyperModel(flat_mlp)
+        model = hypermodel.build(
+            fixed(inner_steps=3, algo="reptile", outer_learning_rate=0.05)
+        )
+        self.assertEqual(model.inner_steps, 3)
+        self.assertEqual(model.algo, "reptile")
+        self.assertAlmostEqual(float(model.optimizer.learning_rate), 0.05)
 
-    def test_user_space_replaces_builtin_entries(self):
+    def test_tuner_searches_only_the_given_entries(self):
+        directory = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, directory)
+        hypermodel = tuner.MetaHyperModel(flat_mlp)
+        search = tuner.make_tuner(
+            "random",
+            hypermodel,
+            directory=directory,
+            project_name="p",
+            seed=0,
+            hyperparameters=fixed(algo="reptile", inner_steps=[2, 3]),
+            tune_new_entries=False,
+        )
+        space = search.oracle.get_space()
+        self.assertCountEqual(
+            [p.name for p in space.space], ["algo", "inner_steps"]
+        )
+        trial = search.oracle.create_trial("tuner0")
+        self.assertEqual(trial.hyperparameters.values["algo"], "reptile")
+        model = hypermodel.build(trial.hyperparameters)
+        self.assertEqual(model.algo, "reptile")
+        self.assertIn(model.inner_steps, [2, 3])
+        # Not searched: the default space's defaults.
+        self.assertEqual(model.weighting.name, "agreement")
+        self.assertAlmostEqual(model.inner_learning_rate, 1e-3)
+
+    def test_user_space_function(self):
         def space(hp):
             return {
                 "algo": hp.Choice("algorithm", ["fomaml", "reptile"]),
@@ -375,15 +474,82 @@ class SpaceTest(parameterized.TestCase):
         model = hypermodel.build(hp)
         self.assertEqual(model.algo, "reptile")
         self.assertEqual(model.eval_inner_steps, 4)
-        self.assertNotIn("algo", hp.values)
-        self.assertIn("inner_learning_rate", hp.values)
+        # The space is the user's alone: the rest keeps MetaModel's defaults.
+        self.assertCountEqual(hp.values, ["algorithm", "eval_steps"])
+        defaults = inspect.signature(keras_ga.MetaModel).parameters
+        self.assertEqual(model.inner_steps, defaults["inner_steps"].default)
+        self.assertEqual(
+            model.inner_learning_rate, defaults["inner_learning_rate"].default
+        )
+        self.assertAlmostEqual(
+            float(model.optimizer.learning_rate),
+            float(keras.optimizers.Adam().learning_rate),
+        )
+
+    def test_user_space_extends_the_default_one(self):
+        def space(hp):
+            settings = tuner.default_space(hp)
+            settings["eval_inner_steps"] = hp.Int("eval_inner_steps", 5, 10)
+            return settings
+
+        hypermodel = tuner.MetaHyperModel(flat_mlp, space=space)
+        hp = fixed(eval_inner_steps=7, algo="fomaml")
+        hypermodel.check_space(hp)
+        model = hypermodel.build(hp)
+        self.assertCountEqual(hp.values, SEARCHED + ("eval_inner_steps",))
+        self.assertEqual((model.eval_inner_steps, model.algo), (7, "fomaml"))
+
+    def test_subclass_overrides_the_space(self):
+        class StepsOnly(tuner.MetaHyperModel):
+            def space(self, hp):
+                return {"inner_steps": hp.Choice("inner_steps", [2, 4])}
+
+        hypermodel = StepsOnly(flat_mlp)
+        hp = keras_tuner.HyperParameters()
+        self.assertEqual(hypermodel.build(hp).inner_steps, 2)
+        self.assertEqual(list(hp.values), ["inner_steps"])
+        with self.assertRaisesRegex(
+            ValueError, "`hyperparameters` must only hold entries"
+        ):
+            hypermodel.check_space(fixed(algo="maml"))
+
+    def test_model_arguments_come_from_the_signature(self):
+        self.assertIn("task_execution", tuner.MODEL_ARGUMENTS)
+        parameters = inspect.signature(keras_ga.MetaModel).parameters
+        self.assertEqual(
+            tuner.MODEL_ARGUMENTS,
+            tuple(p for p in parameters if p not in ("model", "kwargs")),
+        )
+
+        class Extended(keras_ga.MetaModel):
+            def __init__(self, model, inner_momentum: float = 0.0, **kwargs):
+                super().__init__(model, **kwargs)
+
+        with mock.patch.object(keras_ga, "MetaModel", Extended):
+            fresh = import_fresh_tuner()
+        self.assertEqual(fresh.MODEL_ARGUMENTS, ("inner_momentum",))
+
+    def test_every_model_argument_can_be_searched(self):
+        def space(hp):
+            return {
+                "task_execution": hp.Choice("task_execution", ["map", "auto"])
+            }
+
+        hypermodel = tuner.MetaHyperModel(flat_mlp, space=space)
+        model = hypermodel.build(fixed(task_execution="map"))
+        self.assertEqual(model.task_execution, "map")
 
     def test_optimizer_function_and_weighting_object(self):
+        def space(hp):
+            return {
+                "outer_learning_rate": 0.5,
+                "weighting": keras_ga.UniformWeighting(name="plain"),
+            }
+
         hypermodel = tuner.MetaHyperModel(
             flat_mlp,
-            outer_learning_rate=0.5,
+            space=space,
             optimizer=lambda lr: keras.optimizers.SGD(lr),
-            weighting=keras_ga.UniformWeighting(name="plain"),
         )
         hp = keras_tuner.HyperParameters()
         model = hypermodel.build(hp)
@@ -415,74 +581,116 @@ class SpaceTest(parameterized.TestCase):
         self.assertEqual(set(importers), {"tuner.py"})
         self.assertNotIn("tuner", keras_ga.__all__)
 
+    def test_missing_keras_tuner_names_the_extra(self):
+        with mock.patch.dict(sys.modules, {"keras_tuner": None}):
+            with self.assertRaisesRegex(
+                ImportError,
+                r'keras_ga.tuner needs Keras Tuner.*`pip install "keras_ga\[tuner\]"`',
+            ):
+                import_fresh_tuner()
+
     @parameterized.named_parameters(
-        ("empty_algo", dict(algo=[]), "`algo` must not be an empty list"),
-        (
-            "empty_steps",
-            dict(inner_steps=[]),
-            "`inner_steps` must not be an empty list",
-        ),
-        (
-            "empty_weighting",
-            dict(weighting=()),
-            "`weighting` must not be an empty list",
-        ),
+        ("empty_algo", dict(algo=[]), "`values` must be provided for `Choice`"),
+        ("empty_steps", dict(inner_steps=[]), "`values` must be provided"),
+        ("empty_weighting", dict(weighting=[]), "`values` must be provided"),
         (
             "empty_lr",
             dict(outer_learning_rate=[]),
-            "`outer_learning_rate` must not be an empty list",
+            "`values` must be provided",
         ),
         (
             "lr_min_above_max",
-            dict(inner_learning_rate=(1.0, 0.1)),
-            r"`inner_learning_rate` range must have low <= high. Received: inner_learning_rate=\(1.0, 0.1\)",
+            dict(inner_learning_rate=("log", 1.0, 0.1)),
+            r"Float\(name='inner_learning_rate'\), min_value 1.0 is greater than the max_value 0.1",
         ),
         (
             "steps_min_above_max",
             dict(inner_steps=(5, 1)),
-            "`inner_steps` range must have low <= high",
+            r"Int\(name='inner_steps'\), min_value 5 is greater than the max_value 1",
         ),
         (
             "zero_lr_log",
-            dict(outer_learning_rate=(0.0, 0.1)),
-            r"`outer_learning_rate` values must be positive finite numbers \(learning rates are searched on a log scale\). Received: outer_learning_rate=\(0.0, 0.1\)",
+            dict(outer_learning_rate=("log", 0.0, 0.1)),
+            "sampling='log' does not support negative values, found min_value: 0.0",
+        ),
+        (
+            "zero_lr_linear",
+            dict(outer_learning_rate=("linear", 0.0, 0.1)),
+            r"`outer_learning_rate` must be a positive finite number. Received: outer_learning_rate=0.0 \(drawn by `space\(hp\)` with the defaults\)",
         ),
         (
             "negative_lr",
             dict(inner_learning_rate=-0.1),
-            "`inner_learning_rate` values must be positive finite",
+            r"`inner_learning_rate` must be a positive finite number. Received: inner_learning_rate=-0.1",
         ),
         (
             "negative_lr_choice",
             dict(inner_learning_rate=[0.1, -0.1]),
-            "`inner_learning_rate` values must be positive finite",
+            r"Received: inner_learning_rate=-0.1 \(drawn by `space\(hp\)` with inner_learning_rate=-0.1\)",
         ),
         (
             "zero_steps",
             dict(inner_steps=(0, 3)),
-            "`inner_steps` values must be positive integers",
+            "`inner_steps` must be a positive integer. Received: inner_steps=0",
         ),
         (
             "float_steps",
-            dict(inner_steps=[1, 2.5]),
-            "`inner_steps` values must be positive integers",
+            dict(inner_steps=[1.0, 2.5]),
+            "`inner_steps` must be a positive integer. Received: inner_steps=1.0",
         ),
         (
-            "bad_range",
-            dict(inner_steps=(1, 2, 3)),
-            r"`inner_steps` range must be a pair \(low, high\) of numbers",
+            "zero_eval_steps",
+            dict(eval_inner_steps=(0, 2)),
+            "`eval_inner_steps` must be a positive integer. Received: eval_inner_steps=0",
         ),
         (
             "unknown_algo",
             dict(algo=["maml", "sgd"]),
-            r"`algo` must be one of \['maml', 'fomaml', 'reptile'\] or a list of them; unknown: \['sgd'\]",
+            r"`algo` must be one of \['maml', 'fomaml', 'reptile'\]. Received: algo='sgd'",
         ),
         ("unknown_fixed_algo", dict(algo="anil"), "`algo` must be one of"),
+        ("algo_type", dict(algo=3), "`algo` must be one of"),
+        (
+            "lr_type",
+            dict(inner_learning_rate="fast"),
+            "`inner_learning_rate` must be a positive finite number",
+        ),
         (
             "unknown_weighting",
             dict(weighting=["uniform", "median"]),
             r"`weighting` must be one of \['agreement', 'uniform'\]",
         ),
+        (
+            "unknown_task_execution",
+            dict(task_execution=["map", "threads"]),
+            r"`task_execution` must be one of \['auto', 'map', 'vectorized'\]. Received: task_execution='threads'",
+        ),
+        (
+            "unknown_argument",
+            dict(alpha=0.1),
+            r"`space\(hp\)` returned `alpha`, which is not a `MetaModel` argument: the names allowed are MetaModel's arguments \['algo', .*'task_execution'\] and 'outer_learning_rate'. Received: alpha=0.1",
+        ),
+    )
+    def test_bad_space_raises_before_any_build(self, settings, message):
+        def space(hp):
+            drawn = {}
+            for name, value in settings.items():
+                if isinstance(value, list):
+                    drawn[name] = hp.Choice(name, value)
+                elif isinstance(value, tuple) and isinstance(value[0], str):
+                    drawn[name] = hp.Float(name, *value[1:], sampling=value[0])
+                elif isinstance(value, tuple):
+                    drawn[name] = hp.Int(name, *value)
+                else:
+                    drawn[name] = value
+            return drawn
+
+        builds = []
+        with self.assertRaisesRegex(ValueError, message):
+            tuner.MetaHyperModel(lambda: builds.append(1), space=space)
+        self.assertEqual(builds, [])
+
+    @parameterized.named_parameters(
         (
             "task",
             dict(task="ranking"),
@@ -494,24 +702,24 @@ class SpaceTest(parameterized.TestCase):
             "`metrics` must include 'accuracy' for classification",
         ),
         (
-            "model_kwargs",
-            dict(model_kwargs={"algo": "maml"}),
-            "`model_kwargs` keys must be among",
+            "optimizer",
+            dict(optimizer="adamax2"),
+            "Could not interpret optimizer identifier: adamax2",
         ),
         (
             "space_algo",
             dict(space=lambda hp: {"algo": hp.Choice("a", ["maml", "sgd"])}),
-            r"`algo` must be one of .*unknown: \['sgd'\]",
-        ),
-        (
-            "space_keys",
-            dict(space=lambda hp: {"alpha": 0.1}),
-            r"`space\(hp\)` returned unknown keys \['alpha'\]",
+            r"`algo` must be one of .*Received: algo='sgd'. \(drawn by `space\(hp\)` with a='sgd'\)",
         ),
         (
             "space_lr",
             dict(space=lambda hp: {"inner_learning_rate": 0.0}),
-            "`inner_learning_rate` values must be positive",
+            r"`inner_learning_rate` must be a positive finite number. Received: inner_learning_rate=0.0 \(drawn by `space\(hp\)` with the defaults\)",
+        ),
+        (
+            "space_outer_lr",
+            dict(space=lambda hp: {"outer_learning_rate": 0.0}),
+            "`outer_learning_rate` must be a positive finite number",
         ),
     )
     def test_bad_configuration_raises_before_any_build(self, kwargs, message):
@@ -522,26 +730,64 @@ class SpaceTest(parameterized.TestCase):
 
     @parameterized.named_parameters(
         (
-            "build_base",
-            dict(build_base=None),
-            "`build_base` must be a function",
+            "fixed_algo",
+            dict(algo="anil"),
+            r"`algo` must be one of \['maml', 'fomaml', 'reptile'\]. Received: algo='anil'",
         ),
         (
-            "lr_type",
-            dict(inner_learning_rate="fast"),
-            "`inner_learning_rate` must be a positive number",
+            "steps_choice",
+            dict(inner_steps=[3, 0]),
+            r"Received: inner_steps=0 \(drawn by `space\(hp\)` with inner_steps=0\)",
         ),
-        ("algo_type", dict(algo=3), "`algo` must be one of"),
-        ("weighting_type", dict(weighting=3), "`weighting` must be one of"),
+        (
+            "unknown_entry",
+            dict(inner_step=3),
+            r"`hyperparameters` must only hold entries the search space declares \(\['algo', 'inner_learning_rate', 'inner_steps', 'outer_learning_rate', 'weighting'\]\); 'inner_step' is not one. Received: hyperparameters=\{'inner_step': 3\}",
+        ),
+    )
+    def test_bad_hyperparameters_raise_before_any_build(self, entries, message):
+        builds = []
+        hypermodel = tuner.MetaHyperModel(lambda: builds.append(1))
+        with self.assertRaisesRegex(ValueError, message):
+            hypermodel.check_space(fixed(**entries))
+        # A stock tuner checks them when it starts a search.
+        directory = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, directory)
+        with self.assertRaisesRegex(ValueError, message):
+            keras_tuner.RandomSearch(
+                hypermodel,
+                objective=hypermodel.objective,
+                hyperparameters=fixed(**entries),
+                directory=directory,
+                project_name="p",
+            )
+        self.assertEqual(builds, [])
+
+    @parameterized.named_parameters(
+        (
+            "build_base",
+            dict(build_base=None),
+            r"`build_base` must be a function returning a fresh, built keras.Model. Received: build_base=None",
+        ),
+        (
+            "weighting_type",
+            dict(space=lambda hp: {"weighting": 3}),
+            r"`weighting` must be one of \['agreement', 'uniform'\] or a callable weighting object",
+        ),
+        (
+            "mixed_choice",
+            dict(space=lambda hp: {"inner_steps": hp.Choice("s", [1, 2.5])}),
+            "A `Choice` can contain only one type of value",
+        ),
         (
             "space_type",
             dict(space="maml"),
-            r"`space` must be a function `space\(hp\) -> dict`",
+            r"`space` must be a function `space\(hp\) -> dict`. Received: space='maml'",
         ),
         (
             "space_result",
             dict(space=lambda hp: ["maml"]),
-            r"`space\(hp\)` must return a dict",
+            r"`space\(hp\)` must return a dict of MetaModel arguments. Received: \['maml'\] of type list",
         ),
     )
     def test_bad_types_raise(self, kwargs, message):
