@@ -2,6 +2,14 @@
 
 import setuptools
 
+# The documentation site (mkdocs.yml): MkDocs, the Material theme and the API
+# reference generated from the docstrings.
+_DOCS = [
+    "mkdocs>=1.6,<2",
+    "mkdocs-material>=9.5,<10",
+    "mkdocstrings[python]>=0.26",
+]
+
 setuptools.setup(
     name="keras_ga",
     version="0.1.0",
@@ -27,8 +35,11 @@ setuptools.setup(
         "pillow",
     ],
     extras_require={
-        "test": ["pytest", "pytest-xdist", "ruff", "matplotlib"],
+        # The test extra includes the docs packages: tests/docs_test.py
+        # builds the site (and opens it in Debian's chromium).
+        "test": ["pytest", "pytest-xdist", "ruff", "matplotlib", *_DOCS],
         "examples": ["matplotlib"],
+        "docs": _DOCS,
     },
     license="Apache-2.0",
 )
