@@ -5,18 +5,14 @@ and times `MetaModel.fit` steps (after a warm-up `fit` that traces) on one
 device, with `jit_compile="auto"` (`MetaModel.compile` picks XLA for the
 MLP, not for the conv net) and without XLA, and under `MirroredStrategy`
 over the 2 logical devices (no XLA under tf.distribute), with its default
-collective all-reduce and with `ReductionToOneDevice`. Random inputs of the
-workloads' shapes:
-
-- sine: MLP 1-64-64-1, MAML, 5 inner steps, 10 shots and queries, N=32;
-- omniglot: conv4 (32 filters, BatchNorm, max-pool) on 28x28x1, MAML,
-  1 inner step, 5-way 1-shot, 5 queries per class, N=8.
+collective all-reduce and with `ReductionToOneDevice`. The workloads of
+`benchmarks/workloads.py`, on random inputs: by default the sine MLP
+MAML-5 at N=32 and Omniglot conv4 MAML-1 at N=8 (`--omniglot_tasks`).
 
 Logical devices share the host's cores and thread pools, so this measures
 the overhead of the replica split and all-reduces, not a speed-up: on real
-multi-GPU or multi-host setups each replica has its own hardware.
-
-Command, from the repository root:
+multi-GPU or multi-host setups each replica has its own hardware. Command,
+from the repository root:
 
     python -m benchmarks.distribute_speed --steps=10
 
@@ -37,96 +33,42 @@ tf.config.set_logical_device_configuration(
     _CPU, [tf.config.LogicalDeviceConfiguration()] * 2
 )
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 from absl import logging  # noqa: E402
 
-import keras_ga  # noqa: E402
+from benchmarks import _keras  # noqa: E402
+from benchmarks import _report  # noqa: E402
+from benchmarks import workloads  # noqa: E402
 
 _STEPS = flags.DEFINE_integer("steps", 10, "Meta-steps per timing.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Timings per configuration.")
 _WORKLOADS = flags.DEFINE_list(
-    "workloads", ["sine", "omniglot"], "Workloads: sine, omniglot."
+    "workloads", ["sine_maml5_n32", "omniglot_maml1"], "Workloads to run."
+)
+_OMNIGLOT_TASKS = flags.DEFINE_integer(
+    "omniglot_tasks", 8, "Meta-batch size N of the Omniglot workloads."
 )
 
 
-def sine_model():
-    return keras.Sequential(
-        [
-            keras.Input((1,)),
-            keras.layers.Dense(64, activation="relu"),
-            keras.layers.Dense(64, activation="relu"),
-            keras.layers.Dense(1),
-        ]
-    )
+def workload(name):
+    if workloads.WORKLOADS[name].problem.network == "conv4":
+        return workloads.get(name, meta_batch_size=_OMNIGLOT_TASKS.value)
+    return workloads.get(name)
 
 
-def conv_model():
-    layers = [keras.Input((28, 28, 1))]
-    for _ in range(4):
-        layers += [
-            keras.layers.Conv2D(32, 3, padding="same"),
-            keras.layers.BatchNormalization(),
-            keras.layers.ReLU(),
-            keras.layers.MaxPool2D(),
-        ]
-    layers += [keras.layers.Flatten(), keras.layers.Dense(5)]
-    return keras.Sequential(layers)
-
-
-# name: (model, x shape, support, query, tasks, inner steps, loss, y fn)
-WORKLOADS = {
-    "sine": (sine_model, (1,), 10, 10, 32, 5, "mse"),
-    "omniglot": (
-        conv_model,
-        (28, 28, 1),
-        5,
-        25,
-        8,
-        1,
-        "sparse_categorical_crossentropy",
-    ),
-}
-
-
-def episodes(name):
-    _, x_shape, support, query, tasks, _, loss = WORKLOADS[name]
-    rng = np.random.default_rng(0)
-
-    def ys(n):
-        if loss == "mse":
-            return rng.normal(size=(tasks, n, 1)).astype("float32")
-        return rng.integers(0, 5, size=(tasks, n)).astype("int32")
-
-    batch = {
-        "support_x": rng.normal(size=(tasks, support, *x_shape)),
-        "support_y": ys(support),
-        "query_x": rng.normal(size=(tasks, query, *x_shape)),
-        "query_y": ys(query),
-    }
-    batch["support_x"] = batch["support_x"].astype("float32")
-    batch["query_x"] = batch["query_x"].astype("float32")
+def episodes(work):
     # One global meta-batch, batched on the task axis so that
     # tf.distribute can split it over replicas.
-    return tf.data.Dataset.from_tensor_slices(batch).batch(tasks).repeat()
+    batch = workloads.episode(work)
+    data = tf.data.Dataset.from_tensor_slices(batch)
+    return data.batch(work.meta_batch_size).repeat()
 
 
-def build(name, jit_compile):
-    make, _, _, _, _, steps, loss = WORKLOADS[name]
-    keras.utils.set_random_seed(0)
-    model = keras_ga.MetaModel(
-        make(), algo="maml", inner_steps=steps, inner_learning_rate=0.01
-    )
-    model.compile(optimizer="adam", loss=loss, jit_compile=jit_compile)
-    return model
-
-
-def time_steps(name, strategy, jit_compile):
+def time_steps(work, strategy, jit_compile):
     with strategy.scope():
-        model = build(name, jit_compile)
-    data = episodes(name)
+        model = _keras.build_model(work, jit_compile=jit_compile)
+    data = episodes(work)
     model.fit(data, steps_per_epoch=2, verbose=0)  # traces
     timings = []
     for _ in range(_REPEATS.value):
@@ -157,12 +99,13 @@ def main(argv):
             "auto",
         ),
     ]
-    print("| workload | configuration | ms / meta-step |")
-    print("|---|---|---|")
+    rows = []
     for name in _WORKLOADS.value:
+        work = workload(name)
         for label, strategy, jit in configs:
-            ms = time_steps(name, strategy, jit)
-            print(f"| {name} | {label} | {ms:.0f} |", flush=True)
+            ms = time_steps(work, strategy, jit)
+            rows.append([name, work.meta_batch_size, label, f"{ms:.0f}"])
+    print(_report.table(["workload", "N", "configuration", "ms / step"], rows))
 
 
 if __name__ == "__main__":

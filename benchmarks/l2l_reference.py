@@ -1,4 +1,4 @@
-"""learn2learn 0.2.0 peer of benchmarks/speed.py (used by torch_reference.py).
+"""learn2learn 0.2.0's meta-training step, as its examples write it.
 
 MAML and first-order MAML use `learn2learn.algorithms.MAML` as its
 examples do (`clone()`, `adapt()`, one `backward()` per task into the
@@ -6,12 +6,13 @@ meta-parameters' `.grad`). learn2learn has no Reptile class; its Reptile
 example adapts a copy with SGD and sets `.grad` to theta - theta_i, which is
 what `step_fn` does with `MAML(first_order=True)` clones.
 
-learn2learn's package `__init__` imports torchvision (absent beside torch
-2.13.0) and gym; `load_maml_class` loads `learn2learn.utils` and
-`learn2learn.algorithms.maml` under stub parent packages instead, so the
-package `__init__` never runs.
+learn2learn's package `__init__` imports torchvision and gym, which
+`benchmarks/setup_peers.sh` does not install; `load_maml_class` loads
+`learn2learn.utils` and `learn2learn.algorithms.maml` under stub parent
+packages instead, so the package `__init__` never runs.
 
-    /tmp/peers/bin/python benchmarks/l2l_reference.py --check
+`benchmarks/peer_step.py --impl=l2l` times it; the networks and inputs
+come from `benchmarks/_torch_common.py`.
 """
 
 import importlib
@@ -22,6 +23,8 @@ import sys
 import types
 
 import torch
+
+from benchmarks import workloads
 
 
 def _stub_package(name, path):
@@ -52,11 +55,15 @@ def load_maml_class():
     return importlib.import_module("learn2learn.algorithms.maml").MAML
 
 
-def step_fn(model, loss_fn, algo, steps, lr):
-    """One learn2learn meta-step over a meta-batch (Adam outer optimizer)."""
-    maml_cls = load_maml_class()
-    maml = maml_cls(model, lr=lr, first_order=algo != "maml")
-    opt = torch.optim.Adam(maml.parameters(), lr=1e-3)
+def step_fn(model, loss_fn, workload: workloads.Workload):
+    """One learn2learn meta-step `step(data)` (Adam outer optimizer)."""
+    algo, steps = workload.algo, workload.inner_steps
+    maml = load_maml_class()(
+        model,
+        lr=workload.problem.inner_learning_rate,
+        first_order=algo != "maml",
+    )
+    opt = torch.optim.Adam(maml.parameters(), lr=workloads.OUTER_LEARNING_RATE)
 
     def step(data):
         opt.zero_grad()
@@ -77,18 +84,3 @@ def step_fn(model, loss_fn, algo, steps, lr):
         opt.step()
 
     return step
-
-
-def _check():
-    import torch_reference
-
-    print("learn2learn MAML:", load_maml_class())
-    for algo in ("maml", "fomaml", "reptile"):
-        model, loss_fn, data = torch_reference.make_workload("sine", 4)
-        step_fn(model, loss_fn, algo, 2, 0.01)(data)
-    print("learn2learn steps ran: maml, fomaml, reptile")
-
-
-if __name__ == "__main__":
-    if "--check" in sys.argv:
-        _check()

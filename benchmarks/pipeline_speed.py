@@ -2,27 +2,33 @@
 
 Measures meta-batches/s and tasks/s of `keras_ga.datasets.omniglot_episodes`
 for 5-way 1-shot (15 queries per class) and 20-way 1-shot (5 queries per
-class), meta-batch 32, iterating the dataset alone (no model), after a
-warm-up. Also times the first load of Omniglot (decoding the 32,460 PNGs into
-a fresh cache) and a cached load. Prints a Markdown table.
+class), meta-batch `--meta_batch_size`, iterating the dataset alone (no
+model), after `--warmup` meta-batches. Also times building the first
+dataset from the image files (decoding the 32,460 PNGs into a fresh cache)
+and from the cache. Prints a Markdown table. Command, from the repository
+root:
 
-Command, from the repository root:
+    python -m benchmarks.pipeline_speed
 
-    python benchmarks/pipeline_speed.py --data_dir=../shared/data
-
-Flags: `--batches` (timed meta-batches per setting, default 500),
-`--warmup` (default 20), `--meta_batch_size` (default 32).
+Data: `--data_dir`, else `$KERAS_GA_DATA`, else `../shared/data` beside
+the repository.
 """
 
+import os
 import tempfile
 import time
 
 from absl import app
 from absl import flags
 
-from keras_ga.datasets import omniglot
+from benchmarks import _timing
 
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "Folder holding omniglot/.")
+_DATA_DIR = flags.DEFINE_string(
+    "data_dir",
+    None,
+    "Folder holding omniglot/; default $KERAS_GA_DATA, else ../shared/data "
+    "beside the repository.",
+)
 _BATCHES = flags.DEFINE_integer("batches", 500, "Timed meta-batches.")
 _WARMUP = flags.DEFINE_integer("warmup", 20, "Untimed meta-batches first.")
 _META_BATCH = flags.DEFINE_integer("meta_batch_size", 32, "Tasks per batch.")
@@ -30,32 +36,44 @@ _META_BATCH = flags.DEFINE_integer("meta_batch_size", 32, "Tasks per batch.")
 SETTINGS = ((5, 1, 15), (20, 1, 5))  # (ways, shots, queries per class)
 
 
-def time_loads(cache_dir):
-    """Seconds of a first (decoding) and a second (cached) load."""
-    times = []
-    for _ in range(2):
-        start = time.perf_counter()
-        omniglot.load_characters(
-            data_dir=_DATA_DIR.value, cache_dir=cache_dir, download=False
-        )
-        times.append(time.perf_counter() - start)
-    return times
+def data_dir():
+    default = os.path.join(_timing.REPO_ROOT, os.pardir, "shared", "data")
+    return (
+        _DATA_DIR.value
+        or os.environ.get("KERAS_GA_DATA")
+        or os.path.normpath(default)
+    )
 
 
-def time_pipeline(cache_dir, ways, shots, queries):
-    """Meta-batches per second of the endless training stream."""
-    dataset = omniglot.omniglot_episodes(
+def episodes(cache_dir, ways, shots, queries):
+    from keras_ga import datasets
+
+    return datasets.omniglot_episodes(
         "train",
         ways=ways,
         shots=shots,
         queries=queries,
         meta_batch_size=_META_BATCH.value,
         seed=0,
-        data_dir=_DATA_DIR.value,
+        data_dir=data_dir(),
         cache_dir=cache_dir,
         download=False,
     )
-    iterator = iter(dataset)
+
+
+def time_loads(cache_dir):
+    """Seconds to build a first (decoding) and a second (cached) dataset."""
+    times = []
+    for _ in range(2):
+        start = time.perf_counter()
+        episodes(cache_dir, *SETTINGS[0])
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def time_pipeline(cache_dir, ways, shots, queries):
+    """Meta-batches per second of the endless training stream."""
+    iterator = iter(episodes(cache_dir, ways, shots, queries))
     for _ in range(_WARMUP.value):
         next(iterator)
     start = time.perf_counter()
@@ -78,8 +96,8 @@ def main(argv):
                 f"| {rate * _META_BATCH.value:.0f} | {images:.0f} |"
             )
     print(
-        f"First load (decode 32,460 PNGs): {first:.1f} s; cached: "
-        f"{cached:.2f} s\n"
+        f"First dataset (decodes 32,460 PNGs): {first:.1f} s; from the "
+        f"cache: {cached:.2f} s\n"
     )
     print("| setting | meta-batch | meta-batches/s | tasks/s | images/s |")
     print("|---|---|---|---|---|")

@@ -1,0 +1,1 @@
+"""Benchmarks of keras_ga; each script's docstring gives its command."""
