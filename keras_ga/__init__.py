@@ -10,6 +10,7 @@ from keras_ga import evaluation
 from keras_ga import layers
 from keras_ga import models
 from keras_ga import sampler
+from keras_ga._version import __version__ as __version__
 from keras_ga.agreement import AgreementWeighting
 from keras_ga.agreement import UniformWeighting
 from keras_ga.batch_norm import exact_batch_norm
@@ -26,8 +27,6 @@ from keras_ga.sampler import ClassMajor
 from keras_ga.sampler import few_shot_episodes
 from keras_ga.sampler import group_by_class
 from keras_ga.threads import set_cpu_threads
-
-__version__ = "0.1.0"
 
 __all__ = [
     "AgreementWeighting",

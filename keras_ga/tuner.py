@@ -50,17 +50,15 @@ from collections.abc import Callable
 import keras
 import tensorflow as tf
 
-try:
-    import keras_tuner
-except ImportError as error:  # pragma: no cover: depends on the install.
-    raise ImportError(
-        "keras_ga.tuner needs Keras Tuner: `pip install keras-tuner`."
-    ) from error
-
 from keras_ga import _checks
+from keras_ga import _optional
 from keras_ga import agreement
 from keras_ga.meta_model import ALGOS
 from keras_ga.meta_model import MetaModel
+
+keras_tuner = _optional.require(
+    "keras_tuner", extra="tuner", feature="keras_ga.tuner"
+)
 
 TASKS = ("classification", "regression")
 TUNERS = ("random", "bayesian", "hyperband")

@@ -14,7 +14,8 @@ Data location, in order: the `data_dir` argument, else the environment
 variable `KERAS_GA_DATA`, else `~/.keras_ga/data`. That folder holds an
 `omniglot/` sub-folder with the two zips (or extracted folders); the files
 may also sit directly in it. When they are missing and `download=True`, the
-images are obtained through `tensorflow_datasets` (`tfds.load("omniglot")`).
+images are obtained through `tensorflow_datasets` (`tfds.load("omniglot")`),
+which the `datasets` extra installs: `pip install "keras_ga[datasets]"`.
 
 The decoded images of all 1623 characters are cached as one `.npz` file per
 image size in `cache_dir`, else `$KERAS_GA_CACHE`, else `~/.cache/keras_ga`,
@@ -53,6 +54,7 @@ import numpy as np
 from PIL import Image
 
 from keras_ga import _checks
+from keras_ga import _optional
 from keras_ga import sampler
 from keras_ga.datasets import _common
 
@@ -304,7 +306,8 @@ def _not_found(data_dir, reason) -> FileNotFoundError:
         f"{_common.DEFAULT_DATA_DIR}). Download images_background.zip and "
         f"images_evaluation.zip from {SOURCE_URL} into one of these "
         "folders, or pass `download=True` with `tensorflow_datasets` "
-        f"installed and network access. tensorflow_datasets: {reason}"
+        '(pip install "keras_ga[datasets]") installed and network access. '
+        f"tensorflow_datasets: {reason}"
     )
 
 
@@ -376,7 +379,11 @@ def _to_array(image: Image.Image, size) -> np.ndarray:
 
 
 def _decode_tfds(size):
-    import tensorflow_datasets as tfds  # Optional; only for downloading.
+    tfds = _optional.require(
+        "tensorflow_datasets",
+        extra="datasets",
+        feature="Downloading Omniglot",
+    )
 
     builder = tfds.builder("omniglot")
     builder.download_and_prepare()
