@@ -99,13 +99,14 @@ def miniimagenet_episodes(
     image_size=84,
     shuffle_examples: bool = True,
     transform=None,
+    start=0,
 ):
     """Episode dataset of one miniImageNet split, in one call.
 
     Args:
         split: `"train"`, `"val"` or `"test"`.
         ways, shots, queries, meta_batch_size, seed, num_tasks,
-            shuffle_examples, transform: as in
+            shuffle_examples, transform, start: as in
             `keras_ga.sampler.few_shot_episodes`.
         data_dir, image_size: as in `load_miniimagenet`.
 
@@ -123,6 +124,7 @@ def miniimagenet_episodes(
         num_tasks=num_tasks,
         shuffle_examples=shuffle_examples,
         transform=transform,
+        start=start,
     )
 
 

@@ -141,13 +141,14 @@ def omniglot_episodes(
     download: bool = True,
     shuffle_examples: bool = True,
     transform=None,
+    start=0,
 ):
     """Episode dataset of one Omniglot split, in one call.
 
     Args:
         split: `"train"`, `"val"` (needs `num_val > 0`) or `"test"`.
         ways, shots, queries, meta_batch_size, seed, num_tasks,
-            shuffle_examples, transform: as in
+            shuffle_examples, transform, start: as in
             `keras_ga.sampler.few_shot_episodes`.
         protocol, data_dir, image_size, num_val, rotations, split_seed,
             cache_dir, download: as in `load_omniglot`.
@@ -196,6 +197,7 @@ def omniglot_episodes(
         num_tasks=num_tasks,
         shuffle_examples=shuffle_examples,
         transform=transform,
+        start=start,
     )
 
 
