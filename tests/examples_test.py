@@ -18,11 +18,10 @@ from examples import _common
 from examples import miniimagenet
 from examples import omniglot
 from examples import sine
+from tests import support
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DATA = os.environ.get("KERAS_GA_DATA") or os.path.join(
-    REPO, os.pardir, "shared", "data"
-)
+DATA = str(support.data_dir())
 
 
 def make_tempdir(test):

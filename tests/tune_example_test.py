@@ -4,7 +4,6 @@ import json
 import os
 import shutil
 import tempfile
-from pathlib import Path
 from unittest import mock
 
 from absl import app
@@ -13,10 +12,9 @@ from absl.testing import absltest
 
 from examples import tune
 from keras_ga import tuner
+from tests import support
 
-DATA_DIR = os.environ.get(
-    "KERAS_GA_DATA", str(Path(__file__).parents[2] / "shared" / "data")
-)
+DATA_DIR = support.data_dir()
 TINY = [
     "--max_trials=2",
     "--epochs=1",
