@@ -113,14 +113,11 @@ def plot_learning_curves(
             "`runs` and `metrics` must not be empty. "
             f"Received: runs={dict(runs)!r}, metrics={list(metrics)!r}"
         )
-    feature = "keras_ga.plotting"
-    matplotlib = _optional.require(
-        "matplotlib", extra="plotting", feature=feature
-    )
-    matplotlib.use("Agg")
-    plt = _optional.require(
-        "matplotlib.pyplot", extra="plotting", feature=feature
-    )
+    with _optional.requires_extra("plotting", feature="keras_ga.plotting"):
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
 
     histories = {label: read_history(src) for label, src in runs.items()}
     if not any(m in h for h in histories.values() for m in metrics):

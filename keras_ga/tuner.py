@@ -56,9 +56,8 @@ from keras_ga import agreement
 from keras_ga.meta_model import ALGOS
 from keras_ga.meta_model import MetaModel
 
-keras_tuner = _optional.require(
-    "keras_tuner", extra="tuner", feature="keras_ga.tuner"
-)
+with _optional.requires_extra("tuner", feature="keras_ga.tuner"):
+    import keras_tuner
 
 TASKS = ("classification", "regression")
 TUNERS = ("random", "bayesian", "hyperband")

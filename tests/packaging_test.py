@@ -1,7 +1,7 @@
 """Tests of the packaging: one version, core dependencies, optional extras.
 
 `import keras_ga` needs only the core dependencies of `pyproject.toml`;
-every optional module is imported through `keras_ga._optional.require`,
+every optional module is imported inside `keras_ga._optional.requires_extra`,
 which names the extra that installs it.
 """
 
@@ -65,21 +65,24 @@ def requirement_name(requirement):
     return requirement
 
 
-def require_calls():
-    """`(file, module, extra)` of each `_optional.require` in keras_ga."""
-    calls = []
+def optional_imports():
+    """`(module, extra)` of each import in `_optional.requires_extra`."""
+    found = set()
     for path in sorted((support.REPO / "keras_ga").rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
-            if (
-                isinstance(node, ast.Call)
-                and isinstance(node.func, ast.Attribute)
-                and isinstance(node.func.value, ast.Name)
-                and (node.func.value.id, node.func.attr)
-                == ("_optional", "require")
+            if not isinstance(node, ast.With):
+                continue
+            call = node.items[0].context_expr
+            if not (
+                isinstance(call, ast.Call)
+                and ast.unparse(call.func) == "_optional.requires_extra"
             ):
-                extra = {k.arg: k.value for k in node.keywords}["extra"]
-                calls.append((path.name, node.args[0].value, extra.value))
-    return calls
+                continue
+            extra = call.args[0].value
+            for inner in node.body:
+                if isinstance(inner, ast.Import):
+                    found |= {(a.name, extra) for a in inner.names}
+    return found
 
 
 class PyprojectTest(absltest.TestCase):
@@ -111,9 +114,9 @@ class PyprojectTest(absltest.TestCase):
 
     def test_every_optional_import_names_a_declared_extra(self):
         extras = pyproject()["project"]["optional-dependencies"]
-        calls = require_calls()
+        imports = optional_imports()
         self.assertEqual(
-            {(module, extra) for _, module, extra in calls},
+            imports,
             {
                 ("keras_tuner", "tuner"),
                 ("matplotlib", "plotting"),
@@ -121,7 +124,7 @@ class PyprojectTest(absltest.TestCase):
                 ("tensorflow_datasets", "datasets"),
             },
         )
-        for _, _, extra in calls:
+        for _, extra in imports:
             self.assertIn(extra, extras)
         self.assertIn("keras-tuner>=1.4", extras["tuner"])
         self.assertIn("matplotlib", extras["plotting"])
@@ -151,12 +154,11 @@ class PyprojectTest(absltest.TestCase):
         )
 
 
-class RequireTest(absltest.TestCase):
-    def test_returns_the_module(self):
-        self.assertIs(
-            _optional.require("json", extra="x", feature="y"),
-            sys.modules["json"],
-        )
+class RequiresExtraTest(absltest.TestCase):
+    def test_passes_successful_imports_through(self):
+        with _optional.requires_extra("x", feature="y"):
+            import json
+        self.assertIs(json, sys.modules["json"])
 
     def test_missing_module_names_the_extra(self):
         with mock.patch.dict(sys.modules, {"keras_tuner": None}):
@@ -166,10 +168,26 @@ class RequireTest(absltest.TestCase):
                 r"which could not be imported \(.*\)\. Install keras_ga's "
                 r'`tuner` extra: pip install "keras_ga\[tuner\]"$',
             ) as raised:
-                _optional.require(
-                    "keras_tuner", extra="tuner", feature="keras_ga.tuner"
-                )
+                with _optional.requires_extra(
+                    "tuner", feature="keras_ga.tuner"
+                ):
+                    import keras_tuner  # noqa: F401
         self.assertIsInstance(raised.exception.__cause__, ImportError)
+
+    def test_import_error_without_a_module_name(self):
+        with self.assertRaisesRegex(
+            ImportError,
+            r"^Plotting needs an optional module, which could not be "
+            r"imported \(broken\)\. Install keras_ga's "
+            r'`plotting` extra: pip install "keras_ga\[plotting\]"$',
+        ):
+            with _optional.requires_extra("plotting", feature="Plotting"):
+                raise ImportError("broken")
+
+    def test_other_errors_pass_unchanged(self):
+        with self.assertRaisesRegex(ValueError, "^not an import$"):
+            with _optional.requires_extra("tuner", feature="keras_ga.tuner"):
+                raise ValueError("not an import")
 
 
 class OptionalFeaturesTest(parameterized.TestCase):

@@ -381,11 +381,8 @@ def _to_array(image: Image.Image, size) -> np.ndarray:
 
 
 def _decode_tfds(size):
-    tfds = _optional.require(
-        "tensorflow_datasets",
-        extra="datasets",
-        feature="Downloading Omniglot",
-    )
+    with _optional.requires_extra("datasets", feature="Downloading Omniglot"):
+        import tensorflow_datasets as tfds
 
     builder = tfds.builder("omniglot")
     builder.download_and_prepare()
