@@ -4,15 +4,18 @@ MAML, first-order MAML and Reptile as a `keras.Model` (`MetaModel`), with
 uniform or gradient-agreement task weighting (`AgreementWeighting`).
 """
 
+from keras_ga import callbacks
 from keras_ga import datasets
 from keras_ga import episode
 from keras_ga import evaluation
 from keras_ga import layers
 from keras_ga import models
 from keras_ga import sampler
+from keras_ga._version import __version__ as __version__
 from keras_ga.agreement import AgreementWeighting
 from keras_ga.agreement import UniformWeighting
 from keras_ga.batch_norm import exact_batch_norm
+from keras_ga.callbacks import EpisodeStreamStart
 from keras_ga.episode import EPISODE_KEYS
 from keras_ga.episode import as_episode
 from keras_ga.evaluation import EvaluationResult
@@ -27,16 +30,16 @@ from keras_ga.sampler import few_shot_episodes
 from keras_ga.sampler import group_by_class
 from keras_ga.threads import set_cpu_threads
 
-__version__ = "0.1.0"
-
 __all__ = [
     "AgreementWeighting",
     "ClassMajor",
     "EPISODE_KEYS",
+    "EpisodeStreamStart",
     "EvaluationResult",
     "MetaModel",
     "UniformWeighting",
     "as_episode",
+    "callbacks",
     "confidence_interval",
     "conv4",
     "datasets",

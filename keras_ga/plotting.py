@@ -4,7 +4,8 @@ Reads the logs the examples write (`keras.callbacks.CSVLogger` histories,
 one row per epoch of `eval_every` meta-iterations) and draws one panel per
 metric (meta-training loss, validation accuracy, ...) against meta-training
 iterations, one line per run. matplotlib is imported only when drawing, so
-`import keras_ga` does not need it.
+`import keras_ga` does not need it; install it with the `plotting` extra,
+`pip install "keras_ga[plotting]"`.
 
 Example:
 
@@ -25,6 +26,8 @@ from collections.abc import Mapping
 from collections.abc import Sequence
 
 import numpy as np
+
+from keras_ga import _optional
 
 
 def read_history(source) -> dict[str, np.ndarray]:
@@ -102,16 +105,19 @@ def plot_learning_curves(
     Raises:
         ValueError: when `runs` or `metrics` is empty, or no run holds any
             of `metrics`.
+        ImportError: when matplotlib is not installed (the `plotting`
+            extra).
     """
     if not runs or not metrics:
         raise ValueError(
             "`runs` and `metrics` must not be empty. "
             f"Received: runs={dict(runs)!r}, metrics={list(metrics)!r}"
         )
-    import matplotlib
+    with _optional.requires_extra("plotting", feature="keras_ga.plotting"):
+        import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
 
     histories = {label: read_history(src) for label, src in runs.items()}
     if not any(m in h for h in histories.values() for m in metrics):

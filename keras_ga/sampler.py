@@ -196,6 +196,74 @@ def _check_label_spec(spec, name) -> None:
     )
 
 
+def task_indices(
+    *, meta_batch_size: int, num_tasks: int | None = None, start=0
+) -> tf.data.Dataset:
+    """The task indices of an episode stream, as int64 scalars.
+
+    A fixed set (`num_tasks`) holds tasks `0 .. num_tasks - 1`. An endless
+    stream (`num_tasks=None`) holds tasks `start * meta_batch_size`,
+    `start * meta_batch_size + 1`, ...: batched by `meta_batch_size`, its
+    first meta-batch is meta-batch `start` of the stream from 0. Mapping a
+    task function keyed by the index over it and batching gives a stream
+    that a resumed `fit` continues exactly (see
+    `keras_ga.EpisodeStreamStart`).
+
+    Args:
+        meta_batch_size: tasks per meta-batch.
+        num_tasks: `None` for an endless stream, or the number of tasks of
+            a fixed set; it must be a multiple of `meta_batch_size`.
+        start: the first meta-batch of an endless stream: an int, or an
+            integer scalar `tf.Variable` such as `EpisodeStreamStart.step`,
+            read each time iteration over the dataset begins.
+
+    Returns:
+        A `tf.data.Dataset` of int64 scalars.
+
+    Raises:
+        ValueError: for a non-positive size, `num_tasks` not a multiple of
+            `meta_batch_size`, a negative `start`, or a `start` other than
+            0 with `num_tasks`.
+        TypeError: for non-integer sizes, or a `start` that is neither an
+            int nor an integer scalar `tf.Variable`.
+
+    Example:
+
+    ```python
+    stream_start = keras_ga.EpisodeStreamStart()
+    indices = keras_ga.sampler.task_indices(
+        meta_batch_size=4, start=stream_start.step)
+    episodes = indices.map(my_task).batch(4, drop_remainder=True)
+    ```
+    """
+    _checks.check_count("meta_batch_size", meta_batch_size)
+    _check_start(start, num_tasks)
+    if num_tasks is not None:
+        _checks.check_count("num_tasks", num_tasks)
+        if num_tasks % meta_batch_size:
+            raise ValueError(
+                "`num_tasks` must be a multiple of `meta_batch_size` so that "
+                "every meta-batch has the same static shape. Received: "
+                f"num_tasks={num_tasks}, meta_batch_size={meta_batch_size}."
+            )
+        return tf.data.Dataset.range(num_tasks)
+    if not isinstance(start, tf.Variable):
+        return tf.data.Dataset.counter(start * meta_batch_size)
+
+    def from_start(_):
+        # Inside the dataset's function: `start` is read when iteration
+        # begins, not when the dataset is built.
+        first = tf.cast(start, tf.int64)
+        check = tf.debugging.assert_non_negative(
+            first, message="`start` must be >= 0."
+        )
+        with tf.control_dependencies([check]):
+            first = first * meta_batch_size
+        return tf.data.Dataset.range(first, tf.int64.max)
+
+    return tf.data.Dataset.from_tensors(0).flat_map(from_start)
+
+
 def few_shot_episodes(
     data,
     labels=None,
@@ -208,6 +276,7 @@ def few_shot_episodes(
     num_tasks: int | None = None,
     shuffle_examples: bool = True,
     transform: Callable | None = None,
+    start=0,
 ) -> tf.data.Dataset:
     """Builds a `tf.data.Dataset` of N-way K-shot classification meta-batches.
 
@@ -244,6 +313,10 @@ def few_shot_episodes(
             to each task (an unbatched episode dict) inside the graph, for
             augmentation; `seed` is a `[2]` int64 tensor for stateless
             random ops such as `tf.image.stateless_random_flip_left_right`.
+        start: the first meta-batch of an endless stream, an int or a
+            `tf.Variable` read when iteration begins; pass
+            `EpisodeStreamStart.step` to make training resumable. See
+            `task_indices`.
 
     Returns:
         A `tf.data.Dataset` of episode dicts, prefetched. Its
@@ -256,9 +329,11 @@ def few_shot_episodes(
         ValueError: for non-positive sizes, `ways` larger than the number of
             classes, `shots + queries` larger than the smallest class,
             `num_tasks` not a multiple of `meta_batch_size`, an unlabelled
-            array that looks like a stack of examples, or a dataset that is
-            endless, batched or has one-hot labels.
-        TypeError: for non-integer labels or sizes, or unsupported dtypes.
+            array that looks like a stack of examples, a dataset that is
+            endless, batched or has one-hot labels, or a bad `start` (see
+            `task_indices`).
+        TypeError: for non-integer labels or sizes, unsupported dtypes, or
+            a `start` of another type.
     """
     for name, value in (
         ("ways", ways),
@@ -268,14 +343,9 @@ def few_shot_episodes(
     ):
         _checks.check_count(name, value)
     _checks.check_int("seed", seed)
-    if num_tasks is not None:
-        _checks.check_count("num_tasks", num_tasks)
-        if num_tasks % meta_batch_size:
-            raise ValueError(
-                "`num_tasks` must be a multiple of `meta_batch_size` so that "
-                "every meta-batch has the same static shape. Received: "
-                f"num_tasks={num_tasks}, meta_batch_size={meta_batch_size}."
-            )
+    indices = task_indices(
+        meta_batch_size=meta_batch_size, num_tasks=num_tasks, start=start
+    )
     grouped = _as_class_major(data, labels)
     _check_sizes(grouped, ways, shots + queries)
     sample = _task_sampler(grouped, ways, shots, queries, seed)
@@ -283,10 +353,6 @@ def few_shot_episodes(
         sample = _with_shuffled_examples(sample)
     if transform is not None:
         sample = _with_transform(sample, transform)
-    if num_tasks is None:
-        indices = tf.data.Dataset.counter()
-    else:
-        indices = tf.data.Dataset.range(num_tasks)
     dataset = indices.map(
         lambda index: sample(index)[0],
         num_parallel_calls=tf.data.AUTOTUNE,
@@ -341,6 +407,29 @@ def _check_not_flat(shape) -> None:
         "really is class-major, `keras_ga.sampler.ClassMajor.from_array("
         f"data)`. Received: data.shape={tuple(shape)}, labels=None."
     )
+
+
+def _check_start(start, num_tasks):
+    if isinstance(start, tf.Variable):
+        if not start.dtype.is_integer or start.shape.rank != 0:
+            raise TypeError(
+                "`start` must be an integer scalar `tf.Variable`. Received: "
+                f"start={start!r}."
+            )
+    elif isinstance(start, bool) or not isinstance(start, (int, np.integer)):
+        raise TypeError(
+            "`start` must be an int or an integer scalar `tf.Variable` "
+            "(such as `EpisodeStreamStart.step`). Received: "
+            f"start={start!r} of type {type(start).__name__}."
+        )
+    elif start < 0:
+        raise ValueError(f"`start` must be >= 0. Received: start={start}.")
+    if num_tasks is not None and (isinstance(start, tf.Variable) or start):
+        raise ValueError(
+            "`start` applies to endless streams: a fixed set of tasks "
+            "(`num_tasks`) always starts at task 0. Received: "
+            f"start={start!r}, num_tasks={num_tasks}."
+        )
 
 
 def _check_sizes(grouped: ClassMajor, ways, per_class):

@@ -58,18 +58,14 @@ from collections.abc import Callable
 import keras
 import tensorflow as tf
 
-try:
-    import keras_tuner
-except ImportError as error:
-    raise ImportError(
-        "keras_ga.tuner needs Keras Tuner, an optional dependency: "
-        '`pip install "keras_ga[tuner]"`.'
-    ) from error
-
 import keras_ga
 from keras_ga import _checks
+from keras_ga import _optional
 from keras_ga import agreement
 from keras_ga import meta_model
+
+with _optional.requires_extra("tuner", feature="keras_ga.tuner"):
+    import keras_tuner
 
 TASKS = ("classification", "regression")
 TUNERS = ("random", "bayesian", "hyperband")

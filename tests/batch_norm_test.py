@@ -1,8 +1,5 @@
 """Tests of keras_ga.layers.BatchNormalization: both of its computations."""
 
-import os
-import sys
-
 import keras
 import numpy as np
 import tensorflow as tf
@@ -10,9 +7,7 @@ from absl.testing import absltest
 from absl.testing import parameterized
 
 import keras_ga
-
-sys.path.insert(0, os.path.dirname(__file__))
-import conv_maml  # noqa: E402
+from tests import conv_maml
 
 
 def built_layer(shape, dtype="float32", **kwargs):

@@ -14,8 +14,6 @@ import functools
 import json
 import os
 import socket
-import subprocess
-import sys
 import tempfile
 
 import tensorflow as tf
@@ -30,9 +28,8 @@ from absl.testing import absltest  # noqa: E402
 from absl.testing import parameterized  # noqa: E402
 
 from keras_ga import distribute  # noqa: E402
-
-sys.path.insert(0, os.path.dirname(__file__))
-import distribute_worker as worker  # noqa: E402
+from tests import distribute_worker as worker  # noqa: E402
+from tests import support  # noqa: E402
 
 # Replicas sum in another order than one device: float64 round-off only.
 RTOL, ATOL = 1e-9, 1e-12
@@ -217,29 +214,25 @@ class MultiWorkerTest(absltest.TestCase):
         )
         hosts = [f"localhost:{p}" for p in _free_ports(2)]
         out = tempfile.mkdtemp()
-        script = os.path.join(os.path.dirname(__file__), "distribute_worker.py")
         procs = []
         for index in range(2):
-            env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-            env["TF_CONFIG"] = json.dumps(
-                {
-                    "cluster": {"worker": hosts},
-                    "task": {"type": "worker", "index": index},
-                }
-            )
-            args = [sys.executable, script, algo, str(tasks), str(steps)]
+            config = {
+                "cluster": {"worker": hosts},
+                "task": {"type": "worker", "index": index},
+            }
             path = os.path.join(out, f"worker{index}.npz")
             procs.append(
-                subprocess.Popen(
-                    [*args, path],
-                    env=env,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.STDOUT,
+                support.start_worker(
+                    "distribute_worker",
+                    algo,
+                    tasks,
+                    steps,
+                    path,
+                    TF_CONFIG=json.dumps(config),
                 )
             )
         for proc in procs:
-            output, _ = proc.communicate(timeout=120)
-            self.assertEqual(proc.returncode, 0, output.decode()[-3000:])
+            support.finish_worker(self, proc, timeout=120)
         results = [
             np.load(os.path.join(out, f"worker{i}.npz")) for i in range(2)
         ]

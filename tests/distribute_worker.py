@@ -3,7 +3,7 @@
 `distribute_test.py` imports `build` and `dataset`; run as a script under
 `TF_CONFIG`, this module is one worker of a `MultiWorkerMirroredStrategy`:
 
-    TF_CONFIG=... python tests/distribute_worker.py ALGO TASKS STEPS OUT.npz
+    TF_CONFIG=... python -m tests.distribute_worker ALGO TASKS STEPS OUT.npz
 
 trains `STEPS` meta-batches of `TASKS` tasks with `fit` and saves the final
 base-model weights to `OUT.npz` as `w0, w1, ...`, the last epoch's logs

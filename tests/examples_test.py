@@ -23,11 +23,10 @@ from examples import train
 from examples.configs import miniimagenet
 from examples.configs import omniglot
 from examples.configs import sine
+from tests import support
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DATA = os.environ.get("KERAS_GA_DATA") or os.path.join(
-    REPO, os.pardir, "shared", "data"
-)
+DATA = str(support.data_dir())
 
 
 def make_tempdir(test):

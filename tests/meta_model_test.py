@@ -1,7 +1,6 @@
 """Tests of MetaModel: meta-gradients, updates, BatchNorm, training, saving."""
 
 import os
-import sys
 import tempfile
 from unittest import mock
 
@@ -12,9 +11,7 @@ from absl.testing import absltest
 from absl.testing import parameterized
 
 import keras_ga
-
-sys.path.insert(0, os.path.dirname(__file__))
-import conv_maml  # noqa: E402
+from tests import conv_maml
 
 D = 4  # input size of the linear-regression tasks
 

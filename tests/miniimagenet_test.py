@@ -22,12 +22,9 @@ from absl.testing import parameterized
 from PIL import Image
 
 from keras_ga.datasets import miniimagenet
+from tests import support
 
-DATA_DIR = Path(
-    os.environ.get(
-        "KERAS_GA_DATA", str(Path(__file__).parents[2] / "shared" / "data")
-    )
-)
+DATA_DIR = support.data_dir()
 REAL = DATA_DIR / "miniimagenet"
 CLASSES, PER_CLASS = 5, 25
 
@@ -234,12 +231,19 @@ class MiniImageNetTest(parameterized.TestCase):
 
     @parameterized.parameters(("train", 64), ("val", 16), ("test", 20))
     def test_real_split_files(self, split, num_classes):
-        rows = miniimagenet._read_rows(REAL / f"{split}.csv")
+        # The loader reads every row; the images are not in the folder.
+        with self.assertRaisesRegex(
+            FileNotFoundError,
+            rf"{REAL}/{split}\.csv lists {num_classes * 600} images expected",
+        ):
+            miniimagenet.load_miniimagenet(split, data_dir=DATA_DIR)
+        with open(REAL / f"{split}.csv", newline="") as f:
+            header, *rows = csv.reader(f)
+        self.assertEqual(header, ["filename", "label"])
         self.assertLen(rows, num_classes * 600)
-        labels, counts = np.unique([r[2] for r in rows], return_counts=True)
+        labels, counts = np.unique([r[1] for r in rows], return_counts=True)
         self.assertLen(labels, num_classes)
         np.testing.assert_array_equal(counts, [600] * num_classes)
-        self.assertEqual(rows[0][0], 2)  # Line numbers count the header.
 
     def test_real_split_files_without_images(self):
         with self.assertRaisesRegex(

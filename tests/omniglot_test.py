@@ -18,23 +18,19 @@ from absl.testing import absltest
 from absl.testing import parameterized
 
 from keras_ga.datasets import omniglot
+from tests import support
 
-DATA_DIR = os.environ.get(
-    "KERAS_GA_DATA", str(Path(__file__).parents[2] / "shared" / "data")
-)
+DATA_DIR = support.data_dir()
 
 
 def _load(protocol="vinyals", **kwargs):
-    return omniglot._load_uint8(
+    """`load_omniglot` from the real files, through the test's cache."""
+    return omniglot.load_omniglot(
         protocol,
         data_dir=DATA_DIR,
-        image_size=kwargs.pop("image_size", 28),
-        num_val=kwargs.pop("num_val", 0),
-        rotations=kwargs.pop("rotations", None),
-        split_seed=kwargs.pop("split_seed", 0),
         cache_dir=OmniglotTest.cache_dir,
         download=False,
-        num_workers=None,
+        **kwargs,
     )
 
 
@@ -51,6 +47,20 @@ def _write_zips(root, names):
 
 TWO = ["images_background/Korean/character01"]
 TWO += ["images_evaluation/Tengwar/character02"]
+
+
+def _as_uint8(images):
+    """The loader's float32 images in [0, 1] back as the decoded uint8."""
+    return np.round(images * 255).astype(np.uint8)
+
+
+def _characters(splits):
+    """The index (in `load_characters`) of each class of unrotated splits."""
+    lookup = {c.tobytes(): i for i, c in enumerate(OmniglotTest.images)}
+    return {
+        split: np.array([lookup[_as_uint8(c[..., 0]).tobytes()] for c in v])
+        for split, v in splits.items()
+    }
 
 
 def _tasks(dataset):
@@ -123,9 +133,7 @@ class OmniglotTest(parameterized.TestCase):
         (100, 1100, 100, 423),
     )
     def test_vinyals_split(self, num_val, train, val, test):
-        indices = omniglot._split_characters(
-            "vinyals", np.arange(1623) < 964, num_val, 0
-        )
+        indices = _characters(_load(num_val=num_val, rotations=False))
         sizes = {k: len(v) for k, v in indices.items()}
         expected = {"train": train, "test": test}
         if num_val:
@@ -138,10 +146,10 @@ class OmniglotTest(parameterized.TestCase):
         self.assertGreater(np.sum(indices["test"] >= 964), 100)
 
     def test_vinyals_split_depends_on_split_seed(self):
-        background = np.arange(1623) < 964
-        a = omniglot._split_characters("vinyals", background, 0, 0)["test"]
-        b = omniglot._split_characters("vinyals", background, 0, 0)["test"]
-        c = omniglot._split_characters("vinyals", background, 0, 1)["test"]
+        a, b, c = (
+            _characters(_load(rotations=False, split_seed=seed))["test"]
+            for seed in (0, 0, 1)
+        )
         np.testing.assert_array_equal(a, b)
         self.assertFalse(np.array_equal(np.sort(a), np.sort(c)))
 
@@ -166,9 +174,11 @@ class OmniglotTest(parameterized.TestCase):
         self.assertEqual(splits["train"].shape, (964, 20, 28, 28, 1))
         self.assertEqual(splits["test"].shape, (659, 20, 28, 28, 1))
         np.testing.assert_array_equal(
-            splits["train"][..., 0], self.images[:964]
+            _as_uint8(splits["train"][..., 0]), self.images[:964]
         )
-        np.testing.assert_array_equal(splits["test"][..., 0], self.images[964:])
+        np.testing.assert_array_equal(
+            _as_uint8(splits["test"][..., 0]), self.images[964:]
+        )
         with_val = _load("lake", num_val=64)
         self.assertEqual(with_val["train"].shape[0], 900)
         self.assertEqual(with_val["val"].shape[0], 64)
@@ -181,7 +191,7 @@ class OmniglotTest(parameterized.TestCase):
         ("vinyals", "train", 20, 1, 5),
     )
     def test_tasks_are_valid(self, protocol, split, ways, shots, queries):
-        pool = _load(protocol)[split]
+        pool = _as_uint8(_load(protocol)[split])
         flat = pool.reshape(-1, 28 * 28)
         lookup = {row.tobytes(): i for i, row in enumerate(flat)}
         self.assertLen(lookup, flat.shape[0])  # Images identify examples.

@@ -1,8 +1,5 @@
 """Tests of keras_ga.layers.MaxPooling2D against the stock layer."""
 
-import os
-import sys
-
 import keras
 import numpy as np
 import tensorflow as tf
@@ -10,9 +7,7 @@ from absl.testing import absltest
 from absl.testing import parameterized
 
 import keras_ga
-
-sys.path.insert(0, os.path.dirname(__file__))
-import conv_maml  # noqa: E402
+from tests import conv_maml
 
 # Even and odd sizes, windows of 2 and 3, both paddings: SAME pads an odd
 # 7 after (windows of 2) and 8 before and after (windows of 3).

@@ -2,13 +2,12 @@
 
 `tests/resume_worker.py` is the training script: BackupAndRestore every
 epoch, a ModelCheckpoint to `.keras`, Adam (so that optimizer state
-matters) and an episode stream that restarts at the optimizer's step.
+matters) and an episode stream that restarts at the optimizer's step
+(`keras_ga.EpisodeStreamStart`).
 """
 
 import os
 import signal
-import subprocess
-import sys
 import tempfile
 import time
 
@@ -19,27 +18,20 @@ from absl.testing import absltest
 from absl.testing import parameterized
 
 import keras_ga
+from tests import resume_worker as worker
+from tests import support
 
-sys.path.insert(0, os.path.dirname(__file__))
-import resume_worker as worker  # noqa: E402
-
-SCRIPT = os.path.join(os.path.dirname(__file__), "resume_worker.py")
 PAUSE_EPOCH = 1  # killed after epochs 0 and 1 are backed up
 
 
 def start(work, *args, replicas=1):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", REPLICAS=str(replicas))
-    return subprocess.Popen(
-        [sys.executable, SCRIPT, work, *map(str, args)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+    return support.start_worker(
+        "resume_worker", work, *args, REPLICAS=str(replicas)
     )
 
 
 def finish(test, proc):
-    output, _ = proc.communicate(timeout=240)
-    test.assertEqual(proc.returncode, 0, output.decode()[-3000:])
+    support.finish_worker(test, proc, timeout=240)
 
 
 def results(work):
@@ -88,11 +80,13 @@ class ResumeTest(parameterized.TestCase):
     def test_stream_starts_at_the_restored_step(self):
         model = worker.build()
         model.optimizer.iterations.assign(3)
-        start = worker.StreamStart()
+        start = keras_ga.EpisodeStreamStart()
         start.set_model(model)
-        first = next(iter(worker.resumable_episodes(start.step)))
+        # One dataset: it reads the start each time iteration begins.
+        episodes = worker.resumable_episodes(start.step)
+        first = next(iter(episodes))
         start.on_train_begin()
-        fourth = next(iter(worker.resumable_episodes(start.step)))
+        fourth = next(iter(episodes))
         stream = iter(worker.resumable_episodes(tf.Variable(0, dtype="int64")))
         for _ in range(3):
             next(stream)

@@ -1,6 +1,6 @@
 """A resumable MetaModel training run, for `resume_test.py`.
 
-    python tests/resume_worker.py WORK_DIR [PAUSE_AFTER_EPOCH]
+    python -m tests.resume_worker WORK_DIR [PAUSE_AFTER_EPOCH]
 
 trains a small sine-regression MetaModel (MAML, agreement weighting, Adam)
 for `EPOCHS` epochs of `STEPS_PER_EPOCH` meta-batches with
@@ -12,16 +12,12 @@ to `WORK_DIR/final.npz` and the number of epochs this process ran to
 With `REPLICAS=R` in the environment (R > 1) it trains under
 `MirroredStrategy` over R logical CPU devices.
 
-How the episode stream resumes: meta-batch t (counting from 0 over the
-whole run) holds tasks `t * TASKS ... (t + 1) * TASKS - 1`, and task i is
-drawn by stateless ops keyed by `(SEED, i)`. The stream starts at the step
-held by `StreamStart`, a callback placed after `BackupAndRestore` that
-copies the optimizer's restored iteration count (part of its saved state)
-into its own variable at the start of `fit`. The dataset reads that
-variable, not the optimizer's counter: tf.data may open the stream lazily,
-during the first steps, when the counter has already moved (seen under
-`MirroredStrategy`, where reading the counter made 4 of 11 test runs
-start late and end on other weights). A restarted run thus sees exactly the
+How the episode stream resumes: the stream is `keras_ga.datasets.sine_tasks`
+started at `keras_ga.EpisodeStreamStart.step`, the callback placed after
+`BackupAndRestore` that copies the optimizer's restored iteration count into
+that variable at the start of `fit`; meta-batch t (counting from 0 over the
+whole run) holds tasks `t * TASKS ... (t + 1) * TASKS - 1`, each drawn from
+`(SEED, task index)` alone. A restarted run thus sees exactly the
 meta-batches the interrupted run had not trained on. Backups are taken per
 epoch (`save_freq="epoch"`): Keras resumes at an epoch boundary, so a
 mid-epoch backup would replay part of an epoch.
@@ -41,42 +37,16 @@ SEED, TASKS, SHOTS = 7, 4, 5
 STEPS_PER_EPOCH, EPOCHS = 4, 5
 
 
-def sine_task(index):
-    """Task `index`: a sine wave and its support and query points."""
-    key = tf.stack([tf.constant(SEED, tf.int64), index])
-    keys = tf.unstack(tf.random.split(key, 4))
-    amplitude = tf.random.stateless_uniform([], keys[0], 0.1, 5.0)
-    phase = tf.random.stateless_uniform([], keys[1], 0.0, np.pi)
-    xs = [
-        tf.random.stateless_uniform([SHOTS, 1], k, -5.0, 5.0) for k in keys[2:]
-    ]
-    ys = [amplitude * tf.sin(x - phase) for x in xs]
-    return dict(zip(keras_ga.EPISODE_KEYS, (xs[0], ys[0], xs[1], ys[1])))
-
-
-class StreamStart(keras.callbacks.Callback):
-    """The meta-batch the episode stream starts at, fixed for the whole fit.
-
-    Place it after `BackupAndRestore`: at the start of `fit` it copies the
-    optimizer's (restored) iteration count into `step`.
-    """
-
-    def __init__(self):
-        super().__init__()
-        self.step = tf.Variable(0, dtype=tf.int64, trainable=False)
-
-    def on_train_begin(self, logs=None):
-        self.step.assign(int(self.model.optimizer.iterations.numpy()))
-
-
 def resumable_episodes(start):
-    """Meta-batches from meta-batch `start` (a `tf.Variable`) on."""
-
-    def from_start(_):
-        return tf.data.Dataset.range(start * TASKS, tf.int64.max)
-
-    tasks = tf.data.Dataset.from_tensors(0).flat_map(from_start)
-    return tasks.map(sine_task).batch(TASKS, drop_remainder=True)
+    """Sine meta-batches from meta-batch `start` (an int or a `tf.Variable`)."""
+    return keras_ga.datasets.sine_tasks(
+        shots=SHOTS,
+        queries=SHOTS,
+        meta_batch_size=TASKS,
+        seed=SEED,
+        phase_range=(0.0, np.pi),
+        start=start,
+    )
 
 
 def build():
@@ -142,7 +112,7 @@ def main(argv):
     work = argv[1]
     with strategy_from_env().scope():
         model = build()
-    counter, start = CountEpochs(), StreamStart()
+    counter, start = CountEpochs(), keras_ga.EpisodeStreamStart()
     callbacks = [
         keras.callbacks.BackupAndRestore(
             os.path.join(work, "backup"), double_checkpoint=True

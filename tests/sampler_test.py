@@ -428,5 +428,81 @@ class ErrorsTest(parameterized.TestCase):
             sampler.materialize(data)
 
 
+class TaskIndicesTest(parameterized.TestCase):
+    def _take(self, dataset, n):
+        return [int(i) for i in dataset.take(n)]
+
+    def test_fixed_set_and_endless_stream(self):
+        fixed = sampler.task_indices(meta_batch_size=2, num_tasks=6)
+        self.assertEqual([int(i) for i in fixed], [0, 1, 2, 3, 4, 5])
+        endless = sampler.task_indices(meta_batch_size=4)
+        self.assertEqual(self._take(endless, 3), [0, 1, 2])
+        self.assertEqual(endless.element_spec.dtype, tf.int64)
+
+    def test_int_start_skips_whole_meta_batches(self):
+        indices = sampler.task_indices(meta_batch_size=4, start=3)
+        self.assertEqual(self._take(indices, 5), [12, 13, 14, 15, 16])
+
+    def test_variable_start_is_read_when_iteration_begins(self):
+        start = tf.Variable(0, dtype=tf.int64)
+        indices = sampler.task_indices(meta_batch_size=3, start=start)
+        self.assertEqual(self._take(indices, 2), [0, 1])
+        start.assign(5)
+        self.assertEqual(self._take(indices, 2), [15, 16])
+        self.assertEqual(indices.element_spec.dtype, tf.int64)
+
+    def test_negative_variable_start_fails_when_read(self):
+        start = tf.Variable(-1, dtype=tf.int32)
+        indices = sampler.task_indices(meta_batch_size=3, start=start)
+        with self.assertRaisesRegex(
+            tf.errors.InvalidArgumentError, r"`start` must be >= 0"
+        ):
+            next(iter(indices))
+
+    def test_episodes_from_a_start_continue_the_stream_from_zero(self):
+        start = tf.Variable(2, dtype=tf.int64)
+        resumed = _tasks(_episodes(seed=3, start=start).take(2))
+        from_zero = _tasks(_episodes(seed=3).take(4))[8:]
+        self.assertLen(resumed, 8)
+        for a, b in zip(resumed, from_zero, strict=True):
+            for key in episode.EPISODE_KEYS:
+                np.testing.assert_array_equal(a[key], b[key])
+
+    @parameterized.parameters(2.0, "1", None, True)
+    def test_start_of_another_type(self, start):
+        with self.assertRaisesRegex(
+            TypeError,
+            r"`start` must be an int or an integer scalar `tf.Variable` "
+            r"\(such as `EpisodeStreamStart.step`\)\. Received: start=",
+        ):
+            _episodes(start=start)
+
+    @parameterized.parameters((0.0, "float32"), ([0, 1], "int64"))
+    def test_variable_start_must_be_an_integer_scalar(self, value, dtype):
+        start = tf.Variable(value, dtype=dtype)
+        with self.assertRaisesRegex(
+            TypeError,
+            r"`start` must be an integer scalar `tf.Variable`\. Received: ",
+        ):
+            sampler.task_indices(meta_batch_size=2, start=start)
+
+    def test_negative_start(self):
+        with self.assertRaisesRegex(
+            ValueError, r"`start` must be >= 0\. Received: start=-2\."
+        ):
+            _episodes(start=-2)
+
+    @parameterized.parameters(True, False)
+    def test_start_needs_an_endless_stream(self, variable):
+        start = tf.Variable(0, dtype=tf.int64) if variable else 3
+        with self.assertRaisesRegex(
+            ValueError,
+            r"`start` applies to endless streams: a fixed set of tasks "
+            r"\(`num_tasks`\) always starts at task 0\. Received: start=.*"
+            r"num_tasks=8",
+        ):
+            _episodes(num_tasks=8, start=start)
+
+
 if __name__ == "__main__":
     absltest.main()

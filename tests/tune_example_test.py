@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import tempfile
-from pathlib import Path
 from unittest import mock
 
 from absl import app
@@ -17,10 +16,9 @@ from keras_tuner.engine import hyperparameters
 
 from examples import tune
 from keras_ga import tuner
+from tests import support
 
-DATA_DIR = os.environ.get(
-    "KERAS_GA_DATA", str(Path(__file__).parents[2] / "shared" / "data")
-)
+DATA_DIR = support.data_dir()
 SEARCHED = (
     "algo",
     "weighting",

@@ -7,7 +7,6 @@ The Omniglot search reads the real files from `$KERAS_GA_DATA`, else
 import ast
 import importlib
 import inspect
-import os
 import shutil
 import sys
 import tempfile
@@ -26,10 +25,9 @@ from keras_ga import sampler
 from keras_ga import tuner
 from keras_ga.datasets import omniglot
 from keras_ga.datasets import sine
+from tests import support
 
-DATA_DIR = os.environ.get(
-    "KERAS_GA_DATA", str(Path(__file__).parents[2] / "shared" / "data")
-)
+DATA_DIR = support.data_dir()
 WAYS = 5
 SEARCHED = (
     "algo",

@@ -120,13 +120,14 @@ def miniimagenet_episodes(
     transform=None,
     cache_dir=None,
     verbose="auto",
+    start=0,
 ):
     """Episode dataset of one miniImageNet split, in one call.
 
     Args:
         split: `"train"`, `"val"` or `"test"`.
         ways, shots, queries, meta_batch_size, seed, num_tasks,
-            shuffle_examples, transform: as in
+            shuffle_examples, transform, start: as in
             `keras_ga.sampler.few_shot_episodes`.
         data_dir, image_size, cache_dir, verbose: as in
             `load_miniimagenet`.
@@ -151,6 +152,7 @@ def miniimagenet_episodes(
         num_tasks=num_tasks,
         shuffle_examples=shuffle_examples,
         transform=transform,
+        start=start,
     )
 
 

@@ -14,7 +14,8 @@ Data location, in order: the `data_dir` argument, else the environment
 variable `KERAS_GA_DATA`, else `~/.keras_ga/data`. That folder holds an
 `omniglot/` sub-folder with the two zips (or extracted folders); the files
 may also sit directly in it. When they are missing and `download=True`, the
-images are obtained through `tensorflow_datasets` (`tfds.load("omniglot")`).
+images are obtained through `tensorflow_datasets` (`tfds.load("omniglot")`),
+which the `datasets` extra installs: `pip install "keras_ga[datasets]"`.
 
 The decoded images of all 1623 characters are cached as one `.npz` file per
 source and image size in `cache_dir`, else `$KERAS_GA_CACHE`, else
@@ -60,6 +61,7 @@ from absl import logging
 from PIL import Image
 
 from keras_ga import _checks
+from keras_ga import _optional
 from keras_ga import _progress
 from keras_ga import sampler
 from keras_ga.datasets import _common
@@ -155,13 +157,14 @@ def omniglot_episodes(
     shuffle_examples: bool = True,
     transform=None,
     verbose="auto",
+    start=0,
 ):
     """Episode dataset of one Omniglot split, in one call.
 
     Args:
         split: `"train"`, `"val"` (needs `num_val > 0`) or `"test"`.
         ways, shots, queries, meta_batch_size, seed, num_tasks,
-            shuffle_examples, transform: as in
+            shuffle_examples, transform, start: as in
             `keras_ga.sampler.few_shot_episodes`.
         protocol, data_dir, image_size, num_val, rotations, split_seed,
             cache_dir, download, verbose: as in `load_omniglot`.
@@ -211,6 +214,7 @@ def omniglot_episodes(
         num_tasks=num_tasks,
         shuffle_examples=shuffle_examples,
         transform=transform,
+        start=start,
     )
 
 
@@ -357,8 +361,9 @@ def _not_found(data_dir, download_error) -> FileNotFoundError:
     if download_error is None:
         advice = (
             f"Download {files}, or pass `download=True` to obtain them "
-            "through tensorflow_datasets (needs network access). Download "
-            "through tensorflow_datasets: not tried (download=False)."
+            "through tensorflow_datasets (needs network access and "
+            '`pip install "keras_ga[datasets]"`). Download through '
+            "tensorflow_datasets: not tried (download=False)."
         )
     else:
         missing = getattr(download_error, "name", None)
@@ -467,7 +472,8 @@ def _to_array(image: Image.Image, size) -> np.ndarray:
 
 
 def _decode_tfds(size):
-    import tensorflow_datasets as tfds  # Optional; only for downloading.
+    with _optional.requires_extra("datasets", feature="Downloading Omniglot"):
+        import tensorflow_datasets as tfds
 
     logging.info("Obtaining Omniglot through tensorflow_datasets.")
     builder = tfds.builder("omniglot")

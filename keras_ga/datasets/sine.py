@@ -24,6 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_ga import _checks
+from keras_ga import sampler
 from keras_ga.episode import EPISODE_KEYS
 
 AMPLITUDE_RANGE = (0.1, 5.0)
@@ -42,6 +43,7 @@ def sine_tasks(
     phase_range=PHASE_RANGE,
     x_range=X_RANGE,
     return_params: bool = False,
+    start=0,
 ) -> tf.data.Dataset:
     """A `tf.data.Dataset` of sine-regression meta-batches.
 
@@ -62,14 +64,20 @@ def sine_tasks(
         return_params: when `True`, elements are pairs `(episode, params)`
             with `params = {"amplitude": [B], "phase": [B]}`; for plotting
             and analysis, not for `fit`.
+        start: the first meta-batch of an endless stream, an int or a
+            `tf.Variable` read when iteration begins; pass
+            `keras_ga.EpisodeStreamStart.step` to make training resumable.
+            See `keras_ga.sampler.task_indices`.
 
     Returns:
         A prefetched `tf.data.Dataset`.
 
     Raises:
-        ValueError: for non-positive sizes, a range with `low > high`, or
-            `num_tasks` not a multiple of `meta_batch_size`.
-        TypeError: for non-integer sizes or seed.
+        ValueError: for non-positive sizes, a range with `low > high`,
+            `num_tasks` not a multiple of `meta_batch_size`, or a bad
+            `start`.
+        TypeError: for non-integer sizes or seed, or a `start` that is
+            neither an int nor an integer `tf.Variable`.
 
     Example:
 
@@ -86,14 +94,9 @@ def sine_tasks(
         ("meta_batch_size", meta_batch_size),
     ):
         _checks.check_count(name, value)
-    if num_tasks is not None:
-        _checks.check_count("num_tasks", num_tasks)
-        if num_tasks % meta_batch_size:
-            raise ValueError(
-                "`num_tasks` must be a multiple of `meta_batch_size` so that "
-                "every meta-batch has the same static shape. Received: "
-                f"num_tasks={num_tasks}, meta_batch_size={meta_batch_size}."
-            )
+    indices = sampler.task_indices(
+        meta_batch_size=meta_batch_size, num_tasks=num_tasks, start=start
+    )
     params = _param_sampler(seed, amplitude_range, phase_range)
     low, high = _check_range("x_range", x_range)
 
@@ -112,7 +115,6 @@ def sine_tasks(
             return episode, {"amplitude": amplitude, "phase": phase}
         return episode
 
-    indices = _indices(num_tasks)
     dataset = indices.map(
         task, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
     )
@@ -137,15 +139,9 @@ def sine_task_params(
     """
     _checks.check_count("num_tasks", num_tasks)
     params = _param_sampler(seed, amplitude_range, phase_range)
-    dataset = _indices(num_tasks).map(lambda i: params(i)[:2])
+    dataset = tf.data.Dataset.range(num_tasks).map(lambda i: params(i)[:2])
     amplitude, phase = next(iter(dataset.batch(num_tasks)))
     return amplitude.numpy(), phase.numpy()
-
-
-def _indices(num_tasks):
-    if num_tasks is None:
-        return tf.data.Dataset.counter()
-    return tf.data.Dataset.range(num_tasks)
 
 
 def _param_sampler(seed, amplitude_range, phase_range):

@@ -1,0 +1,1 @@
+"""keras_ga's tests; `tests.support` holds what they share."""
