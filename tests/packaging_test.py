@@ -220,7 +220,7 @@ class OptionalFeaturesTest(parameterized.TestCase):
             with mock.patch.dict(sys.modules, {"tensorflow_datasets": None}):
                 with self.assertRaisesRegex(
                     FileNotFoundError,
-                    r"Omniglot not found\..*tensorflow_datasets: ImportError: "
+                    r"Omniglot not found\..*tensorflow_datasets failed: ImportError: "
                     r"Downloading Omniglot needs the optional module "
                     r"`tensorflow_datasets`.*"
                     r'pip install "keras_ga\[datasets\]"',
