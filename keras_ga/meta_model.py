@@ -97,8 +97,9 @@ class MetaModel(keras.Model):
             MAML on a CPU, `keras_ga.layers.MaxPooling2D` gives the stock
             layer's derivatives on faster kernels (`keras_ga.conv4` uses
             it).
-        algo: `"maml"` (second order), `"fomaml"` (first order) or
-            `"reptile"`.
+        algo: `"maml"` (second order), `"fomaml"` (first order),
+            `"reptile"`, or the name of a rule registered with
+            `keras_ga.algorithms.register` (see `keras_ga.algorithms`).
         weighting: `"agreement"` (gradient agreement, Eq. 13), `"uniform"`
             (1/N), or a weighting object such as `AgreementWeighting()`.
         inner_steps: SGD steps of adaptation per task during training.
@@ -106,7 +107,8 @@ class MetaModel(keras.Model):
         eval_inner_steps: adaptation steps in `evaluate` and `adapt`;
             defaults to `inner_steps`.
         inner_batch_size: support examples per inner step. `None` means the
-            whole support set for MAML / first-order MAML, and
+            algorithm's `default_inner_batch_size`: the whole support set
+            for MAML / first-order MAML, and
             `ceil(S / inner_steps)` for Reptile, so that its `inner_steps`
             sub-batches cover the S support examples (Algorithm 1, line 5).
             Step t takes the t-th run of `inner_batch_size` examples of one
