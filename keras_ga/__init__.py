@@ -4,6 +4,7 @@ MAML, first-order MAML and Reptile as a `keras.Model` (`MetaModel`), with
 uniform or gradient-agreement task weighting (`AgreementWeighting`).
 """
 
+from keras_ga import algorithms
 from keras_ga import callbacks
 from keras_ga import datasets
 from keras_ga import episode
@@ -38,6 +39,7 @@ __all__ = [
     "EvaluationResult",
     "MetaModel",
     "UniformWeighting",
+    "algorithms",
     "as_episode",
     "callbacks",
     "confidence_interval",

@@ -30,6 +30,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from keras_ga import _compat
+
 # The fused kernel silently raises smaller epsilons to this value.
 _FUSED_MIN_EPSILON = 1.001e-5
 
@@ -98,7 +100,7 @@ class BatchNormalization(keras.layers.BatchNormalization):
 
     def _elementwise(self, inputs):
         """Output, batch mean and batch variance, element-wise formula."""
-        axes = self._reduction_axes
+        axes = _compat.reduction_axes(self, len(inputs.shape))
         mean = ops.mean(inputs, axis=axes)
         variance = ops.mean(
             ops.square(inputs - ops.mean(inputs, axis=axes, keepdims=True)),

@@ -22,6 +22,8 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
+from keras_ga import _compat
+
 
 def _replica_context():
     """The replica context of a step with several replicas, else `None`."""
@@ -121,7 +123,7 @@ def multi_worker() -> bool:
     strategy = tf.distribute.get_strategy()
     return isinstance(
         strategy, tf.distribute.MultiWorkerMirroredStrategy
-    ) and bool(strategy.extended._in_multi_worker_mode())
+    ) and _compat.in_multi_worker_mode(strategy)
 
 
 def local_batch(batch, strategy):

@@ -170,7 +170,7 @@ def task_metric(metric: str, results, query_y) -> tf.Tensor:
         metric: `"accuracy"` (mean over the query set of argmax == label),
             `"mse"` (mean squared error over the query set) or `"loss"`
             (the compiled task loss of the query set).
-        results: a `keras_ga.meta_model.TaskResults`.
+        results: a `keras_ga.algorithms.TaskResults`.
         query_y: the query targets `[N, Q, ...]`.
 
     Raises:

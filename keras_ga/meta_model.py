@@ -16,11 +16,17 @@ The weights w come from `weighting`: `"uniform"` (1/N, plain MAML /
 Reptile) or `"agreement"` (gradient agreement, Eq. 13 of Eshratifar et al.,
 on g_i = theta - theta_i).
 
-How the work is laid out: tasks run in a `tf.map_fn` (one graph for any N),
-inner steps in a `tf.while_loop` (one graph for any k). Each task computes
-its own outer gradient inside the loop body, so second-order backprop holds
-the activations of one task at a time rather than of the whole meta-batch;
-the per-task gradients are stacked [N, ...] and combined once the weights,
+How the code is laid out: `MetaModel` orchestrates. Each algorithm is a
+per-task rule in `keras_ga.algorithms` (registered by name: `algo`); the
+inner loop (stateless forward pass, task loss, adaptation steps) is
+`keras_ga.inner_loop`; running the rule over the tasks of a meta-batch
+(`tf.map_fn` or `tf.vectorized_map`) is `keras_ga.task_execution`; query
+metric resolution is `keras_ga._metrics`; workarounds that need private
+Keras or TensorFlow APIs are in `keras_ga._compat`. Tasks run in one graph
+for any N and inner steps in a `tf.while_loop` (one graph for any k). Each
+task computes its own outer gradient, so second-order backprop holds the
+activations of one task at a time rather than of the whole meta-batch; the
+per-task gradients are stacked [N, ...] and combined once the weights,
 which need every task's g_i, are known.
 
 BatchNormalization: adaptation and the query pass use batch statistics (as
@@ -43,37 +49,33 @@ References:
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import keras
 import tensorflow as tf
 
 from keras_ga import _checks
+from keras_ga import _compat
+from keras_ga import _metrics
 from keras_ga import agreement
+from keras_ga import algorithms
 from keras_ga import batch_norm
 from keras_ga import distribute
 from keras_ga import episode as episode_lib
+from keras_ga import inner_loop
+from keras_ga import task_execution as execution_lib
 
-ALGOS = ("maml", "fomaml", "reptile")
+# The algorithms built in (`keras_ga.algorithms.names()` also lists those
+# registered later) and the task executions, as `algo` and
+# `task_execution` take them.
+ALGOS = algorithms.names()
+TASK_EXECUTIONS = execution_lib.EXECUTIONS
+# What `run_tasks` returns, per task and stacked over the tasks.
+TaskResults = algorithms.TaskResults
 
 # The steps are written with TensorFlow control flow (tf.map_fn,
 # tf.while_loop), so AutoGraph has nothing to convert; converting them
 # anyway (tf.function or strategy.run around train_step) cost about 3 s of
 # source transformation per trace of the conv MAML step.
 _no_autograph = tf.autograph.experimental.do_not_convert
-TASK_EXECUTIONS = ("auto", "map", "vectorized")
-
-
-class TaskResults(NamedTuple):
-    """What the per-task loop returns, each stacked over the task axis."""
-
-    outer_grads: list  # per variable [N, ...]; theta - theta_i if not training
-    updates: list  # g_i = theta - theta_i, per variable [N, ...]
-    loss: tf.Tensor  # [N] query loss after adaptation
-    pre_loss: tf.Tensor  # [N] query loss before adaptation
-    predictions: tf.Tensor  # [N, Q, ...] after adaptation
-    pre_predictions: tf.Tensor  # [N, Q, ...] before adaptation
-    states: list  # non-trainable state per variable [N, ...]
 
 
 def _check_backend():
@@ -95,8 +97,9 @@ class MetaModel(keras.Model):
             MAML on a CPU, `keras_ga.layers.MaxPooling2D` gives the stock
             layer's derivatives on faster kernels (`keras_ga.conv4` uses
             it).
-        algo: `"maml"` (second order), `"fomaml"` (first order) or
-            `"reptile"`.
+        algo: `"maml"` (second order), `"fomaml"` (first order),
+            `"reptile"`, or the name of a rule registered with
+            `keras_ga.algorithms.register` (see `keras_ga.algorithms`).
         weighting: `"agreement"` (gradient agreement, Eq. 13), `"uniform"`
             (1/N), or a weighting object such as `AgreementWeighting()`.
         inner_steps: SGD steps of adaptation per task during training.
@@ -104,7 +107,8 @@ class MetaModel(keras.Model):
         eval_inner_steps: adaptation steps in `evaluate` and `adapt`;
             defaults to `inner_steps`.
         inner_batch_size: support examples per inner step. `None` means the
-            whole support set for MAML / first-order MAML, and
+            algorithm's `default_inner_batch_size`: the whole support set
+            for MAML / first-order MAML, and
             `ceil(S / inner_steps)` for Reptile, so that its `inner_steps`
             sub-batches cover the S support examples (Algorithm 1, line 5).
             Step t takes the t-th run of `inner_batch_size` examples of one
@@ -122,21 +126,16 @@ class MetaModel(keras.Model):
             `keras_ga.layers.BatchNormalization` (exact second derivatives).
         parallel_tasks: how many tasks `tf.map_fn` may run at once; `None`
             leaves TensorFlow's default. Lower it to cap memory.
-        task_execution: how the tasks of a meta-batch run. `"map"`: one
-            task at a time in a `tf.map_fn` (up to `parallel_tasks`
-            concurrently); `"vectorized"`: all tasks at once with
-            `tf.vectorized_map`, each op batched over tasks (a conv with
-            per-task filters cannot be batched and falls back to a loop);
-            `"auto"` (default): `"vectorized"` when every layer of `model`
-            is one that batches (dense, activations, reshapes,
-            BatchNormalization), the step is not XLA-compiled and no
-            `tf.distribute` strategy is in use, else `"map"`. On a 2-core
-            CPU, without XLA, vectorized tasks made a 1-64-64-1 MLP step
-            1.3x (MAML) to 2x (Reptile) faster, for a longer first step
-            (9 s instead of 1.2 s for MAML); with XLA (the default for
-            such models, see `compile`) the map is faster still, and
-            `"map"` is the faster choice for conv nets
-            (benchmarks/RESULTS.md, "Speed").
+        task_execution: how the tasks of a meta-batch run: `"map"` (one
+            task at a time in a `tf.map_fn`, up to `parallel_tasks`
+            concurrently), `"vectorized"` (all tasks at once with
+            `tf.vectorized_map`; an op that cannot be batched, such as a
+            conv with per-task filters, falls back to a loop) or `"auto"`
+            (default): `"vectorized"` when every layer of `model` batches
+            over tasks (dense, activations, reshapes, BatchNormalization),
+            the step is not XLA-compiled and no `tf.distribute` strategy is
+            in use, else `"map"` (see `keras_ga.task_execution`; measured
+            speeds are in benchmarks/RESULTS.md, "Speed").
         **kwargs: passed to `keras.Model` (for example `name`).
 
     Example:
@@ -183,7 +182,7 @@ class MetaModel(keras.Model):
                 f"Received: model={model.name!r} with built={model.built} "
                 f"and {len(model.trainable_variables)} trainable variables."
             )
-        _checks.check_one_of("algo", algo, list(ALGOS))
+        algorithms.get(algo)  # checks `algo`
         _checks.check_positive_int("inner_steps", inner_steps)
         _checks.check_positive_float("inner_learning_rate", inner_learning_rate)
         if eval_inner_steps is not None:
@@ -219,9 +218,6 @@ class MetaModel(keras.Model):
         self._metric_args = None
         self.built = True
 
-    # ------------------------------------------------------------------
-    # Keras plumbing: compile, metrics, call, config.
-
     def compile(self, optimizer="adam", loss=None, metrics=None, **kwargs):
         """Configures the outer optimizer, the task loss and query metrics.
 
@@ -234,12 +230,11 @@ class MetaModel(keras.Model):
             **kwargs: passed to `keras.Model.compile` (for example
                 `jit_compile`, `steps_per_execution`). `jit_compile="auto"`
                 (the default) means XLA for models whose layers all batch
-                over tasks (see `task_execution`: MLPs, where XLA made the
-                meta-step 1.7x (MAML) to 4x (Reptile) faster on CPU and
-                gives the same meta-gradient), outside `tf.distribute`,
-                and no XLA otherwise: XLA made the conv4 MAML step 40x
-                slower on CPU, and its second-order max-pooling gradient
-                is approximate.
+                over tasks (MLPs: the same meta-gradient, faster on CPU),
+                outside `tf.distribute`, and no XLA otherwise (XLA's
+                second-order max-pooling gradient is approximate, and its
+                conv steps are slower on CPU; benchmarks/RESULTS.md,
+                "Speed").
         """
         if loss is None:
             raise ValueError(
@@ -256,7 +251,7 @@ class MetaModel(keras.Model):
                 )
         if kwargs.get("jit_compile", "auto") == "auto":
             kwargs["jit_compile"] = (
-                _batches_over_tasks(self.base)
+                execution_lib.batches_over_tasks(self.base)
                 and not tf.distribute.has_strategy()
             )
         super().compile(optimizer=optimizer, **kwargs)
@@ -266,8 +261,12 @@ class MetaModel(keras.Model):
             self.optimizer.build(self.trainable_variables)
         self.task_loss = keras.losses.get(loss)
         self._metric_args = list(metrics or [])
-        self.query_metrics = _resolve_metrics(self._metric_args, loss, "")
-        self.pre_metrics = _resolve_metrics(self._metric_args, loss, "pre_")
+        self.query_metrics = _metrics.resolve_metrics(
+            self._metric_args, loss, ""
+        )
+        self.pre_metrics = _metrics.resolve_metrics(
+            self._metric_args, loss, "pre_"
+        )
         self._compile_args = {"loss": loss, "metrics": self._metric_args}
 
     def get_compile_config(self):
@@ -325,8 +324,7 @@ class MetaModel(keras.Model):
         )
         return cls(**config)
 
-    # ------------------------------------------------------------------
-    # The functional pieces: forward pass, task loss, inner loop.
+    # The per-task work, handed to the algorithm's rule.
 
     def _check_compiled(self):
         if self.task_loss is None:
@@ -340,118 +338,20 @@ class MetaModel(keras.Model):
         ]
         return theta, state
 
-    def _forward(self, params, state, x, training):
-        outputs, new_state, losses = self.base.stateless_call(
-            params, state, x, training=training, return_losses=True
-        )
-        return outputs, new_state, sum(losses) if losses else 0.0
+    @property
+    def _algorithm(self) -> algorithms.Algorithm:
+        return algorithms.get(self.algo)
 
-    def _loss(self, params, state, x, y, training=True):
-        outputs, new_state, reg = self._forward(params, state, x, training)
-        # Keras losses compute in their own dtype (float32 by default);
-        # the loss takes the parameters' dtype so that float64 models work.
-        loss = tf.cast(
-            tf.reduce_mean(self.task_loss(y, outputs)), params[0].dtype
-        )
-        loss += tf.cast(reg, loss.dtype)
-        return loss, outputs, new_state
+    def _inner_loop(self) -> inner_loop.InnerLoop:
+        optimizer = inner_loop.sgd(self.inner_learning_rate)
+        return inner_loop.InnerLoop(self.base, self.task_loss, optimizer)
 
-    def _inner_grads(self, params, state, x, y):
-        with tf.GradientTape() as tape:
-            tape.watch(params)
-            loss, _, new_state = self._loss(params, state, x, y)
-        grads = tape.gradient(loss, params)
-        grads = [
-            tf.zeros_like(p) if g is None else g for g, p in zip(grads, params)
-        ]
-        return grads, new_state
-
-    def _batch_size(self, support_size):
+    def _inner_batch_size(self, support_size):
         if self.inner_batch_size is not None:
             return min(self.inner_batch_size, support_size)
-        if self.algo == "reptile":
-            return -(-support_size // self.inner_steps)
-        return support_size
-
-    def _adapt(self, theta, state, sx, sy, steps, seed, second_order):
-        """theta_i after `steps` SGD steps on (sx, sy); returns (phi, state).
-
-        `state` comes back as the non-trainable state of the last step.
-        """
-        size = sx.shape[0]
-        batch = self._batch_size(size)
-        lr = self.inner_learning_rate
-
-        if batch < size:
-            order = tf.argsort(tf.random.stateless_uniform([size], seed=seed))
-
-        def sub_batch(t):
-            if batch == size:
-                return sx, sy
-            idx = tf.gather(order, (t * batch + tf.range(batch)) % size)
-            return tf.gather(sx, idx), tf.gather(sy, idx)
-
-        def body(t, params, _):
-            bx, by = sub_batch(t)
-            grads, new_state = self._inner_grads(params, state, bx, by)
-            if not second_order:
-                grads = [tf.stop_gradient(g) for g in grads]
-            params = [
-                p - tf.constant(lr, p.dtype) * g for p, g in zip(params, grads)
-            ]
-            return t + 1, params, new_state
-
-        _, phi, last_state = tf.while_loop(
-            lambda t, *_: t < steps,
-            body,
-            (tf.constant(0), list(theta), list(state)),
-            # XLA (jit_compile) needs a static bound on the loop to
-            # differentiate through it.
-            maximum_iterations=steps,
+        return self._algorithm.default_inner_batch_size(
+            support_size, self.inner_steps
         )
-        return phi, last_state
-
-    # ------------------------------------------------------------------
-    # One task, then all tasks.
-
-    def _task(
-        self, theta, state, task, steps, training, seed, transductive=None
-    ):
-        sx, sy, qx, qy = task
-        if transductive is None:
-            transductive = self.transductive
-        query_training = training or transductive
-        if training and self.algo == "maml":
-            with tf.GradientTape() as tape:
-                tape.watch(theta)
-                phi, _ = self._adapt(theta, state, sx, sy, steps, seed, True)
-                loss, pred, q_state = self._loss(phi, state, qx, qy)
-            outer = tape.gradient(loss, theta)
-        elif training and self.algo == "fomaml":
-            phi, _ = self._adapt(theta, state, sx, sy, steps, seed, False)
-            with tf.GradientTape() as tape:
-                tape.watch(phi)
-                loss, pred, q_state = self._loss(phi, state, qx, qy)
-            outer = tape.gradient(loss, phi)
-        else:
-            phi, last_state = self._adapt(
-                theta, state, sx, sy, steps, seed, False
-            )
-            loss, pred, q_state = self._loss(phi, state, qx, qy, query_training)
-            outer = [t - p for t, p in zip(theta, phi)]
-            if training:
-                q_state = last_state
-        outer = [
-            tf.zeros_like(t) if g is None else g for g, t in zip(outer, theta)
-        ]
-        updates = [t - p for t, p in zip(theta, phi)]
-        if self.pre_adaptation_metrics:
-            pre_loss, pre_pred, _ = self._loss(
-                theta, state, qx, qy, query_training
-            )
-        else:
-            pre_loss, pre_pred = tf.zeros_like(loss), tf.zeros_like(pred)
-        return outer, updates, loss, pre_loss, pred, pre_pred, q_state
 
     @_no_autograph
     def run_tasks(
@@ -460,7 +360,7 @@ class MetaModel(keras.Model):
         training: bool,
         steps: int | None = None,
         transductive: bool | None = None,
-    ):
+    ) -> TaskResults:
         """Adapts every task of a meta-batch; see `TaskResults`.
 
         Args:
@@ -477,68 +377,61 @@ class MetaModel(keras.Model):
         steps = steps or (
             self.inner_steps if training else self.eval_inner_steps
         )
+        if transductive is None:
+            transductive = self.transductive
+        query_training = training or transductive
         theta, state = self._parameters()
         iteration = tf.cast(self.optimizer.iterations, tf.int32)
-        n = tf.shape(ep["support_x"])[0]
         # Seeds use the task's index in the global meta-batch, so that a
         # task sees the same sub-batches whichever replica runs it.
-        offset = distribute.task_offset(n)
+        offset = distribute.task_offset(tf.shape(ep["support_x"])[0])
+        loop, rule = self._inner_loop(), self._algorithm
 
-        def fn(elems):
-            index, *task = elems
-            seed = [iteration, offset + index]
-            return self._task(
-                theta, state, task, steps, training, seed, transductive
+        def one_task(index, *task):
+            learner = inner_loop.TaskLearner(
+                loop,
+                state,
+                *task,
+                steps=steps,
+                batch_size=self._inner_batch_size(task[0].shape[0]),
+                seed=[iteration, offset + index],
+            )
+            if training:
+                results = rule.train(theta, learner)
+            else:
+                results = rule.evaluate(theta, learner, query_training)
+            return self._with_pre_adaptation(
+                results, theta, learner, query_training
             )
 
-        elems = (tf.range(n), *(ep[k] for k in episode_lib.EPISODE_KEYS))
-        if self.resolved_task_execution == "vectorized":
-            # Falls back to a loop only for ops pfor cannot batch (the
-            # stateless RNG of Reptile's sub-batches, convs).
-            results = tf.vectorized_map(fn, elems, fallback_to_while_loop=True)
-            return TaskResults(*results)
-        param_specs = [tf.TensorSpec(t.shape, t.dtype) for t in theta]
-        loss_spec = tf.TensorSpec([], theta[0].dtype)
-        pred_spec = self._prediction_spec(ep["query_x"])
-        out_sig = (
-            param_specs,
-            param_specs,
-            loss_spec,
-            loss_spec,
-            pred_spec,
-            pred_spec,
-            [tf.TensorSpec(s.shape, s.dtype) for s in state],
+        return execution_lib.run(
+            one_task,
+            ep,
+            self.resolved_task_execution,
+            model=self.base,
+            theta=theta,
+            state=state,
+            parallel_tasks=self.parallel_tasks,
         )
-        results = tf.map_fn(
-            fn,
-            elems,
-            fn_output_signature=out_sig,
-            parallel_iterations=self.parallel_tasks,
+
+    def _with_pre_adaptation(self, results, theta, learner, training):
+        if not self.pre_adaptation_metrics:
+            return results._replace(
+                pre_loss=tf.zeros_like(results.loss),
+                pre_predictions=tf.zeros_like(results.predictions),
+            )
+        pre = learner.query(theta, training)
+        return results._replace(
+            pre_loss=pre.loss, pre_predictions=pre.predictions
         )
-        return TaskResults(*results)
 
     @property
     def resolved_task_execution(self) -> str:
         """`task_execution`, with `"auto"` resolved for the base model."""
-        if self.task_execution != "auto":
-            return self.task_execution
-        # Under XLA the map is as fast, and vectorized second-order
-        # gradients do not compile (no TensorListReserve kernel); under
-        # tf.distribute each replica keeps the map.
-        if (
-            self.jit_compile
-            or tf.distribute.has_strategy()
-            or not _batches_over_tasks(self.base)
-        ):
-            return "map"
-        return "vectorized"
+        return execution_lib.resolve(
+            self.task_execution, self.base, self.jit_compile
+        )
 
-    def _prediction_spec(self, query_x):
-        example = keras.KerasTensor(query_x.shape[1:], query_x.dtype)
-        spec = self.base.compute_output_spec(example)
-        return tf.TensorSpec(spec.shape, spec.dtype)
-
-    # ------------------------------------------------------------------
     # Keras steps.
 
     @_no_autograph
@@ -580,34 +473,37 @@ class MetaModel(keras.Model):
 
     def _update_metrics(self, data, results):
         ep = episode_lib.as_episode(data)
-        y = _merge_task_axis(ep["query_y"])
+        y = _metrics.merge_task_axis(ep["query_y"])
         # Per-task values: the tracker's mean is then the exact mean over all
         # tasks, also when replicas hold different numbers of tasks.
         self.loss_tracker.update_state(results.loss)
         for metric in self.query_metrics:
-            metric.update_state(y, _merge_task_axis(results.predictions))
+            metric.update_state(
+                y, _metrics.merge_task_axis(results.predictions)
+            )
         if self.pre_adaptation_metrics:
             self.pre_loss_tracker.update_state(results.pre_loss)
             for metric in self.pre_metrics:
                 metric.update_state(
-                    y, _merge_task_axis(results.pre_predictions)
+                    y, _metrics.merge_task_axis(results.pre_predictions)
                 )
         return distribute.keras_logs({m.name: m.result() for m in self.metrics})
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        # Keras builds metrics and optimizer from the first batch, which it
-        # averages over replicas: that needs equal per-replica meta-batches,
-        # and MultiWorkerMirroredStrategy refuses it for a dict of tensors.
-        # Shapes are all the build needs: give it one replica's part.
-        strategy = self._distribute_strategy
+        # Overrides a private hook of Keras' TensorFlow trainer (see
+        # `_compat`). Keras builds metrics and optimizer from the first
+        # batch, which it averages over replicas: that needs equal
+        # per-replica meta-batches, and MultiWorkerMirroredStrategy refuses
+        # it for a dict of tensors. Shapes are all the build needs: give it
+        # one replica's part.
+        strategy = _compat.explicit_strategy(self)
         if iterator is not None and strategy is not None:
-            for _, _, it in iterator:
-                data_batch = distribute.local_batch(next(it), strategy)
-                break
+            batch = _compat.first_distributed_batch(iterator)
+            if batch is not None:
+                data_batch = distribute.local_batch(batch, strategy)
             iterator = None
         super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
-    # ------------------------------------------------------------------
     # New tasks.
 
     def adapt(self, x, y, steps: int | None = None, seed: int = 0):
@@ -636,7 +532,7 @@ class MetaModel(keras.Model):
         theta, state = self._parameters()
         steps = steps or self.eval_inner_steps
         phi, _ = self._adapt_function(
-            theta, state, x, y, steps, tf.constant([seed, 0]), False
+            theta, state, x, y, steps, tf.constant([seed, 0])
         )
         fast = _copy_model(self.base)
         for var, value in zip(fast.trainable_variables, phi):
@@ -645,41 +541,25 @@ class MetaModel(keras.Model):
             var.assign(value)
         return fast
 
+    def _adapt(self, theta, state, x, y, steps, seed):
+        """(theta_i, last state) of `steps` first-order steps on (x, y)."""
+        return self._inner_loop().adapt(
+            theta,
+            state,
+            x,
+            y,
+            steps=steps,
+            batch_size=self._inner_batch_size(x.shape[0]),
+            seed=seed,
+            second_order=False,
+        )
+
     @property
     def _adapt_function(self):
         # One tf.function per model, traced once per input signature.
         if getattr(self, "_adapt_fn", None) is None:
             self._adapt_fn = tf.function(self._adapt, reduce_retracing=True)
         return self._adapt_fn
-
-
-# Layers whose ops tf.vectorized_map batches over per-task weights.
-_VECTORIZABLE = (
-    keras.layers.InputLayer,
-    keras.layers.Dense,
-    keras.layers.Activation,
-    keras.layers.ReLU,
-    keras.layers.LeakyReLU,
-    keras.layers.Softmax,
-    keras.layers.Flatten,
-    keras.layers.Reshape,
-    keras.layers.BatchNormalization,
-)
-
-
-def _batches_over_tasks(model) -> bool:
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            if not _batches_over_tasks(layer):
-                return False
-        elif not isinstance(layer, _VECTORIZABLE):
-            return False
-    return True
-
-
-def _merge_task_axis(t):
-    shape = tf.shape(t)
-    return tf.reshape(t, tf.concat([[shape[0] * shape[1]], shape[2:]], 0))
 
 
 def _copy_model(model):
@@ -690,40 +570,3 @@ def _copy_model(model):
     if not copy.built:
         copy.build(model.input_shape if hasattr(model, "input_shape") else None)
     return copy
-
-
-_ACCURACY = {
-    "sparse_categorical_crossentropy": keras.metrics.SparseCategoricalAccuracy,
-    "categorical_crossentropy": keras.metrics.CategoricalAccuracy,
-    "binary_crossentropy": keras.metrics.BinaryAccuracy,
-}
-
-
-def _loss_name(loss):
-    if isinstance(loss, str):
-        return loss
-    if isinstance(loss, keras.losses.Loss):
-        fn = getattr(loss, "fn", None)
-        return getattr(fn, "__name__", loss.name)
-    return getattr(loss, "__name__", str(loss))
-
-
-def _resolve_metrics(metrics, loss, prefix):
-    """Fresh metric objects for `metrics`, renamed with `prefix`."""
-    resolved = []
-    for spec in metrics:
-        if spec in ("accuracy", "acc"):
-            cls = _ACCURACY.get(_loss_name(loss), keras.metrics.Accuracy)
-            metric = cls(name=prefix + "accuracy")
-        else:
-            base = keras.metrics.get(spec)
-            if not isinstance(base, keras.metrics.Metric):
-                name = getattr(base, "__name__", str(spec))
-                metric = keras.metrics.MeanMetricWrapper(
-                    base, name=prefix + name
-                )
-            else:
-                config = dict(base.get_config(), name=prefix + base.name)
-                metric = base.__class__.from_config(config)
-        resolved.append(metric)
-    return resolved

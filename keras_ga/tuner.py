@@ -62,16 +62,15 @@ import keras_ga
 from keras_ga import _checks
 from keras_ga import _optional
 from keras_ga import agreement
-from keras_ga import meta_model
+from keras_ga import algorithms
 
 with _optional.requires_extra("tuner", feature="keras_ga.tuner"):
     import keras_tuner
 
 TASKS = ("classification", "regression")
 TUNERS = ("random", "bayesian", "hyperband")
-# The algorithm names, read from the library (one line to change if they
-# move).
-ALGOS = tuple(meta_model.ALGOS)
+# The registered algorithms' names (`keras_ga.algorithms`).
+ALGOS = tuple(algorithms.names())
 WEIGHTINGS = tuple(sorted(agreement.WEIGHTINGS))
 # The named arguments of `MetaModel` (but the base model): a new argument
 # can be searched as soon as `MetaModel` takes it.

@@ -1,0 +1,148 @@
+"""The per-task rule every algorithm implements, and what it returns.
+
+An algorithm is a small rule applied to one task at a time: given the
+meta-parameters theta and a `keras_ga.inner_loop.TaskLearner` (the task's
+support and query sets with the inner loop bound to them), it adapts theta
+to the task and says what the outer step receives from it. Weighting the
+tasks, summing over them and applying the outer update are `MetaModel`'s
+work, the same for every algorithm.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import NamedTuple
+
+import tensorflow as tf
+
+from keras_ga import inner_loop
+
+
+class TaskResults(NamedTuple):
+    """What one task gives the outer step.
+
+    A rule returns one `TaskResults` per task; `MetaModel.run_tasks` returns
+    them stacked over the task axis, each tensor with a leading `[N]`.
+
+    Attributes:
+        outer_grads: per variable, the task's contribution to the outer
+            gradient (`theta - theta_i` when not training).
+        updates: per variable, g_i = theta - theta_i, which the agreement
+            weighting compares across tasks.
+        loss: the query loss after adaptation, a scalar.
+        pre_loss: the query loss before adaptation (filled in by
+            `MetaModel`; `None` in what a rule returns).
+        predictions: the query predictions after adaptation `[Q, ...]`.
+        pre_predictions: the query predictions before adaptation (filled
+            in by `MetaModel`; `None` in what a rule returns).
+        states: per non-trainable variable, its value after the task (the
+            meta-model's moving statistics are the mean over tasks).
+    """
+
+    outer_grads: list
+    updates: list
+    loss: tf.Tensor
+    pre_loss: tf.Tensor | None
+    predictions: tf.Tensor
+    pre_predictions: tf.Tensor | None
+    states: list
+
+
+def difference(theta, phi) -> list:
+    """theta - phi, per variable."""
+    return [t - p for t, p in zip(theta, phi)]
+
+
+def task_results(
+    theta, phi, outer_grads, query: inner_loop.LossOutput, states=None
+) -> TaskResults:
+    """The `TaskResults` of a rule, before the pre-adaptation fields.
+
+    Args:
+        theta: the meta-parameters.
+        phi: the adapted weights theta_i.
+        outer_grads: the task's outer gradient per variable (`None` for a
+            variable the loss does not depend on).
+        query: the query pass after adaptation.
+        states: the non-trainable state to report; defaults to the state
+            after the query pass.
+    """
+    return TaskResults(
+        outer_grads=inner_loop.zeros_for_none(outer_grads, theta),
+        updates=difference(theta, phi),
+        loss=query.loss,
+        pre_loss=None,
+        predictions=query.predictions,
+        pre_predictions=None,
+        states=query.state if states is None else states,
+    )
+
+
+class Algorithm(abc.ABC):
+    """A meta-learning algorithm, as a rule applied to each task.
+
+    Subclasses set `name` (the `algo` argument of `MetaModel`), implement
+    `train` and may override `evaluate` and `default_inner_batch_size`.
+    Register them with `keras_ga.algorithms.register`.
+
+    Example:
+
+    ```python
+    @keras_ga.algorithms.register
+    class MyFOMAML(keras_ga.algorithms.Algorithm):
+        name = "my_fomaml"
+
+        def train(self, theta, learner):
+            phi, _ = learner.adapt(theta)
+            with tf.GradientTape() as tape:
+                tape.watch(phi)
+                query = learner.query(phi)
+            grads = tape.gradient(query.loss, phi)
+            return keras_ga.algorithms.task_results(theta, phi, grads, query)
+
+    model = keras_ga.MetaModel(base, algo="my_fomaml")
+    ```
+    """
+
+    name: str = ""
+
+    def default_inner_batch_size(self, support_size: int, steps: int) -> int:
+        """Support examples per inner step when `inner_batch_size=None`.
+
+        Args:
+            support_size: S, the support examples of a task.
+            steps: the training inner steps (`MetaModel.inner_steps`).
+
+        Returns:
+            The whole support set, S, unless a rule says otherwise.
+        """
+        del steps
+        return support_size
+
+    @abc.abstractmethod
+    def train(self, theta, learner) -> TaskResults:
+        """One task of a training step: adapt, then the outer gradient.
+
+        Args:
+            theta: the meta-parameters, a list of tensors.
+            learner: the `keras_ga.inner_loop.TaskLearner` of the task.
+
+        Returns:
+            The task's `TaskResults` (see `task_results`).
+        """
+
+    def evaluate(self, theta, learner, training: bool) -> TaskResults:
+        """One task of an evaluation step: adapt, then predict the query.
+
+        The same for every built-in algorithm: first-order adaptation, and
+        `theta - theta_i` in place of an outer gradient.
+
+        Args:
+            theta: the meta-parameters, a list of tensors.
+            learner: the `keras_ga.inner_loop.TaskLearner` of the task.
+            training: whether the query pass uses batch statistics
+                (transductive) or the moving ones.
+        """
+        phi, _ = learner.adapt(theta, second_order=False)
+        query = learner.query(phi, training)
+        return task_results(theta, phi, difference(theta, phi), query)

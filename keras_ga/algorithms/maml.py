@@ -1,0 +1,30 @@
+"""MAML: the query gradient through the inner loop (second order).
+
+References:
+    Finn, Abbeel, Levine. Model-Agnostic Meta-Learning for Fast Adaptation
+    of Deep Networks. ICML 2017.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from keras_ga.algorithms import base
+
+
+class MAML(base.Algorithm):
+    """MAML: grad_theta L_query(theta_i(theta)), through the inner steps.
+
+    The gradient of each task is taken inside its own tape, so backprop
+    through the inner loop holds the activations of one task at a time.
+    """
+
+    name = "maml"
+
+    def train(self, theta, learner) -> base.TaskResults:
+        with tf.GradientTape() as tape:
+            tape.watch(theta)
+            phi, _ = learner.adapt(theta, second_order=True)
+            query = learner.query(phi)
+        grads = tape.gradient(query.loss, theta)
+        return base.task_results(theta, phi, grads, query)

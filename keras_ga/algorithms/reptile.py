@@ -1,0 +1,40 @@
+"""Reptile: the outer gradient is theta - theta_i.
+
+References:
+    Nichol, Achiam, Schulman. On First-Order Meta-Learning Algorithms.
+    arXiv:1803.02999, 2018.
+"""
+
+from __future__ import annotations
+
+from keras_ga.algorithms import base
+
+
+class Reptile(base.Algorithm):
+    """Reptile: the optimizer receives theta - theta_i as the gradient.
+
+    With `SGD(lr=eps)` the outer step goes to theta + eps (theta_i - theta)
+    (weighted over tasks). The inner loop runs over the support set in
+    sub-batches, and the moving statistics follow the last inner step's
+    sub-batch rather than the query pass: the query set is not part of
+    Reptile's training.
+    """
+
+    name = "reptile"
+
+    def default_inner_batch_size(self, support_size: int, steps: int) -> int:
+        """`ceil(S / steps)`: the `steps` sub-batches cover the support set.
+
+        Algorithm 1, line 5 of the paper.
+        """
+        return -(-support_size // steps)
+
+    def train(self, theta, learner) -> base.TaskResults:
+        phi, last_state = learner.adapt(theta, second_order=False)
+        return base.task_results(
+            theta,
+            phi,
+            base.difference(theta, phi),
+            learner.query(phi),
+            states=last_state,
+        )

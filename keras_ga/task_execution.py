@@ -1,0 +1,141 @@
+"""Running a per-task function over the task axis of a meta-batch.
+
+Two ways, both one graph for any number of tasks N:
+
+- `"map"`: `tf.map_fn`, one task at a time (up to `parallel_tasks` at once).
+  Each task computes its own outer gradient inside the loop body, so
+  second-order backprop holds the activations of one task at a time.
+- `"vectorized"`: `tf.vectorized_map`, every op batched over the tasks; an
+  op that cannot be batched (a conv with per-task filters, the stateless
+  RNG of sub-batches) falls back to a loop.
+
+`"auto"` picks `"vectorized"` for models whose layers all batch over tasks
+(`batches_over_tasks`), outside XLA and `tf.distribute`, else `"map"`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import keras
+import tensorflow as tf
+
+from keras_ga import episode as episode_lib
+from keras_ga.algorithms import TaskResults
+
+EXECUTIONS = ("auto", "map", "vectorized")
+
+# Layers whose ops tf.vectorized_map batches over per-task weights.
+_VECTORIZABLE = (
+    keras.layers.InputLayer,
+    keras.layers.Dense,
+    keras.layers.Activation,
+    keras.layers.ReLU,
+    keras.layers.LeakyReLU,
+    keras.layers.Softmax,
+    keras.layers.Flatten,
+    keras.layers.Reshape,
+    keras.layers.BatchNormalization,
+)
+
+
+def batches_over_tasks(model: keras.Model) -> bool:
+    """Whether every layer of `model` (nested models too) is vectorizable."""
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            if not batches_over_tasks(layer):
+                return False
+        elif not isinstance(layer, _VECTORIZABLE):
+            return False
+    return True
+
+
+def resolve(execution: str, model: keras.Model, jit_compile: bool) -> str:
+    """`execution`, with `"auto"` resolved for `model`."""
+    if execution != "auto":
+        return execution
+    # Under XLA the map is as fast, and vectorized second-order
+    # gradients do not compile (no TensorListReserve kernel); under
+    # tf.distribute each replica keeps the map.
+    if (
+        jit_compile
+        or tf.distribute.has_strategy()
+        or not batches_over_tasks(model)
+    ):
+        return "map"
+    return "vectorized"
+
+
+def output_signature(theta, state, predictions) -> TaskResults:
+    """The `tf.map_fn` signature of one task's `TaskResults`.
+
+    Args:
+        theta: the meta-parameters (one spec per variable).
+        state: the non-trainable state (one spec per variable).
+        predictions: the `tf.TensorSpec` of one task's query predictions.
+    """
+    params = [tf.TensorSpec(t.shape, t.dtype) for t in theta]
+    loss = tf.TensorSpec([], theta[0].dtype)
+    return TaskResults(
+        outer_grads=params,
+        updates=params,
+        loss=loss,
+        pre_loss=loss,
+        predictions=predictions,
+        pre_predictions=predictions,
+        states=[tf.TensorSpec(s.shape, s.dtype) for s in state],
+    )
+
+
+def prediction_spec(model: keras.Model, query_x) -> tf.TensorSpec:
+    """The spec of `model`'s outputs for one task's query inputs."""
+    example = keras.KerasTensor(query_x.shape[1:], query_x.dtype)
+    spec = model.compute_output_spec(example)
+    return tf.TensorSpec(spec.shape, spec.dtype)
+
+
+def run(
+    fn: Callable[..., TaskResults],
+    episode: dict,
+    execution: str,
+    *,
+    model: keras.Model,
+    theta,
+    state,
+    parallel_tasks: int | None = None,
+) -> TaskResults:
+    """`fn` applied to every task of `episode`, stacked over the tasks.
+
+    Args:
+        fn: `fn(index, support_x, support_y, query_x, query_y)` for one task
+            (its index in the meta-batch, then its tensors without the task
+            axis), returning its `TaskResults`.
+        episode: a meta-batch, as `keras_ga.episode.as_episode` returns it.
+        execution: `"map"` or `"vectorized"` (resolved, see `resolve`).
+        model: the base model (for the shape of its predictions).
+        theta: the meta-parameters.
+        state: the non-trainable state.
+        parallel_tasks: `tf.map_fn`'s `parallel_iterations`.
+
+    Returns:
+        `TaskResults`, each tensor with a leading task axis `[N]`.
+    """
+    n = tf.shape(episode["support_x"])[0]
+    elems = (tf.range(n), *(episode[k] for k in episode_lib.EPISODE_KEYS))
+
+    def one(elems):
+        return fn(*elems)
+
+    if execution == "vectorized":
+        # Falls back to a loop only for ops pfor cannot batch (the
+        # stateless RNG of sub-batches, convs).
+        return tf.vectorized_map(one, elems, fallback_to_while_loop=True)
+    signature = output_signature(
+        theta, state, prediction_spec(model, episode["query_x"])
+    )
+    return tf.map_fn(
+        one,
+        elems,
+        fn_output_signature=signature,
+        parallel_iterations=parallel_tasks,
+    )
