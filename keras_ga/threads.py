@@ -8,7 +8,7 @@ the cores are better spent running several tasks' ops side by side, one
 thread each. On this project's 2-core machine, one thread per op and two
 ops at once ran the Omniglot conv4 meta-training step 1.13x to 1.33x, and
 the sine MLP step 1.37x to 1.84x, as fast as TensorFlow's default split,
-with the same results (`benchmarks/speed.py`, table in
+with the same results (`python -m benchmarks.step_speed`, table in
 `benchmarks/RESULTS.md`).
 """
 
