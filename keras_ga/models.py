@@ -12,8 +12,8 @@
 BatchNormalization is `keras_ga.layers.BatchNormalization`, whose second
 derivatives are exact, so `MetaModel` has nothing to swap; max-pooling is
 `keras_ga.layers.MaxPooling2D`, the stock layer with second derivatives
-that run on oneDNN's pooling kernels (about 15% off a 5-inner-step conv4
-MAML step on a 2-core CPU).
+that run on oneDNN's pooling kernels, which shortens a second-order MAML
+step on CPU (figures in `benchmarks/RESULTS.md`, "Max-pooling kernels").
 
 References:
     Vinyals et al., "Matching Networks for One Shot Learning", NeurIPS 2016.

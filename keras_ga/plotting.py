@@ -38,8 +38,22 @@ def read_history(source) -> dict[str, np.ndarray]:
             entry, a run folder holding `history.csv`, or a dict of lists
             (a `keras.callbacks.History.history`).
 
+    Returns:
+        One float64 array per metric, one value per epoch (the CSV's
+        `epoch` column is left out).
+
     Raises:
         ValueError: when `source` holds no history.
+
+    Example:
+
+    ```python
+    from keras_ga import plotting
+
+    history = plotting.read_history(
+        {"loss": [1.0, 0.5], "val_accuracy": [0.6, 0.8]})
+    print(history["val_accuracy"])  # [0.6 0.8]
+    ```
     """
     if isinstance(source, Mapping):
         return {k: np.asarray(v, np.float64) for k, v in source.items()}
@@ -70,7 +84,29 @@ def read_history(source) -> dict[str, np.ndarray]:
 
 
 def iterations_per_epoch(run_dir) -> int:
-    """`eval_every` from a run folder's `config.json` (1 when absent)."""
+    """`eval_every` from a run folder's `config.json` (1 when absent).
+
+    Args:
+        run_dir: a run folder, as the examples write it.
+
+    Returns:
+        Meta-iterations per history row: `eval_every`, at most
+        `iterations`; 1 when the folder has no `config.json`.
+
+    Example:
+
+    ```python
+    import json
+    import tempfile
+
+    from keras_ga import plotting
+
+    run_dir = tempfile.mkdtemp()
+    with open(f"{run_dir}/config.json", "w") as f:
+        json.dump({"eval_every": 100, "iterations": 1000}, f)
+    print(plotting.iterations_per_epoch(run_dir))  # 100
+    ```
+    """
     path = os.path.join(str(run_dir), "config.json")
     if not os.path.exists(path):
         return 1
@@ -107,6 +143,19 @@ def plot_learning_curves(
             of `metrics`.
         ImportError: when matplotlib is not installed (the `plotting`
             extra).
+
+    Example:
+
+    ```python
+    import tempfile
+
+    from keras_ga import plotting
+
+    runs = {"uniform": {"loss": [1.0, 0.6], "val_accuracy": [0.5, 0.7]},
+            "agreement": {"loss": [1.0, 0.5], "val_accuracy": [0.5, 0.8]}}
+    plotting.plot_learning_curves(
+        runs, f"{tempfile.mkdtemp()}/curves.png", steps_per_epoch=100)
+    ```
     """
     if not runs or not metrics:
         raise ValueError(

@@ -5,9 +5,9 @@ of max-pooling's gradient (`MaxPoolGrad`) and, in the outer backward pass
 through the inner steps, `MaxPoolGrad` of tensors the forward pass saved.
 TensorFlow's CPU kernels for both (`MaxPoolGradGrad`, and `MaxPoolGrad`
 without its forward op beside it) are Eigen loops that recompute the
-window maxima with their positions: on a 2-core CPU they took 1.7 to 2.1
-and 1.3 to 1.4 ms on a 5x28x28x64 support batch, against 0.4 to 0.5 ms for
-the oneDNN ops that replace them here (`benchmarks/pooling_speed.py`).
+window maxima with their positions, slower than the oneDNN pooling ops
+that replace them here (timings: `python -m benchmarks.pooling_speed`,
+table in `benchmarks/RESULTS.md`, "Max-pooling kernels").
 
 `keras_ga.layers.MaxPooling2D` gives the same values and derivatives
 through ops that oneDNN runs:
@@ -45,6 +45,15 @@ class MaxPooling2D(keras.layers.MaxPooling2D):
     instead of TensorFlow's Eigen `MaxPoolGrad` / `MaxPoolGradGrad`
     kernels (see the module docstring); otherwise the layer is the stock
     one.
+
+    Example:
+
+    ```python
+    # A drop-in for keras.layers.MaxPooling2D:
+    pool = keras_ga.layers.MaxPooling2D(2)
+    x = tf.random.normal([5, 28, 28, 64])
+    print(pool(x).shape)  # (5, 14, 14, 64)
+    ```
     """
 
     def call(self, inputs):
@@ -74,6 +83,20 @@ def max_pool(x, pool_size, strides, padding):
         strides: `(height, width)` strides; the second derivative's window
             sum assumes `strides == pool_size`.
         padding: `"VALID"` or `"SAME"`.
+
+    Returns:
+        The pooled tensor, as `tf.nn.max_pool2d(x, pool_size, strides,
+        padding)`.
+
+    Example:
+
+    ```python
+    from keras_ga import pooling
+
+    x = tf.random.normal([2, 4, 4, 3])
+    y = pooling.max_pool(x, (2, 2), (2, 2), "VALID")
+    np.testing.assert_array_equal(y, tf.nn.max_pool2d(x, 2, 2, "VALID"))
+    ```
     """
     import tensorflow as tf
 
@@ -147,8 +170,8 @@ def _local_pool(x, y, ksize, strides, padding):
     in another graph (the outer backward pass of MAML differentiates the
     inner steps in the while loop's gradient body, which receives saved
     tensors), TensorFlow's Eigen kernel would recompute the maxima instead,
-    3x to 7x slower on conv4's first two layers' activations; the pool is
-    recomputed here then, and `y` is not captured.
+    which is slower; the pool is recomputed here then, and `y` is not
+    captured.
     """
     import tensorflow as tf
 

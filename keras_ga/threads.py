@@ -5,11 +5,9 @@ runs that many ops at once (inter-op threads). `MetaModel` runs the tasks
 of a meta-batch concurrently (`tf.map_fn`, `parallel_tasks` at a time), and
 the ops of one few-shot task are small (a 5-image convolution), so on a CPU
 the cores are better spent running several tasks' ops side by side, one
-thread each. On this project's 2-core machine, one thread per op and two
-ops at once ran the Omniglot conv4 meta-training step 1.13x to 1.33x, and
-the sine MLP step 1.37x to 1.84x, as fast as TensorFlow's default split,
-with the same results (`python -m benchmarks.step_speed`, table in
-`benchmarks/RESULTS.md`).
+thread each. The split changes how fast a step runs, not what it computes:
+the results are the same. Measured speeds (`python -m
+benchmarks.step_speed`) are in `benchmarks/RESULTS.md`, "Thread split".
 """
 
 from __future__ import annotations
@@ -36,9 +34,25 @@ def set_cpu_threads(cores: int | None = None) -> None:
         RuntimeError: if TensorFlow's runtime already runs with another
             split.
 
-    Example, first thing in a training script's `main`:
+    Example:
 
+    First thing in a training script's `main`, before any model or dataset
+    is built:
+
+    ```python
+    from absl import app
+
+    import keras_ga
+
+
+    def main(argv):
         keras_ga.set_cpu_threads()
+        ...  # build the model and the datasets, train
+
+
+    if __name__ == "__main__":
+        app.run(main)
+    ```
     """
     import tensorflow as tf
 

@@ -100,6 +100,13 @@ def meta_objective(task: str = "classification") -> keras_tuner.Objective:
     Returns:
         `keras_tuner.Objective("val_accuracy", "max")` or
         `keras_tuner.Objective("val_loss", "min")`.
+
+    Example:
+
+    ```python
+    objective = tuner.meta_objective("regression")
+    print(objective.name, objective.direction)  # val_loss min
+    ```
     """
     _checks.check_one_of("task", task, list(TASKS))
     return keras_tuner.Objective(*_OBJECTIVES[task])
@@ -121,7 +128,9 @@ def default_space(hp, task: str = "classification") -> dict:
     Returns:
         The drawn `MetaModel` arguments and `outer_learning_rate`.
 
-    Example (a space of your own that extends it):
+    Example:
+
+    A space of your own that extends it:
 
     ```python
     def space(hp):
@@ -129,7 +138,8 @@ def default_space(hp, task: str = "classification") -> dict:
         settings["eval_inner_steps"] = hp.Int("eval_inner_steps", 5, 10)
         return settings
 
-    hypermodel = tuner.MetaHyperModel(build_base, space=space)
+    hypermodel = tuner.MetaHyperModel(
+        lambda: keras_ga.models.conv4((28, 28, 1), 5), space=space)
     ```
     """
     _checks.check_one_of("task", task, list(TASKS))
@@ -178,6 +188,19 @@ class MetaHyperModel(keras_tuner.HyperModel):
             or draws values `MetaModel` refuses (see `check_space`).
         TypeError: when `build_base` or `space` is not callable, or `space`
             returns something other than a dict.
+
+    Example:
+
+    ```python
+    import keras_tuner
+
+    hypermodel = tuner.MetaHyperModel(
+        lambda: keras_ga.models.mlp((1,), 1, (40, 40)), task="regression")
+    hp = keras_tuner.HyperParameters()
+    hp.Fixed("algo", "reptile")
+    model = hypermodel.build(hp)  # the other values at their defaults
+    print(model.algo, hypermodel.objective.name)  # reptile val_loss
+    ```
     """
 
     def __init__(
@@ -238,6 +261,23 @@ class MetaHyperModel(keras_tuner.HyperModel):
                 not declare, or a drawn value `MetaModel` refuses.
             TypeError: when `space` returns something other than a dict, or
                 `MetaModel` refuses the type of a drawn value.
+
+        Example:
+
+        ```python
+        import keras_tuner
+
+        hypermodel = tuner.MetaHyperModel(
+            lambda: keras_ga.models.mlp((1,), 1, (8,)), task="regression")
+        hp = keras_tuner.HyperParameters()
+        hp.Fixed("inner_steps", 0)
+        try:
+            hypermodel.check_space(hp)  # before any trial runs
+        except ValueError as error:
+            print(error)
+        # `inner_steps` must be a positive integer. Received: inner_steps=0
+        # (drawn by `space(hp)` with the defaults)
+        ```
         """
         given = hyperparameters
         if given is None:
@@ -451,7 +491,9 @@ def make_tuner(
             sets each trial's epochs itself, up to `max_epochs`, and ignores
             `max_trials`).
         hypermodel: the `MetaHyperModel` to search.
-        directory, project_name: where the tuner keeps its trials.
+        directory: the folder the tuner keeps its projects in.
+        project_name: the subfolder of `directory` holding this search's
+            trials.
         max_trials: trials of `RandomSearch` and `BayesianOptimization`.
         max_epochs: the most epochs of a `Hyperband` trial.
         seed: the tuner's random seed.
@@ -459,6 +501,23 @@ def make_tuner(
         **kwargs: passed to the tuner, for example `hyperparameters=` (a
             `keras_tuner.HyperParameters` fixing or narrowing entries of
             the space) and `tune_new_entries=`.
+
+    Returns:
+        The `keras_tuner.Tuner`; call its `search(...)` with episode
+        datasets.
+
+    Example:
+
+    ```python
+    import tempfile
+
+    hypermodel = tuner.MetaHyperModel(
+        lambda: keras_ga.models.mlp((1,), 1, (40, 40)), task="regression")
+    search = tuner.make_tuner("random", hypermodel, max_trials=2,
+                              directory=tempfile.mkdtemp(),
+                              project_name="sine")
+    print(type(search).__name__)  # RandomSearch
+    ```
     """
     _checks.check_one_of("kind", kind, list(TUNERS))
     common = dict(
@@ -483,10 +542,34 @@ def make_tuner(
 def best_trials(tuner: keras_tuner.Tuner, num_trials: int = 1) -> list[dict]:
     """The best finished trials, best first, as plain dicts.
 
+    Args:
+        tuner: a tuner that has run `search(...)`.
+        num_trials: how many trials to return (fewer when fewer finished).
+
     Returns:
         Dicts with `trial_id`, `score` (the objective's value) and
         `hyperparameters` (without Keras Tuner's `"tuner/..."` bookkeeping
         entries), ready for `json.dump`.
+
+    Example:
+
+    ```python
+    import tempfile
+
+    hypermodel = tuner.MetaHyperModel(
+        lambda: keras_ga.models.mlp((1,), 1, (8,)), task="regression")
+    search = tuner.make_tuner("random", hypermodel, max_trials=1,
+                              directory=tempfile.mkdtemp(),
+                              project_name="sine")
+    train = keras_ga.datasets.sine_tasks(
+        shots=5, queries=5, meta_batch_size=4, seed=0)
+    val = keras_ga.datasets.sine_tasks(
+        shots=5, queries=5, meta_batch_size=4, seed=1, num_tasks=8)
+    search.search(train, steps_per_epoch=2, epochs=1,
+                  validation_data=val, verbose=0)
+    print(sorted(tuner.best_trials(search)[0]))
+    # ['hyperparameters', 'score', 'trial_id']
+    ```
     """
     return [
         {

@@ -583,7 +583,8 @@ class SpaceTest(parameterized.TestCase):
         with mock.patch.dict(sys.modules, {"keras_tuner": None}):
             with self.assertRaisesRegex(
                 ImportError,
-                r'keras_ga.tuner needs Keras Tuner.*`pip install "keras_ga\[tuner\]"`',
+                r"keras_ga.tuner needs the optional module `keras_tuner`.*"
+                r'pip install "keras_ga\[tuner\]"',
             ):
                 import_fresh_tuner()
 
