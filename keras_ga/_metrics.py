@@ -99,6 +99,9 @@ def update(container, y: tf.Tensor, predictions: tf.Tensor) -> None:
     try:
         container.update_state(y, predictions)
     except (ValueError, TypeError, tf.errors.InvalidArgumentError) as error:
+        # The container is built by now: name the metric if a rule says why.
+        for metric in container.metrics:
+            _check_fits(metric.name, y, predictions)
         raise ValueError(
             "A metric of `metrics` does not fit the query targets and "
             f"predictions ({error}). Received: targets of shape {y.shape} "
