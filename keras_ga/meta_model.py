@@ -229,7 +229,11 @@ class MetaModel(keras.Model):
             loss: the per-task loss, applied to the support set in the inner
                 loop and to the query set in the outer step.
             metrics: metrics of the query set after adaptation (and, with
-                `pre_adaptation_metrics`, before it, prefixed `pre_`).
+                `pre_adaptation_metrics`, before it, prefixed `pre_`),
+                resolved and named as `keras.Model.compile` does: `"acc"`
+                is logged as `acc`, and `"accuracy"` is binary, categorical
+                or sparse categorical accuracy according to the shapes of
+                the targets and predictions.
             **kwargs: passed to `keras.Model.compile` (for example
                 `jit_compile`, `steps_per_execution`). `jit_compile="auto"`
                 (the default) means XLA for models whose layers all batch
