@@ -93,3 +93,57 @@ def reduction_axes(layer, rank: int) -> list:
     if axes is not None:
         return axes
     return [i for i in range(rank) if i != layer.axis % rank]
+
+
+def compile_metrics(model):
+    """The metrics container `keras.Model.compile(metrics=...)` built.
+
+    Works around: Keras 3 (as of Keras 3.15) resolves `compile(metrics=...)`
+    into a private `CompileMetrics` container, `Model._compile_metrics`,
+    which names metrics as the user gave them and resolves `"accuracy"` from
+    the shapes at the first batch; callbacks find a metric's direction only
+    inside such containers (`MonitorCallback._set_monitor_op`). `MetaModel`
+    updates the container itself and lists it in `metrics`.
+
+    Returns:
+        The container, or `None` when `compile` got no metrics.
+
+    Raises:
+        RuntimeError: when Keras keeps its compiled metrics elsewhere (another
+            Keras version): `MetaModel` metrics then need Keras 3.15's layout.
+    """
+    if not hasattr(model, "_compile_metrics"):
+        raise RuntimeError(
+            "keras_ga.MetaModel's `metrics` support Keras versions that keep "
+            "compiled metrics in `Model._compile_metrics`, as Keras 3.15 "
+            "does. Compile without `metrics`, or use such a Keras version."
+        )
+    return model._compile_metrics
+
+
+_PREFIXED = {}
+
+
+def prefixed_compile_metrics(container, metrics, prefix: str):
+    """A new container of `container`'s kind whose metrics are prefixed.
+
+    Works around: the class of Keras' compile-metrics container is private
+    (`keras.src.trainers.compile_utils.CompileMetrics` in Keras 3.15); it is
+    taken from the container `compile` built, and subclassed so that its
+    metrics are renamed `prefix + name` when built. Its constructor takes
+    `(metrics, weighted_metrics)` in Keras 3.15.
+    """
+    cls = type(container)
+    if cls not in _PREFIXED:
+
+        class Prefixed(cls):
+            def build(self, y_true, y_pred):
+                super().build(y_true, y_pred)
+                for metric in self.metrics:
+                    metric.name = self.prefix + metric.name
+
+        _PREFIXED[cls] = Prefixed
+    prefixed = _PREFIXED[cls](metrics, None)
+    prefixed.prefix = prefix
+    prefixed.name = prefix + container.name
+    return prefixed

@@ -1,9 +1,14 @@
-"""Query metrics of `MetaModel`: resolving the names given to `compile`.
+"""Query metrics of `MetaModel`: checks, names and updates.
 
-`MetaModel` updates its metrics itself, on the query sets of all tasks, so
-it resolves `compile(metrics=...)` here rather than through Keras' compiled
-metrics: each name gives a fresh metric object, once for the query set
-after adaptation and once, prefixed `pre_`, for the query set before it.
+`MetaModel` lets Keras' own compile machinery resolve `compile(metrics=...)`
+(`keras.Model.compile` builds a container of metrics at the first batch, from
+the shapes of the targets and predictions, as for any Keras model), so that
+metrics keep the names the user gave (`"acc"` is logged as `acc`, `"mae"` as
+`mae`), `"accuracy"` means binary, categorical or sparse categorical
+accuracy according to the shapes, whatever the loss, and callbacks such as
+`EarlyStopping` find each metric's direction. A second container of the
+same kind, whose metrics are prefixed `pre_`, holds the metrics of the query
+set before adaptation (see `keras_ga._compat.prefixed_compile_metrics`).
 """
 
 from __future__ import annotations
@@ -11,12 +16,26 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-# The accuracy that "accuracy" means for each loss, as in Keras.
-_ACCURACY = {
-    "sparse_categorical_crossentropy": keras.metrics.SparseCategoricalAccuracy,
-    "categorical_crossentropy": keras.metrics.CategoricalAccuracy,
-    "binary_crossentropy": keras.metrics.BinaryAccuracy,
-}
+_ACCURACY = ("accuracy", "acc")
+
+# Keras' names (and aliases) of the losses and metrics that compare targets
+# and predictions element by element.
+_REGRESSION = frozenset(
+    [
+        "mean_squared_error",
+        "mse",
+        "mean_absolute_error",
+        "mae",
+        "mean_absolute_percentage_error",
+        "mape",
+        "mean_squared_logarithmic_error",
+        "msle",
+        "root_mean_squared_error",
+        "huber",
+        "log_cosh",
+        "logcosh",
+    ]
+)
 
 
 def loss_name(loss) -> str:
@@ -29,25 +48,92 @@ def loss_name(loss) -> str:
     return getattr(loss, "__name__", str(loss))
 
 
-def resolve_metrics(metrics, loss, prefix: str) -> list:
-    """Fresh metric objects for `metrics`, renamed with `prefix`."""
-    resolved = []
+def _name(spec) -> str:
+    if isinstance(spec, str):
+        return spec
+    return getattr(spec, "name", None) or getattr(spec, "__name__", str(spec))
+
+
+def check_metrics(metrics, loss) -> list:
+    """Checks `compile(metrics=...)` against the loss; returns a list.
+
+    Raises:
+        TypeError: when `metrics` is not a list or tuple.
+        ValueError: for accuracy with a regression loss (mean squared error,
+            mean absolute error, ...), whose targets are not classes.
+    """
+    if metrics is None:
+        return []
+    if not isinstance(metrics, (list, tuple)):
+        raise TypeError(
+            "`metrics` must be a list of metrics (names, functions or "
+            "`keras.metrics.Metric` objects) of the query set. Received: "
+            f"metrics={metrics!r}"
+        )
+    name = loss_name(loss).lower()
     for spec in metrics:
-        if spec in ("accuracy", "acc"):
-            cls = _ACCURACY.get(loss_name(loss), keras.metrics.Accuracy)
-            metric = cls(name=prefix + "accuracy")
-        else:
-            base = keras.metrics.get(spec)
-            if not isinstance(base, keras.metrics.Metric):
-                name = getattr(base, "__name__", str(spec))
-                metric = keras.metrics.MeanMetricWrapper(
-                    base, name=prefix + name
+        if isinstance(spec, str) and spec.lower() in _ACCURACY:
+            if name in _REGRESSION:
+                raise ValueError(
+                    f"`metrics` has {spec!r}, which counts correct class "
+                    f"predictions, but the loss {name!r} is a regression "
+                    "loss, whose targets are not classes: use a regression "
+                    "metric such as 'mae'. Received: "
+                    f"metrics={list(metrics)!r}, loss={name!r}"
                 )
-            else:
-                config = dict(base.get_config(), name=prefix + base.name)
-                metric = base.__class__.from_config(config)
-        resolved.append(metric)
-    return resolved
+    return list(metrics)
+
+
+def names(metrics, prefix: str = "") -> list:
+    """The names under which `metrics` are logged, as Keras names them."""
+    return [prefix + _name(spec) for spec in metrics]
+
+
+def update(container, y: tf.Tensor, predictions: tf.Tensor) -> None:
+    """Updates a compile-metrics container with a clear error for misfits.
+
+    Raises:
+        ValueError: when a metric does not fit the targets and predictions,
+            for example a regression metric with class-index targets.
+    """
+    try:
+        container.update_state(y, predictions)
+    except (ValueError, TypeError, tf.errors.InvalidArgumentError) as error:
+        # The container is built by now: name the metric if a rule says why.
+        for metric in container.metrics:
+            _check_fits(metric.name, y, predictions)
+        raise ValueError(
+            "A metric of `metrics` does not fit the query targets and "
+            f"predictions ({error}). Received: targets of shape {y.shape} "
+            f"and dtype {y.dtype.name}, predictions of shape "
+            f"{predictions.shape}."
+        ) from error
+    for metric in container.metrics:
+        _check_fits(metric.name, y, predictions)
+
+
+def _check_fits(name: str, y: tf.Tensor, predictions: tf.Tensor) -> None:
+    base = name.removeprefix("pre_")
+    if base in _REGRESSION and y.shape.rank != predictions.shape.rank:
+        raise ValueError(
+            f"The metric {base!r} of `metrics` compares targets and "
+            "predictions element by element, so they must have the same "
+            "shape (class-index targets need a classification metric such "
+            "as 'accuracy'). Received: targets of shape "
+            f"{y.shape}, predictions of shape {predictions.shape}."
+        )
+
+
+def results(metrics) -> dict:
+    """`{name: result}` of `metrics`, with containers' results flattened."""
+    logs = {}
+    for metric in metrics:
+        result = metric.result()
+        if isinstance(result, dict):
+            logs.update(result)
+        else:
+            logs[metric.name] = result
+    return logs
 
 
 def merge_task_axis(t: tf.Tensor) -> tf.Tensor:

@@ -54,6 +54,7 @@ import tensorflow as tf
 
 from keras_ga import _checks
 from keras_ga import _compat
+from keras_ga import _inputs
 from keras_ga import _metrics
 from keras_ga import agreement
 from keras_ga import algorithms
@@ -182,6 +183,7 @@ class MetaModel(keras.Model):
                 f"Received: model={model.name!r} with built={model.built} "
                 f"and {len(model.trainable_variables)} trainable variables."
             )
+        _inputs.check_model(model)
         algorithms.get(algo)  # checks `algo`
         _checks.check_positive_int("inner_steps", inner_steps)
         _checks.check_positive_float("inner_learning_rate", inner_learning_rate)
@@ -213,8 +215,9 @@ class MetaModel(keras.Model):
         self.weight_min_tracker = keras.metrics.Mean(name="weight_min")
         self.weight_neg_tracker = keras.metrics.Mean(name="weight_neg_frac")
         self.task_loss = None
-        self.query_metrics = []
-        self.pre_metrics = []
+        # Keras' compile-metrics containers (see `_metrics`), or None.
+        self.query_metrics = None
+        self.pre_metrics = None
         self._metric_args = None
         self.built = True
 
@@ -226,7 +229,11 @@ class MetaModel(keras.Model):
             loss: the per-task loss, applied to the support set in the inner
                 loop and to the query set in the outer step.
             metrics: metrics of the query set after adaptation (and, with
-                `pre_adaptation_metrics`, before it, prefixed `pre_`).
+                `pre_adaptation_metrics`, before it, prefixed `pre_`),
+                resolved and named as `keras.Model.compile` does: `"acc"`
+                is logged as `acc`, and `"accuracy"` is binary, categorical
+                or sparse categorical accuracy according to the shapes of
+                the targets and predictions.
             **kwargs: passed to `keras.Model.compile` (for example
                 `jit_compile`, `steps_per_execution`). `jit_compile="auto"`
                 (the default) means XLA for models whose layers all batch
@@ -254,19 +261,21 @@ class MetaModel(keras.Model):
                 execution_lib.batches_over_tasks(self.base)
                 and not tf.distribute.has_strategy()
             )
-        super().compile(optimizer=optimizer, **kwargs)
+        self._metric_args = _metrics.check_metrics(metrics, loss)
+        super().compile(
+            optimizer=optimizer, metrics=self._metric_args or None, **kwargs
+        )
         # Optimizer slots created inside the first traced step would make
         # tf.function trace the whole meta-step twice: create them now.
         if not self.optimizer.built:
             self.optimizer.build(self.trainable_variables)
         self.task_loss = keras.losses.get(loss)
-        self._metric_args = list(metrics or [])
-        self.query_metrics = _metrics.resolve_metrics(
-            self._metric_args, loss, ""
-        )
-        self.pre_metrics = _metrics.resolve_metrics(
-            self._metric_args, loss, "pre_"
-        )
+        self.query_metrics = self.pre_metrics = None
+        if self._metric_args:
+            self.query_metrics = _compat.compile_metrics(self)
+            self.pre_metrics = _compat.prefixed_compile_metrics(
+                self.query_metrics, self._metric_args, "pre_"
+            )
         self._compile_args = {"loss": loss, "metrics": self._metric_args}
 
     def get_compile_config(self):
@@ -289,10 +298,26 @@ class MetaModel(keras.Model):
 
     @property
     def metrics(self):
-        trackers = [self.loss_tracker, *self.query_metrics]
+        trackers = [self.loss_tracker, self.query_metrics]
         if self.pre_adaptation_metrics:
-            trackers += [self.pre_loss_tracker, *self.pre_metrics]
-        return trackers + [self.weight_min_tracker, self.weight_neg_tracker]
+            trackers += [self.pre_loss_tracker, self.pre_metrics]
+        trackers += [self.weight_min_tracker, self.weight_neg_tracker]
+        return [m for m in trackers if m is not None]
+
+    @property
+    def metrics_names(self):
+        """The names of `evaluate()`'s values, in their order.
+
+        `fit` logs these and the weight diagnostics `weight_min` and
+        `weight_neg_frac`.
+        """
+        names = [
+            self.loss_tracker.name,
+            *_metrics.names(self._metric_args or []),
+        ]
+        if self.pre_adaptation_metrics:
+            names += ["pre_" + name for name in names]
+        return names
 
     def call(self, inputs, training=False):
         """Predicts with the meta-parameters (no adaptation)."""
@@ -477,17 +502,24 @@ class MetaModel(keras.Model):
         # Per-task values: the tracker's mean is then the exact mean over all
         # tasks, also when replicas hold different numbers of tasks.
         self.loss_tracker.update_state(results.loss)
-        for metric in self.query_metrics:
-            metric.update_state(
-                y, _metrics.merge_task_axis(results.predictions)
+        if self.query_metrics is not None:
+            _metrics.update(
+                self.query_metrics,
+                y,
+                _metrics.merge_task_axis(results.predictions),
             )
         if self.pre_adaptation_metrics:
             self.pre_loss_tracker.update_state(results.pre_loss)
-            for metric in self.pre_metrics:
-                metric.update_state(
-                    y, _metrics.merge_task_axis(results.pre_predictions)
+            if self.pre_metrics is not None:
+                _metrics.update(
+                    self.pre_metrics,
+                    y,
+                    _metrics.merge_task_axis(results.pre_predictions),
                 )
-        return distribute.keras_logs({m.name: m.result() for m in self.metrics})
+        logs = _metrics.results(self.metrics)
+        labels = [ep["support_y"], ep["query_y"]]
+        logs.update(_inputs.label_logs(labels, results.predictions))
+        return distribute.keras_logs(logs)
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         # Overrides a private hook of Keras' TensorFlow trainer (see
@@ -502,7 +534,63 @@ class MetaModel(keras.Model):
             if batch is not None:
                 data_batch = distribute.local_batch(batch, strategy)
             iterator = None
+        if strategy is not None and data_batch is not None:
+            # Keras would build the metrics by calling the MetaModel on the
+            # episode: build them from the query set and the base model.
+            with strategy.scope():
+                self._build_metrics(data_batch)
         super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
+    def _build_metrics(self, data):
+        ep = episode_lib.as_episode(data)
+        y = _metrics.merge_task_axis(ep["query_y"])
+        predictions = self.base(_metrics.merge_task_axis(ep["query_x"]))
+        for container in (self.query_metrics, self.pre_metrics):
+            if container is not None and not container.built:
+                container.build(y, predictions)
+
+    # Keras entry points: arguments checked before Keras sees them (see
+    # `_inputs`), and labels outside the model's outputs raised after each
+    # step, also under XLA.
+
+    def fit(self, *args, **kwargs):
+        kwargs = _inputs.bind(keras.Model.fit, self, args, kwargs)
+        return super().fit(**_inputs.check_call("fit", kwargs))
+
+    def evaluate(self, *args, **kwargs):
+        kwargs = _inputs.bind(keras.Model.evaluate, self, args, kwargs)
+        return super().evaluate(**_inputs.check_call("evaluate", kwargs))
+
+    def train_on_batch(self, *args, **kwargs):
+        kwargs = _inputs.bind(keras.Model.train_on_batch, self, args, kwargs)
+        return super().train_on_batch(
+            **_inputs.check_call("train_on_batch", kwargs)
+        )
+
+    def test_on_batch(self, *args, **kwargs):
+        kwargs = _inputs.bind(keras.Model.test_on_batch, self, args, kwargs)
+        return super().test_on_batch(
+            **_inputs.check_call("test_on_batch", kwargs)
+        )
+
+    def make_train_function(self, force=False):
+        super().make_train_function(force=force)
+        self.train_function = _inputs.raise_on_bad_labels(self.train_function)
+        return self.train_function
+
+    def make_test_function(self, force=False):
+        super().make_test_function(force=force)
+        self.test_function = _inputs.raise_on_bad_labels(self.test_function)
+        return self.test_function
+
+    def export(self, filepath, *args, **kwargs):
+        """Exports the base model with the meta-parameters for serving.
+
+        The served function predicts with the meta-parameters, as `predict`
+        does; adapt to a task first (`adapt(...).export(...)`) to serve an
+        adapted model. Arguments are those of `keras.Model.export`.
+        """
+        return self.base.export(filepath, *args, **kwargs)
 
     # New tasks.
 
@@ -522,13 +610,8 @@ class MetaModel(keras.Model):
         if steps is not None:
             _checks.check_positive_int("steps", steps)
         self._check_compiled()
-        x = tf.convert_to_tensor(x)
-        y = tf.convert_to_tensor(y)
-        if x.shape.rank < 1 or y.shape.rank < 1 or x.shape[0] != y.shape[0]:
-            raise ValueError(
-                "`x` and `y` must hold the same number of support examples "
-                f"on axis 0. Received: x.shape={x.shape}, y.shape={y.shape}"
-            )
+        x, y = _inputs.check_adapt_inputs(self.base, x, y)
+        _inputs.check_adapt_labels(self.base, x, y)
         theta, state = self._parameters()
         steps = steps or self.eval_inner_steps
         phi, _ = self._adapt_function(

@@ -267,9 +267,9 @@ class TrainingTest(parameterized.TestCase):
         history = model.fit(sine_dataset(batches=3), epochs=1, verbose=0)
         for key in (
             "loss",
-            "mean_absolute_error",
+            "mae",
             "pre_loss",
-            "pre_mean_absolute_error",
+            "pre_mae",
             "weight_min",
             "weight_neg_frac",
         ):

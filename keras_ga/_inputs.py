@@ -1,0 +1,271 @@
+"""Checks of what users give `MetaModel`: its model, data and arguments.
+
+`MetaModel` takes meta-batches (see `keras_ga.episode`) where a Keras model
+takes `(x, y, sample_weight)`. The Keras arguments that have no meaning for
+a meta-batch are refused here with an error that says why, rather than
+ignored or failing deep in Keras; the rest are checked before `fit`,
+`evaluate` or `adapt` start, so that a mistake is reported before the first
+step instead of as a hang or as NaN weights.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import tensorflow as tf
+
+from keras_ga import episode as episode_lib
+
+# The logs key under which a step reports labels outside the model's
+# outputs; `raise_on_bad_labels` removes it before Keras sees the logs.
+BAD_LABELS_KEY = "_keras_ga_bad_labels"
+_LABEL_KEYS = (
+    BAD_LABELS_KEY,
+    "_keras_ga_label_min",
+    "_keras_ga_label_max",
+    "_keras_ga_outputs",
+)
+
+# The steps argument that bounds each data argument of fit and evaluate.
+_STEPS_OF = {
+    ("fit", "x"): "steps_per_epoch",
+    ("fit", "validation_data"): "validation_steps",
+    ("evaluate", "x"): "steps",
+}
+
+
+def check_model(model) -> None:
+    """Refuses models with several inputs or outputs.
+
+    A task's support and query sets are single tensors (`support_x`,
+    `query_x`), and the task loss compares one prediction with one target.
+
+    Raises:
+        ValueError: naming the number of inputs or outputs of `model`.
+    """
+    for kind in ("inputs", "outputs"):
+        tensors = getattr(model, kind, None)
+        if isinstance(tensors, (list, tuple)) and len(tensors) > 1:
+            raise ValueError(
+                f"`model` must have a single input and a single output: an "
+                "episode holds one input tensor and one target tensor per "
+                f"set. Received: model={model.name!r} with {len(tensors)} "
+                f"{kind}."
+            )
+
+
+def bind(method, model, args, kwargs) -> dict:
+    """The arguments given to a `keras.Model` method, by name."""
+    bound = inspect.signature(method).bind(model, *args, **kwargs)
+    arguments = dict(bound.arguments)
+    del arguments["self"]
+    arguments.update(arguments.pop("kwargs", {}))
+    return arguments
+
+
+def check_call(method: str, arguments: dict) -> dict:
+    """Checks the arguments of `fit`, `evaluate`, `train_on_batch`, ...
+
+    Returns:
+        `arguments`, with a 4-tuple `x` or `validation_data` of
+        `(support_x, support_y, query_x, query_y)` turned into an episode
+        dict (which Keras then splits into meta-batches of `batch_size`
+        tasks).
+
+    Raises:
+        ValueError: for `sample_weight`, `class_weight` or `y` given, and
+            for an endless `tf.data.Dataset` without its steps argument.
+    """
+    for name in ("sample_weight", "class_weight"):
+        if arguments.get(name) is not None:
+            raise ValueError(
+                f"`MetaModel.{method}` does not support `{name}`: a "
+                "meta-batch has no per-example weights, and its tasks are "
+                "weighted by the `weighting` of the MetaModel. Received: "
+                f"{name}={_short(arguments[name])}"
+            )
+    if arguments.get("y") is not None:
+        raise ValueError(
+            f"`MetaModel.{method}` takes the targets inside the episodes "
+            "(`support_y`, `query_y`), so `y` must be None. Received: "
+            f"y={_short(arguments['y'])}"
+        )
+    for key in ("x", "validation_data"):
+        if key not in arguments:
+            continue
+        arguments[key] = _tuple_as_episode(arguments[key])
+        steps = _STEPS_OF.get((method, key))
+        if steps is not None:
+            check_finite(key, arguments[key], steps, arguments.get(steps))
+    return arguments
+
+
+def check_finite(name: str, data, steps_name: str, steps) -> None:
+    """Refuses an endless `tf.data.Dataset` when `steps` is None.
+
+    Raises:
+        ValueError: naming `steps_name`, which bounds the stream.
+    """
+    if steps is not None or not isinstance(data, tf.data.Dataset):
+        return
+    if int(data.cardinality()) == int(tf.data.INFINITE_CARDINALITY):
+        raise ValueError(
+            f"`{name}` is an endless dataset (for example an episode stream "
+            f"with `num_tasks=None`), so `{steps_name}` must say how many "
+            "meta-batches to take, or the call never ends. Received: "
+            f"{steps_name}=None"
+        )
+
+
+def _tuple_as_episode(data):
+    if isinstance(data, (tuple, list)) and len(data) == 4:
+        if not any(isinstance(d, (dict, tf.data.Dataset)) for d in data):
+            return dict(zip(episode_lib.EPISODE_KEYS, data))
+    return data
+
+
+def check_adapt_inputs(model, x, y):
+    """Checks that `adapt(x, y)` got one task's support set.
+
+    Returns:
+        `x` and `y` as tensors.
+
+    Raises:
+        TypeError: for an episode dict.
+        ValueError: for inputs of the wrong rank (a meta-batch) or `x` and
+            `y` of different lengths.
+    """
+    if isinstance(x, dict):
+        raise TypeError(
+            "`MetaModel.adapt` takes one task's support inputs and targets, "
+            "`adapt(support_x, support_y)`, not an episode dict: pass "
+            "`adapt(ep['support_x'][i], ep['support_y'][i])` for task i. "
+            f"Received: x=a dict with keys {sorted(x)}"
+        )
+    x = tf.convert_to_tensor(x)
+    y = tf.convert_to_tensor(y)
+    shape = _input_shape(model)
+    if shape is not None and x.shape.rank != len(shape):
+        raise ValueError(
+            "`x` must be one task's support inputs, [S, *input_shape] = "
+            f"{['S', *shape[1:]]} for this model (a meta-batch holds one "
+            "such set per task: pass `x[i]`, `y[i]` for task i). Received: "
+            f"x.shape={x.shape}"
+        )
+    if x.shape.rank < 1 or y.shape.rank < 1 or x.shape[0] != y.shape[0]:
+        raise ValueError(
+            "`x` and `y` must hold the same number of support examples "
+            f"on axis 0. Received: x.shape={x.shape}, y.shape={y.shape}"
+        )
+    return x, y
+
+
+def _input_shape(model):
+    shape = getattr(model, "input_shape", None)
+    if isinstance(shape, tuple) and all(
+        d is None or isinstance(d, int) for d in shape
+    ):
+        return shape
+    return None
+
+
+def is_sparse_labels(y: tf.Tensor, predictions: tf.Tensor) -> bool:
+    """Whether `y` holds class indices for `predictions`, as Keras decides.
+
+    Integer targets with one axis fewer than the predictions, or a last
+    axis of 1 against several outputs (Keras' rule for "sparse" accuracy).
+    """
+    width = predictions.shape[-1]
+    if not y.dtype.is_integer or width is None or width < 2:
+        return False
+    rank = y.shape.rank
+    return rank == predictions.shape.rank - 1 or (
+        rank == predictions.shape.rank and y.shape[-1] == 1
+    )
+
+
+def label_logs(labels, predictions: tf.Tensor) -> dict:
+    """Logs entries counting class labels outside `predictions`' width.
+
+    TensorFlow's sparse cross-entropy raises for such labels, but XLA has no
+    run-time errors: under `jit_compile=True` it returns NaN losses (and NaN
+    weights after the update). The step reports the count instead, and
+    `raise_on_bad_labels` raises after the step, in every execution mode.
+
+    Args:
+        labels: the target tensors of one meta-batch, [N, S or Q, ...].
+        predictions: the query predictions, [N, Q, ..., outputs].
+    """
+    labels = [y for y in labels if is_sparse_labels(y[0], predictions[0])]
+    if not labels:
+        return {}
+    width = predictions.shape[-1]
+    flat = tf.concat(
+        [tf.reshape(tf.cast(y, tf.int64), [-1]) for y in labels], 0
+    )
+    bad = tf.logical_or(flat < 0, flat >= width)
+    values = (
+        tf.reduce_sum(tf.cast(bad, tf.int32)),
+        tf.reduce_min(flat),
+        tf.reduce_max(flat),
+        width,
+    )
+    return {k: tf.cast(v, tf.float32) for k, v in zip(_LABEL_KEYS, values)}
+
+
+def raise_on_bad_labels(function):
+    """Wraps a Keras train or test function to raise on bad labels.
+
+    The wrapper removes the entries of `label_logs` from the logs and raises
+    when the step counted labels outside the model's outputs.
+    """
+    if getattr(function, "_checks_labels", False):
+        return function
+
+    def checked(*args, **kwargs):
+        logs = function(*args, **kwargs)
+        if isinstance(logs, dict) and BAD_LABELS_KEY in logs:
+            # Under tf.distribute Keras averages the logs over replicas.
+            count, low, high, width = (
+                float(np.asarray(logs.pop(k)).max()) for k in _LABEL_KEYS
+            )
+            if count > 0:
+                raise ValueError(
+                    "The targets (`support_y`, `query_y`) must be class "
+                    f"indices in [0, {width:.0f}): the model has {width:.0f} "
+                    f"outputs. Received: labels from {low:.0f} to {high:.0f} "
+                    "in one meta-batch. Give "
+                    "the model one output per class (`ways`)."
+                )
+        return logs
+
+    checked._checks_labels = True
+    return checked
+
+
+def check_adapt_labels(model, x, y) -> None:
+    """The eager version of `label_logs` for `adapt`.
+
+    Raises:
+        ValueError: for class labels outside the model's outputs.
+    """
+    if not y.dtype.is_integer:
+        return
+    predictions = model(x[:1])
+    if is_sparse_labels(y[:1], predictions):
+        width = predictions.shape[-1]
+        values = y.numpy()
+        if values.min() < 0 or values.max() >= width:
+            raise ValueError(
+                f"`y` must hold class indices in [0, {width}): the model "
+                f"has {width} outputs. Received: labels from {values.min()} "
+                f"to {values.max()}."
+            )
+
+
+def _short(value) -> str:
+    if hasattr(value, "shape"):
+        return f"an array of shape {tuple(value.shape)}"
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
