@@ -35,8 +35,12 @@ meta-model's variables; the moving statistics are updated once per
 meta-step, with the mean over tasks of the statistics of the query pass
 after adaptation (of the last inner step for Reptile), so that evaluation
 with moving statistics (`transductive=False`) describes adapted models.
-Stock Keras BatchNormalization layers are swapped for
+Stock Keras BatchNormalization layers are turned, in place, into
 `keras_ga.layers.BatchNormalization`, whose second derivatives are exact.
+
+Which model is trained: always the model given, in place, as Keras trains
+the models it is given (`meta_model.base is model`), with or without
+BatchNormalization.
 
 References:
     Finn, Abbeel, Levine. Model-Agnostic Meta-Learning for Fast Adaptation
@@ -108,9 +112,12 @@ class MetaModel(keras.Model):
             defaults to `inner_steps`.
         inner_batch_size: support examples per inner step. `None` means the
             algorithm's `default_inner_batch_size`: the whole support set
-            for MAML / first-order MAML, and
-            `ceil(S / inner_steps)` for Reptile, so that its `inner_steps`
-            sub-batches cover the S support examples (Algorithm 1, line 5).
+            for MAML / first-order MAML, and for Reptile
+            `ceil(S / inner_steps)`, so that its `inner_steps` sub-batches
+            cover the S support examples (Algorithm 1, line 5), except for
+            a model with BatchNormalization, which takes the whole support
+            set (batch statistics of a few examples break training). A
+            sub-batch of 1 is refused for a model with BatchNormalization.
             Step t takes the t-th run of `inner_batch_size` examples of one
             random order of the support set (cycling), seeded by the
             optimizer's iteration and the task index.
@@ -122,8 +129,11 @@ class MetaModel(keras.Model):
         pre_adaptation_metrics: whether to also report loss and metrics of
             the query set before adaptation (`pre_` prefix), at the cost of
             one extra forward pass per task.
-        exact_batch_norm: swap stock `BatchNormalization` layers for
-            `keras_ga.layers.BatchNormalization` (exact second derivatives).
+        exact_batch_norm: turn the stock `BatchNormalization` layers of
+            `model` (Sequential, functional or subclassed) into
+            `keras_ga.layers.BatchNormalization` (exact second
+            derivatives), in place: see `keras_ga.exact_batch_norm`.
+            `model` itself is trained either way.
         parallel_tasks: how many tasks `tf.map_fn` may run at once; `None`
             leaves TensorFlow's default. Lower it to cap memory.
         task_execution: how the tasks of a meta-batch run: `"map"` (one
@@ -197,6 +207,9 @@ class MetaModel(keras.Model):
         self.weighting = agreement.get(weighting)
         self.base = (
             batch_norm.exact_batch_norm(model) if exact_batch_norm else model
+        )
+        algorithms.base.check_inner_batch_size(
+            inner_batch_size, batch_norm.has_batch_norm(self.base)
         )
         self.algo = algo
         self.inner_steps = inner_steps
@@ -350,7 +363,9 @@ class MetaModel(keras.Model):
         if self.inner_batch_size is not None:
             return min(self.inner_batch_size, support_size)
         return self._algorithm.default_inner_batch_size(
-            support_size, self.inner_steps
+            support_size,
+            self.inner_steps,
+            batch_statistics=batch_norm.has_batch_norm(self.base),
         )
 
     @_no_autograph

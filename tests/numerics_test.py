@@ -1,0 +1,151 @@
+"""Tests of silent traps: BatchNorm sub-batches, mixed precision, retracing.
+
+Each test here fails on a one-line mistake in the library (named in its
+docstring) or on a behaviour that went wrong silently before.
+"""
+
+import warnings
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl.testing import absltest
+from absl.testing import parameterized
+
+import keras_ga
+
+
+def bn_mlp(stock=True, units=8):
+    bn = (
+        keras.layers.BatchNormalization
+        if stock
+        else keras_ga.layers.BatchNormalization
+    )
+    return keras.Sequential(
+        [
+            keras.Input((3,)),
+            keras.layers.Dense(units),
+            bn(),
+            keras.layers.ReLU(),
+            keras.layers.Dense(2),
+        ]
+    )
+
+
+class SubclassedBatchNorm(keras.Model):
+    def __init__(self):
+        super().__init__()
+        self.dense = keras.layers.Dense(4)
+        self.bn = keras.layers.BatchNormalization()
+        self.out = keras.layers.Dense(2)
+
+    def call(self, x, training=False):
+        return self.out(self.bn(self.dense(x), training=training))
+
+
+def regression_episode(n=3, s=5, q=4, seed=0):
+    rng = np.random.default_rng(seed)
+    return {
+        "support_x": rng.normal(size=(n, s, 3)).astype("float32"),
+        "support_y": rng.normal(size=(n, s, 2)).astype("float32"),
+        "query_x": rng.normal(size=(n, q, 3)).astype("float32"),
+        "query_y": rng.normal(size=(n, q, 2)).astype("float32"),
+    }
+
+
+class WhichModelIsTrainedTest(parameterized.TestCase):
+    """Item 13: `MetaModel` always trains the model it is given."""
+
+    @parameterized.parameters(True, False)
+    def test_the_given_model_is_trained_in_place(self, with_bn):
+        keras.utils.set_random_seed(0)
+        base = (
+            bn_mlp()
+            if with_bn
+            else keras.Sequential(
+                [keras.Input((3,)), keras.layers.Dense(2)]
+            )
+        )
+        before = [w.copy() for w in base.get_weights()]
+        model = keras_ga.MetaModel(base, algo="fomaml", inner_steps=1)
+        self.assertIs(model.base, base)
+        model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+        model.train_on_batch(regression_episode())
+        moved = [
+            not np.allclose(a, b) for a, b in zip(before, base.get_weights())
+        ]
+        self.assertTrue(any(moved))
+        for a, b in zip(base.get_weights(), model.base.get_weights()):
+            np.testing.assert_array_equal(a, b)
+
+    def test_stock_layers_become_exact_in_place(self):
+        base = bn_mlp()
+        layer = base.layers[1]
+        weights = base.get_weights()
+        keras_ga.MetaModel(base)
+        self.assertIs(base.layers[1], layer)
+        self.assertIsInstance(layer, keras_ga.layers.BatchNormalization)
+        for a, b in zip(weights, base.get_weights()):
+            np.testing.assert_array_equal(a, b)
+
+
+class SubclassedBatchNormTest(parameterized.TestCase):
+    """Item 12: subclassed models with stock BatchNorm work for every algo.
+
+    Before, they were refused for every algorithm with a message about
+    MAML's second derivatives; now their layers are made exact in place.
+    """
+
+    @parameterized.parameters("maml", "fomaml", "reptile")
+    def test_subclassed_model_with_stock_batch_norm_trains(self, algo):
+        keras.utils.set_random_seed(0)
+        net = SubclassedBatchNorm()
+        net(np.zeros((2, 3), "float32"))
+        model = keras_ga.MetaModel(net, algo=algo, inner_steps=2)
+        self.assertIsInstance(net.bn, keras_ga.layers.BatchNormalization)
+        model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+        before = net.out.kernel.numpy().copy()
+        logs = model.train_on_batch(regression_episode(), return_dict=True)
+        self.assertTrue(np.isfinite(logs["loss"]))
+        self.assertFalse(np.allclose(before, net.out.kernel.numpy()))
+
+    def test_exact_batch_norm_false_keeps_the_stock_layer(self):
+        net = SubclassedBatchNorm()
+        net(np.zeros((2, 3), "float32"))
+        keras_ga.MetaModel(net, exact_batch_norm=False)
+        self.assertIs(type(net.bn), keras.layers.BatchNormalization)
+
+
+class ReptileSubBatchTest(parameterized.TestCase):
+    """Item 2: Reptile's default sub-batch with batch statistics."""
+
+    def _model(self, base, **kwargs):
+        model = keras_ga.MetaModel(base, algo="reptile", **kwargs)
+        model.compile(optimizer="sgd", loss="mse")
+        return model
+
+    @parameterized.parameters(True, False)
+    def test_batch_norm_model_steps_on_the_whole_support_set(self, stock):
+        model = self._model(bn_mlp(stock), inner_steps=5)
+        self.assertEqual(model._inner_batch_size(5), 5)
+        self.assertEqual(model._inner_batch_size(25), 25)
+
+    def test_model_without_batch_norm_keeps_ceil_s_over_k(self):
+        base = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+        model = self._model(base, inner_steps=5)
+        self.assertEqual(model._inner_batch_size(5), 1)
+        self.assertEqual(model._inner_batch_size(23), 5)
+
+    @parameterized.parameters("maml", "reptile")
+    def test_sub_batch_of_one_is_refused_with_batch_norm(self, algo):
+        with self.assertRaisesRegex(
+            ValueError, "`inner_batch_size` must be at least 2.*Received: "
+            "inner_batch_size=1"
+        ):
+            keras_ga.MetaModel(bn_mlp(), algo=algo, inner_batch_size=1)
+        base = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+        keras_ga.MetaModel(base, algo=algo, inner_batch_size=1)
+
+
+if __name__ == "__main__":
+    absltest.main()
