@@ -38,6 +38,14 @@ with moving statistics (`transductive=False`) describes adapted models.
 Stock Keras BatchNormalization layers are turned, in place, into
 `keras_ga.layers.BatchNormalization`, whose second derivatives are exact.
 
+Mixed precision (`keras.mixed_precision.set_global_policy("mixed_float16")`):
+the forward passes run in float16, the weights, task losses, inner updates
+and outer gradients are float32, and the outer gradient is scaled as the
+compiled `LossScaleOptimizer` expects, so the outer update is float32's
+within float16 round-off. The task losses are not scaled inside the inner
+loop and the per-task gradients: gradients below float16's range flush to
+zero there.
+
 Which model is trained: always the model given, in place, as Keras trains
 the models it is given (`meta_model.base is model`), with or without
 BatchNormalization.
@@ -459,6 +467,10 @@ class MetaModel(keras.Model):
             results.updates, all_reduce=distribute.replica_sum()
         )
         grads = agreement.weighted_sum(weights, results.outer_grads)
+        # The grads are those of the unscaled losses, while `apply` divides
+        # by the loss scale (`LossScaleOptimizer` under mixed precision, or
+        # `loss_scale_factor`): scale them as the loss would have been.
+        grads = [self.optimizer.scale_loss(g) for g in grads]
         self.optimizer.apply(grads, self.base.trainable_variables)
         self._update_state(results.states)
         self.weight_min_tracker.update_state(distribute.task_min(weights))

@@ -4,8 +4,6 @@ Each test here fails on a one-line mistake in the library (named in its
 docstring) or on a behaviour that went wrong silently before.
 """
 
-import warnings
-
 import keras
 import numpy as np
 import tensorflow as tf
@@ -53,6 +51,62 @@ def regression_episode(n=3, s=5, q=4, seed=0):
     }
 
 
+class MixedPrecisionTest(parameterized.TestCase):
+    """Item 1: under mixed_float16 the outer update is float32's.
+
+    Fails when `train_step` hands `optimizer.apply` unscaled gradients:
+    `LossScaleOptimizer` divides them by its loss scale (32768 at first).
+    """
+
+    def tearDown(self):
+        keras.mixed_precision.set_global_policy("float32")
+        super().tearDown()
+
+    def _train(self, policy, algo, with_bn):
+        keras.mixed_precision.set_global_policy(policy)
+        keras.utils.set_random_seed(0)
+        layers = [keras.Input((3,)), keras.layers.Dense(16)]
+        if with_bn:
+            layers.append(keras.layers.BatchNormalization())
+        layers += [keras.layers.ReLU(), keras.layers.Dense(2)]
+        base = keras.Sequential(layers)
+        before = [w.copy() for w in base.get_weights()]
+        model = keras_ga.MetaModel(
+            base, algo=algo, inner_steps=2, inner_learning_rate=0.1
+        )
+        model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+        for seed in range(3):
+            logs = model.train_on_batch(
+                regression_episode(seed=seed), return_dict=True
+            )
+        keras.mixed_precision.set_global_policy("float32")
+        moved = [a - b for a, b in zip(base.get_weights(), before)]
+        return model, moved, logs
+
+    @parameterized.product(algo=["maml", "reptile"], with_bn=[False, True])
+    def test_outer_update_equals_float32(self, algo, with_bn):
+        _, full, full_logs = self._train("float32", algo, with_bn)
+        model, mixed, mixed_logs = self._train("mixed_float16", algo, with_bn)
+        self.assertIsInstance(
+            model.optimizer, keras.optimizers.LossScaleOptimizer
+        )
+        self.assertEqual(model.base.layers[-1].compute_dtype, "float16")
+        largest = max(np.abs(a).max() for a in full)
+        for a, b in zip(full, mixed):
+            self.assertEqual(b.dtype, np.float32)
+            # Equal within float16 round-off of the forward pass.
+            np.testing.assert_allclose(b, a, atol=2e-3 * largest)
+        total = sum(np.abs(a).sum() for a in full)
+        self.assertGreater(total, 0.05)
+        self.assertAlmostEqual(
+            sum(np.abs(b).sum() for b in mixed) / total, 1.0, delta=0.01
+        )
+        # The result: the same query loss after the same three steps.
+        self.assertAlmostEqual(
+            float(mixed_logs["loss"]), float(full_logs["loss"]), delta=0.01
+        )
+
+
 class WhichModelIsTrainedTest(parameterized.TestCase):
     """Item 13: `MetaModel` always trains the model it is given."""
 
@@ -62,9 +116,7 @@ class WhichModelIsTrainedTest(parameterized.TestCase):
         base = (
             bn_mlp()
             if with_bn
-            else keras.Sequential(
-                [keras.Input((3,)), keras.layers.Dense(2)]
-            )
+            else keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
         )
         before = [w.copy() for w in base.get_weights()]
         model = keras_ga.MetaModel(base, algo="fomaml", inner_steps=1)
@@ -139,8 +191,9 @@ class ReptileSubBatchTest(parameterized.TestCase):
     @parameterized.parameters("maml", "reptile")
     def test_sub_batch_of_one_is_refused_with_batch_norm(self, algo):
         with self.assertRaisesRegex(
-            ValueError, "`inner_batch_size` must be at least 2.*Received: "
-            "inner_batch_size=1"
+            ValueError,
+            "`inner_batch_size` must be at least 2.*Received: "
+            "inner_batch_size=1",
         ):
             keras_ga.MetaModel(bn_mlp(), algo=algo, inner_batch_size=1)
         base = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
