@@ -536,6 +536,22 @@ class MetaModel(keras.Model):
     def adapt(self, x, y, steps: int | None = None, seed: int = 0):
         """Adapts the meta-parameters to one new task.
 
+        Which BatchNorm statistics the adapted model predicts with:
+        `fast(query_x, training=False)` and `fast.predict(query_x)` use the
+        meta-model's moving statistics, copied into `fast` (each query
+        example predicted alone: `transductive=False`);
+        `fast(query_x, training=True)` uses the batch statistics of the
+        inputs it is given, so calling it once on the whole query set is
+        the transductive protocol (`transductive=True`, the MAML / Reptile
+        reference), and calling it on the support set plus one query
+        example, `fast(concat([x, q[None]]), training=True)[-1]`, predicts
+        that example with support statistics only. Without BatchNorm the
+        three agree.
+
+        Each call builds a new Keras model, and its `predict` compiles a new
+        function: to adapt and predict many tasks, `adapt_and_predict` is
+        one compiled function, traced once per input shape.
+
         Args:
             x: support inputs of the task, [S, ...].
             y: support targets, [S, ...].
@@ -546,6 +562,60 @@ class MetaModel(keras.Model):
             A new Keras model, a copy of the base model holding the adapted
             weights theta_i and the meta-model's non-trainable state.
         """
+        x, y, steps = self._adapt_args(x, y, steps)
+        theta, state = self._parameters()
+        phi, _ = self._adapt_function(
+            theta, state, x, y, steps, tf.constant([seed, 0])
+        )
+        fast = _copy_model(self.base)
+        for var, value in zip(fast.trainable_variables, phi):
+            var.assign(value)
+        for var, value in zip(fast.non_trainable_variables, state):
+            var.assign(value)
+        return fast
+
+    def adapt_and_predict(
+        self,
+        x,
+        y,
+        query_x,
+        steps: int | None = None,
+        seed: int = 0,
+        transductive: bool | None = None,
+    ):
+        """Adapts to one new task and predicts its query inputs.
+
+        The same predictions as `adapt(x, y, steps, seed)` called on
+        `query_x` with `training=transductive`, in one compiled function
+        that is traced once per input shape and reused across tasks,
+        without building a model per task.
+
+        Args:
+            x: support inputs of the task, [S, ...].
+            y: support targets, [S, ...].
+            query_x: the inputs to predict, [Q, ...].
+            steps: SGD steps; defaults to `eval_inner_steps`.
+            seed: seed of the sub-batch order (Reptile, `inner_batch_size`).
+            transductive: whether BatchNorm uses the batch statistics of
+                `query_x` (`True`) or the moving statistics (`False`);
+                defaults to the `transductive` attribute.
+
+        Returns:
+            The predictions for `query_x`, a tensor `[Q, ...]`.
+        """
+        x, y, steps = self._adapt_args(x, y, steps)
+        if transductive is None:
+            transductive = self.transductive
+        return self._adapt_and_predict_function(
+            x,
+            y,
+            tf.convert_to_tensor(query_x),
+            steps,
+            bool(transductive),
+            tf.constant([seed, 0]),
+        )
+
+    def _adapt_args(self, x, y, steps):
         if steps is not None:
             _checks.check_positive_int("steps", steps)
         self._check_compiled()
@@ -556,17 +626,23 @@ class MetaModel(keras.Model):
                 "`x` and `y` must hold the same number of support examples "
                 f"on axis 0. Received: x.shape={x.shape}, y.shape={y.shape}"
             )
+        return x, y, steps or self.eval_inner_steps
+
+    def _adapt_and_predict(self, x, y, query_x, steps, transductive, seed):
         theta, state = self._parameters()
-        steps = steps or self.eval_inner_steps
-        phi, _ = self._adapt_function(
-            theta, state, x, y, steps, tf.constant([seed, 0])
+        phi, _ = self._adapt(theta, state, x, y, steps, seed)
+        outputs, _, _ = inner_loop.forward(
+            self.base, phi, state, query_x, transductive
         )
-        fast = _copy_model(self.base)
-        for var, value in zip(fast.trainable_variables, phi):
-            var.assign(value)
-        for var, value in zip(fast.non_trainable_variables, state):
-            var.assign(value)
-        return fast
+        return outputs
+
+    @property
+    def _adapt_and_predict_function(self):
+        if getattr(self, "_adapt_and_predict_fn", None) is None:
+            # Traced once per input shape: the inner loop needs the
+            # support size as a static number (the sub-batch size).
+            self._adapt_and_predict_fn = tf.function(self._adapt_and_predict)
+        return self._adapt_and_predict_fn
 
     def _adapt(self, theta, state, x, y, steps, seed):
         """(theta_i, last state) of `steps` first-order steps on (x, y)."""
@@ -583,9 +659,10 @@ class MetaModel(keras.Model):
 
     @property
     def _adapt_function(self):
-        # One tf.function per model, traced once per input signature.
+        # One tf.function per model, traced once per input shape (the
+        # sub-batch size needs the support size as a static number).
         if getattr(self, "_adapt_fn", None) is None:
-            self._adapt_fn = tf.function(self._adapt, reduce_retracing=True)
+            self._adapt_fn = tf.function(self._adapt)
         return self._adapt_fn
 
 

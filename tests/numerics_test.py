@@ -6,7 +6,6 @@ docstring) or on a behaviour that went wrong silently before.
 
 import keras
 import numpy as np
-import tensorflow as tf
 from absl.testing import absltest
 from absl.testing import parameterized
 
@@ -105,6 +104,69 @@ class MixedPrecisionTest(parameterized.TestCase):
         self.assertAlmostEqual(
             float(mixed_logs["loss"]), float(full_logs["loss"]), delta=0.01
         )
+
+
+class ManyTasksTest(parameterized.TestCase):
+    """Item 11: adapting and predicting many tasks does not retrace."""
+
+    def _model(self, algo="maml"):
+        keras.utils.set_random_seed(0)
+        model = keras_ga.MetaModel(
+            bn_mlp(stock=False), algo=algo, inner_steps=2
+        )
+        model.compile(optimizer="sgd", loss="mse")
+        return model
+
+    @parameterized.parameters(True, False)
+    def test_adapt_and_predict_traces_once_and_equals_adapt(self, trans):
+        model = self._model()
+        for seed in range(10):
+            ep = regression_episode(n=1, seed=seed)
+            sx, sy, qx = (
+                ep[k][0] for k in ("support_x", "support_y", "query_x")
+            )
+            fast = model.adapt_and_predict(sx, sy, qx, transductive=trans)
+            slow = model.adapt(sx, sy)(qx, training=trans)
+            np.testing.assert_allclose(fast, slow, rtol=1e-5, atol=1e-6)
+        fn = model._adapt_and_predict_function
+        self.assertEqual(fn.experimental_get_tracing_count(), 1)
+        self.assertEqual(
+            model._adapt_function.experimental_get_tracing_count(), 1
+        )
+
+    def test_sub_batches_and_a_new_shape(self):
+        model = keras_ga.MetaModel(
+            keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]),
+            algo="reptile",
+            inner_steps=3,
+        )
+        model.compile(optimizer="sgd", loss="mse")
+        for s in (5, 7):
+            ep = regression_episode(n=1, s=s)
+            sx, sy, qx = (
+                ep[k][0] for k in ("support_x", "support_y", "query_x")
+            )
+            np.testing.assert_allclose(
+                model.adapt_and_predict(sx, sy, qx, seed=3),
+                model.adapt(sx, sy, seed=3)(qx),
+                rtol=1e-5,
+                atol=1e-6,
+            )
+        fn = model._adapt_and_predict_function
+        self.assertEqual(fn.experimental_get_tracing_count(), 2)
+
+    def test_repeated_evaluate_tasks_reuse_one_trace(self):
+        model = self._model()
+        tasks = [regression_episode(seed=seed) for seed in range(3)]
+        first = keras_ga.evaluation.evaluate_tasks(model, tasks, verbose=0)
+        for _ in range(3):
+            again = keras_ga.evaluation.evaluate_tasks(model, tasks, verbose=0)
+        np.testing.assert_array_equal(first.per_task, again.per_task)
+        runs = list(model._evaluate_tasks_runs.values())
+        self.assertLen(runs, 1)
+        self.assertEqual(runs[0].experimental_get_tracing_count(), 1)
+        keras_ga.evaluation.evaluate_tasks(model, tasks, steps=1, verbose=0)
+        self.assertLen(model._evaluate_tasks_runs, 2)
 
 
 class WhichModelIsTrainedTest(parameterized.TestCase):
