@@ -275,6 +275,7 @@ class MetaModel(keras.Model):
                 execution_lib.batches_over_tasks(self.base)
                 and not tf.distribute.has_strategy()
             )
+        execution_lib.warn_if_slow_xla(self.base, kwargs["jit_compile"])
         super().compile(optimizer=optimizer, **kwargs)
         # Optimizer slots created inside the first traced step would make
         # tf.function trace the whole meta-step twice: create them now.

@@ -4,8 +4,11 @@ Each test here fails on a one-line mistake in the library (named in its
 docstring) or on a behaviour that went wrong silently before.
 """
 
+import warnings
+
 import keras
 import numpy as np
+import tensorflow as tf
 from absl.testing import absltest
 from absl.testing import parameterized
 
@@ -260,6 +263,128 @@ class ReptileSubBatchTest(parameterized.TestCase):
             keras_ga.MetaModel(bn_mlp(), algo=algo, inner_batch_size=1)
         base = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
         keras_ga.MetaModel(base, algo=algo, inner_batch_size=1)
+
+
+class TrainingStepsTest(parameterized.TestCase):
+    """Item 17: training adapts with `inner_steps`, not `eval_inner_steps`."""
+
+    def _update(self, algo, inner_steps, eval_inner_steps):
+        keras.utils.set_random_seed(0)
+        base = keras.Sequential(
+            [
+                keras.Input((3,), dtype="float64"),
+                keras.layers.Dense(2, dtype="float64"),
+            ]
+        )
+        before = [w.copy() for w in base.get_weights()]
+        model = keras_ga.MetaModel(
+            base,
+            algo=algo,
+            inner_steps=inner_steps,
+            eval_inner_steps=eval_inner_steps,
+            inner_learning_rate=0.1,
+        )
+        model.compile(optimizer=keras.optimizers.SGD(0.5), loss="mse")
+        ep = {k: v.astype("float64") for k, v in regression_episode().items()}
+        model.train_on_batch(ep)
+        return [a - b for a, b in zip(base.get_weights(), before)]
+
+    @parameterized.parameters("maml", "fomaml", "reptile")
+    def test_eval_inner_steps_do_not_change_training(self, algo):
+        trained = self._update(algo, inner_steps=1, eval_inner_steps=4)
+        one = self._update(algo, inner_steps=1, eval_inner_steps=1)
+        four = self._update(algo, inner_steps=4, eval_inner_steps=4)
+        for a, b in zip(trained, one):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
+        self.assertGreater(
+            max(np.abs(a - c).max() for a, c in zip(trained, four)), 1e-4
+        )
+
+
+class ReptileMovingStatisticsTest(absltest.TestCase):
+    """Item 17: Reptile's moving statistics follow the last sub-batch."""
+
+    def test_moving_statistics_of_the_last_inner_sub_batch(self):
+        keras.utils.set_random_seed(0)
+        base = keras.Sequential(
+            [
+                keras.Input((3,)),
+                keras.layers.BatchNormalization(),  # momentum 0.99
+                keras.layers.Dense(2),
+            ]
+        )
+        steps, batch, support = 3, 2, 4
+        model = keras_ga.MetaModel(
+            base,
+            algo="reptile",
+            inner_steps=steps,
+            inner_batch_size=batch,
+            inner_learning_rate=0.1,
+        )
+        # Without XLA, whose stateless RNG draws other numbers than the
+        # order reproduced below.
+        model.compile(optimizer="sgd", loss="mse", jit_compile=False)
+        rng = np.random.default_rng(0)
+        n = 2
+        ep = regression_episode(n=n, s=support)
+        # Support examples far apart, so each sub-batch has its own moments.
+        ep["support_x"] = rng.normal(
+            np.arange(support)[None, :, None] * 5.0, 1.0, (n, support, 3)
+        ).astype("float32")
+        model.train_on_batch(ep)
+        # The documented order: one random permutation per task, seeded by
+        # (optimizer iteration, task index), cycled in runs of `batch`.
+        means, variances = [], []
+        for task in range(n):
+            u = tf.random.stateless_uniform([support], seed=[0, task])
+            order = tf.argsort(u).numpy()
+            last = order[((steps - 1) * batch + np.arange(batch)) % support]
+            x = ep["support_x"][task][last]
+            means.append(x.mean(axis=0))
+            variances.append(x.var(axis=0))
+        bn = base.layers[0]
+        np.testing.assert_allclose(
+            bn.moving_mean.numpy(), 0.01 * np.mean(means, axis=0), rtol=1e-4
+        )
+        np.testing.assert_allclose(
+            bn.moving_variance.numpy(),
+            0.99 + 0.01 * np.mean(variances, axis=0),
+            rtol=1e-4,
+        )
+
+
+class XlaWarningTest(absltest.TestCase):
+    """Item 14: `jit_compile=True` on a net with max-pooling warns."""
+
+    def _model(self):
+        base = keras.Sequential(
+            [
+                keras.Input((8, 8, 1)),
+                keras.layers.Conv2D(2, 3, padding="same"),
+                keras_ga.layers.MaxPooling2D(2),
+                keras.layers.Flatten(),
+                keras.layers.Dense(2),
+            ]
+        )
+        return keras_ga.MetaModel(base)
+
+    def test_warns_for_explicit_xla(self):
+        with self.assertWarnsRegex(UserWarning, "max-pooling.*approximate"):
+            self._model().compile(
+                loss="sparse_categorical_crossentropy", jit_compile=True
+            )
+
+    def test_auto_and_false_do_not_warn(self):
+        for jit_compile in ("auto", False):
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                self._model().compile(
+                    loss="sparse_categorical_crossentropy",
+                    jit_compile=jit_compile,
+                )
+            self.assertEmpty(
+                [w for w in caught if "max-pooling" in str(w.message)]
+            )
 
 
 if __name__ == "__main__":
