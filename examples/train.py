@@ -435,12 +435,16 @@ def plot_figure1(trained: dict, config: SineConfig, path: str) -> None:
         1, len(trained), figsize=(4 * len(trained), 3.2), sharey=True
     )
     for ax, (title, model) in zip(np.atleast_1d(axes), trained.items()):
-        fast = model.adapt(sx, sy, steps=config.eval_inner_steps)
+        # One compiled function per model (`predict` on a new model per
+        # task would retrace).
+        fast = model.adapt_and_predict(
+            sx, sy, grid, steps=config.eval_inner_steps, transductive=False
+        )
         ax.plot(grid, a * np.sin(grid - p), "k-", label="true")
-        ax.plot(grid, model.predict(grid, verbose=0), "C1:", label="pre-update")
+        ax.plot(grid, np.asarray(model(grid)), "C1:", label="pre-update")
         ax.plot(
             grid,
-            fast.predict(grid, verbose=0),
+            np.asarray(fast),
             "C0-",
             label=f"after {config.eval_inner_steps} steps",
         )

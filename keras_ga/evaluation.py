@@ -339,6 +339,23 @@ def _default_num_tasks(tasks, metric):
 
 
 def _compiled_run(model, metric, steps, transductive):
+    """The compiled per-task metric of `model`, cached on the model.
+
+    One `tf.function` per (metric, steps, protocol) and compiled loss and
+    optimizer, which its trace reads, so that repeated `evaluate_tasks`
+    calls reuse its traces instead of retracing.
+    """
+    key = (metric, steps, transductive, id(model.task_loss))
+    key += (id(getattr(model, "optimizer", None)),)
+    if getattr(model, "_evaluate_tasks_runs", None) is None:
+        model._evaluate_tasks_runs = {}
+    runs = model._evaluate_tasks_runs
+    if key not in runs:
+        runs[key] = _new_run(model, metric, steps, transductive)
+    return runs[key]
+
+
+def _new_run(model, metric, steps, transductive):
     # No AutoGraph: the metric's shape checks raise their ValueError as is.
     @tf.function(reduce_retracing=True, autograph=False)
     def run(data):

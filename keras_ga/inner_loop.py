@@ -96,6 +96,13 @@ def forward(model: keras.Model, params, state, x, training: bool):
     return outputs, new_state, sum(losses) if losses else 0.0
 
 
+def _cast_floats(outputs, dtype):
+    """`outputs` (a nest) with its floating tensors cast to `dtype`."""
+    return tf.nest.map_structure(
+        lambda t: tf.cast(t, dtype) if t.dtype.is_floating else t, outputs
+    )
+
+
 @dataclasses.dataclass(frozen=True)
 class InnerLoop:
     """The inner loop of one model: its loss, gradients and adaptation.
@@ -115,11 +122,12 @@ class InnerLoop:
         outputs, new_state, reg = forward(
             self.model, params, state, x, training
         )
-        # Keras losses compute in their own dtype (float32 by default);
-        # the loss takes the parameters' dtype so that float64 models work.
-        loss = tf.cast(
-            tf.reduce_mean(self.loss_fn(y, outputs)), params[0].dtype
-        )
+        # The loss is computed in the parameters' dtype: float32 for
+        # mixed precision (float16 outputs, as Keras' compiled losses
+        # cast them), float64 for float64 models.
+        dtype = params[0].dtype
+        loss = tf.reduce_mean(self.loss_fn(y, _cast_floats(outputs, dtype)))
+        loss = tf.cast(loss, dtype)
         loss += tf.cast(reg, loss.dtype)
         return LossOutput(loss, outputs, new_state)
 

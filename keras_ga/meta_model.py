@@ -35,8 +35,20 @@ meta-model's variables; the moving statistics are updated once per
 meta-step, with the mean over tasks of the statistics of the query pass
 after adaptation (of the last inner step for Reptile), so that evaluation
 with moving statistics (`transductive=False`) describes adapted models.
-Stock Keras BatchNormalization layers are swapped for
+Stock Keras BatchNormalization layers are turned, in place, into
 `keras_ga.layers.BatchNormalization`, whose second derivatives are exact.
+
+Mixed precision (`keras.mixed_precision.set_global_policy("mixed_float16")`):
+the forward passes run in float16, the weights, task losses, inner updates
+and outer gradients are float32, and the outer gradient is scaled as the
+compiled `LossScaleOptimizer` expects, so the outer update is float32's
+within float16 round-off. The task losses are not scaled inside the inner
+loop and the per-task gradients: gradients below float16's range flush to
+zero there.
+
+Which model is trained: always the model given, in place, as Keras trains
+the models it is given (`meta_model.base is model`), with or without
+BatchNormalization.
 
 References:
     Finn, Abbeel, Levine. Model-Agnostic Meta-Learning for Fast Adaptation
@@ -109,9 +121,12 @@ class MetaModel(keras.Model):
             defaults to `inner_steps`.
         inner_batch_size: support examples per inner step. `None` means the
             algorithm's `default_inner_batch_size`: the whole support set
-            for MAML / first-order MAML, and
-            `ceil(S / inner_steps)` for Reptile, so that its `inner_steps`
-            sub-batches cover the S support examples (Algorithm 1, line 5).
+            for MAML / first-order MAML, and for Reptile
+            `ceil(S / inner_steps)`, so that its `inner_steps` sub-batches
+            cover the S support examples (Algorithm 1, line 5), except for
+            a model with BatchNormalization, which takes the whole support
+            set (batch statistics of a few examples break training). A
+            sub-batch of 1 is refused for a model with BatchNormalization.
             Step t takes the t-th run of `inner_batch_size` examples of one
             random order of the support set (cycling), seeded by the
             optimizer's iteration and the task index.
@@ -123,8 +138,11 @@ class MetaModel(keras.Model):
         pre_adaptation_metrics: whether to also report loss and metrics of
             the query set before adaptation (`pre_` prefix), at the cost of
             one extra forward pass per task.
-        exact_batch_norm: swap stock `BatchNormalization` layers for
-            `keras_ga.layers.BatchNormalization` (exact second derivatives).
+        exact_batch_norm: turn the stock `BatchNormalization` layers of
+            `model` (Sequential, functional or subclassed) into
+            `keras_ga.layers.BatchNormalization` (exact second
+            derivatives), in place: see `keras_ga.exact_batch_norm`.
+            `model` itself is trained either way.
         parallel_tasks: how many tasks `tf.map_fn` may run at once; `None`
             leaves TensorFlow's default. Lower it to cap memory.
         task_execution: how the tasks of a meta-batch run: `"map"` (one
@@ -200,6 +218,9 @@ class MetaModel(keras.Model):
         self.base = (
             batch_norm.exact_batch_norm(model) if exact_batch_norm else model
         )
+        algorithms.base.check_inner_batch_size(
+            inner_batch_size, batch_norm.has_batch_norm(self.base)
+        )
         self.algo = algo
         self.inner_steps = inner_steps
         self.inner_learning_rate = float(inner_learning_rate)
@@ -261,6 +282,7 @@ class MetaModel(keras.Model):
                 execution_lib.batches_over_tasks(self.base)
                 and not tf.distribute.has_strategy()
             )
+        execution_lib.warn_if_slow_xla(self.base, kwargs["jit_compile"])
         self._metric_args = _metrics.check_metrics(metrics, loss)
         super().compile(
             optimizer=optimizer, metrics=self._metric_args or None, **kwargs
@@ -375,7 +397,9 @@ class MetaModel(keras.Model):
         if self.inner_batch_size is not None:
             return min(self.inner_batch_size, support_size)
         return self._algorithm.default_inner_batch_size(
-            support_size, self.inner_steps
+            support_size,
+            self.inner_steps,
+            batch_statistics=batch_norm.has_batch_norm(self.base),
         )
 
     @_no_autograph
@@ -469,6 +493,10 @@ class MetaModel(keras.Model):
             results.updates, all_reduce=distribute.replica_sum()
         )
         grads = agreement.weighted_sum(weights, results.outer_grads)
+        # The grads are those of the unscaled losses, while `apply` divides
+        # by the loss scale (`LossScaleOptimizer` under mixed precision, or
+        # `loss_scale_factor`): scale them as the loss would have been.
+        grads = [self.optimizer.scale_loss(g) for g in grads]
         self.optimizer.apply(grads, self.base.trainable_variables)
         self._update_state(results.states)
         self.weight_min_tracker.update_state(distribute.task_min(weights))
@@ -597,6 +625,22 @@ class MetaModel(keras.Model):
     def adapt(self, x, y, steps: int | None = None, seed: int = 0):
         """Adapts the meta-parameters to one new task.
 
+        Which BatchNorm statistics the adapted model predicts with:
+        `fast(query_x, training=False)` and `fast.predict(query_x)` use the
+        meta-model's moving statistics, copied into `fast` (each query
+        example predicted alone: `transductive=False`);
+        `fast(query_x, training=True)` uses the batch statistics of the
+        inputs it is given, so calling it once on the whole query set is
+        the transductive protocol (`transductive=True`, the MAML / Reptile
+        reference), and calling it on the support set plus one query
+        example, `fast(concat([x, q[None]]), training=True)[-1]`, predicts
+        that example with support statistics only. Without BatchNorm the
+        three agree.
+
+        Each call builds a new Keras model, and its `predict` compiles a new
+        function: to adapt and predict many tasks, `adapt_and_predict` is
+        one compiled function, traced once per input shape.
+
         Args:
             x: support inputs of the task, [S, ...].
             y: support targets, [S, ...].
@@ -607,13 +651,8 @@ class MetaModel(keras.Model):
             A new Keras model, a copy of the base model holding the adapted
             weights theta_i and the meta-model's non-trainable state.
         """
-        if steps is not None:
-            _checks.check_positive_int("steps", steps)
-        self._check_compiled()
-        x, y = _inputs.check_adapt_inputs(self.base, x, y)
-        _inputs.check_adapt_labels(self.base, x, y)
+        x, y, steps = self._adapt_args(x, y, steps)
         theta, state = self._parameters()
-        steps = steps or self.eval_inner_steps
         phi, _ = self._adapt_function(
             theta, state, x, y, steps, tf.constant([seed, 0])
         )
@@ -623,6 +662,71 @@ class MetaModel(keras.Model):
         for var, value in zip(fast.non_trainable_variables, state):
             var.assign(value)
         return fast
+
+    def adapt_and_predict(
+        self,
+        x,
+        y,
+        query_x,
+        steps: int | None = None,
+        seed: int = 0,
+        transductive: bool | None = None,
+    ):
+        """Adapts to one new task and predicts its query inputs.
+
+        The same predictions as `adapt(x, y, steps, seed)` called on
+        `query_x` with `training=transductive`, in one compiled function
+        that is traced once per input shape and reused across tasks,
+        without building a model per task.
+
+        Args:
+            x: support inputs of the task, [S, ...].
+            y: support targets, [S, ...].
+            query_x: the inputs to predict, [Q, ...].
+            steps: SGD steps; defaults to `eval_inner_steps`.
+            seed: seed of the sub-batch order (Reptile, `inner_batch_size`).
+            transductive: whether BatchNorm uses the batch statistics of
+                `query_x` (`True`) or the moving statistics (`False`);
+                defaults to the `transductive` attribute.
+
+        Returns:
+            The predictions for `query_x`, a tensor `[Q, ...]`.
+        """
+        x, y, steps = self._adapt_args(x, y, steps)
+        if transductive is None:
+            transductive = self.transductive
+        return self._adapt_and_predict_function(
+            x,
+            y,
+            tf.convert_to_tensor(query_x),
+            steps,
+            bool(transductive),
+            tf.constant([seed, 0]),
+        )
+
+    def _adapt_args(self, x, y, steps):
+        if steps is not None:
+            _checks.check_positive_int("steps", steps)
+        self._check_compiled()
+        x, y = _inputs.check_adapt_inputs(self.base, x, y)
+        _inputs.check_adapt_labels(self.base, x, y)
+        return x, y, steps or self.eval_inner_steps
+
+    def _adapt_and_predict(self, x, y, query_x, steps, transductive, seed):
+        theta, state = self._parameters()
+        phi, _ = self._adapt(theta, state, x, y, steps, seed)
+        outputs, _, _ = inner_loop.forward(
+            self.base, phi, state, query_x, transductive
+        )
+        return outputs
+
+    @property
+    def _adapt_and_predict_function(self):
+        if getattr(self, "_adapt_and_predict_fn", None) is None:
+            # Traced once per input shape: the inner loop needs the
+            # support size as a static number (the sub-batch size).
+            self._adapt_and_predict_fn = tf.function(self._adapt_and_predict)
+        return self._adapt_and_predict_fn
 
     def _adapt(self, theta, state, x, y, steps, seed):
         """(theta_i, last state) of `steps` first-order steps on (x, y)."""
@@ -639,9 +743,10 @@ class MetaModel(keras.Model):
 
     @property
     def _adapt_function(self):
-        # One tf.function per model, traced once per input signature.
+        # One tf.function per model, traced once per input shape (the
+        # sub-batch size needs the support size as a static number).
         if getattr(self, "_adapt_fn", None) is None:
-            self._adapt_fn = tf.function(self._adapt, reduce_retracing=True)
+            self._adapt_fn = tf.function(self._adapt)
         return self._adapt_fn
 
 

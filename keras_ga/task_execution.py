@@ -15,6 +15,7 @@ Two ways, both one graph for any number of tasks N:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import keras
@@ -48,6 +49,36 @@ def batches_over_tasks(model: keras.Model) -> bool:
         elif not isinstance(layer, _VECTORIZABLE):
             return False
     return True
+
+
+def _layers(model):
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from _layers(layer)
+
+
+def warn_if_slow_xla(model: keras.Model, jit_compile) -> None:
+    """Warns when `jit_compile=True` is asked for a model with max-pooling.
+
+    XLA compiles conv steps that run slower on CPU than TensorFlow's own
+    kernels, and its second derivative of max-pooling (which MAML takes)
+    is approximate; `jit_compile="auto"` leaves such models uncompiled.
+    """
+    if jit_compile is not True:
+        return
+    pools = (keras.layers.MaxPooling1D, keras.layers.MaxPooling2D)
+    pools += (keras.layers.MaxPooling3D,)
+    if any(isinstance(layer, pools) for layer in _layers(model)):
+        warnings.warn(
+            "`jit_compile=True` on a model with max-pooling: XLA's conv "
+            "steps are slower than TensorFlow's on CPU, and its second "
+            "derivative of max-pooling (MAML's meta-gradient) is "
+            "approximate. `jit_compile='auto'` (the default) leaves such "
+            f"models uncompiled. Received: jit_compile=True for model "
+            f"{model.name!r}.",
+            stacklevel=3,
+        )
 
 
 def resolve(execution: str, model: keras.Model, jit_compile: bool) -> str:

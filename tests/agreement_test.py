@@ -25,6 +25,26 @@ class AgreementWeightingTest(parameterized.TestCase):
         np.testing.assert_allclose(w.numpy(), eq13_numpy(g), rtol=1e-10)
         self.assertAlmostEqual(float(np.sum(np.abs(w))), 1.0, places=10)
 
+    @parameterized.parameters(0, 1, 2)
+    def test_mixed_sign_scores_match_double_sum(self, seed):
+        # Tasks that oppose the meta-batch's mean direction have negative
+        # scores sum_j <g_i, g_j>, so the denominator's absolute value
+        # (sum_k |score_k|, not |sum_k score_k|) decides every weight.
+        rng = np.random.default_rng(seed)
+        common = rng.normal(size=30)
+        g = np.stack(
+            [common + 0.3 * rng.normal(size=30) for _ in range(4)]
+            + [-1.5 * common + 0.3 * rng.normal(size=30) for _ in range(2)]
+        )
+        scores = g @ g.sum(axis=0)
+        self.assertTrue(np.any(scores < 0) and np.any(scores > 0))
+        w = agreement.AgreementWeighting()(tf.constant(g)).numpy()
+        np.testing.assert_allclose(w, eq13_numpy(g), rtol=1e-10)
+        np.testing.assert_allclose(
+            w, scores / np.sum(np.abs(scores)), rtol=1e-10
+        )
+        self.assertAlmostEqual(float(np.sum(np.abs(w))), 1.0, places=10)
+
     def test_list_of_variables_equals_flat(self):
         rng = np.random.default_rng(0)
         parts = [rng.normal(size=(6, 3, 4)), rng.normal(size=(6, 5))]

@@ -74,6 +74,36 @@ class ComputationTest(parameterized.TestCase):
         ):
             np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5)
 
+    @parameterized.parameters((8, 4, 4, 3), (10, 4))
+    def test_default_momentum_blends_as_written(self, *shape):
+        # Momentum 0.99: swapping momentum and 1 - momentum would move the
+        # statistics 99% of the way to the batch's (0.5 hides it).
+        x = np.random.default_rng(3).normal(1.0, 2.0, shape).astype("float32")
+        ours = built_layer(shape)
+        self.assertEqual(ours.momentum, 0.99)
+        stock = keras.layers.BatchNormalization()
+        stock.build(shape)
+        stock.set_weights(ours.get_weights())
+        ours.moving_mean.assign(np.full(shape[-1], 0.5, "float32"))
+        stock.moving_mean.assign(np.full(shape[-1], 0.5, "float32"))
+        ours(x, training=True)
+        stock(x, training=True)
+        axes = tuple(range(len(shape) - 1))
+        np.testing.assert_allclose(
+            ours.moving_mean.numpy(),
+            0.99 * 0.5 + 0.01 * x.mean(axis=axes),
+            rtol=1e-5,
+        )
+        np.testing.assert_allclose(
+            ours.moving_variance.numpy(),
+            0.99 * 1.0 + 0.01 * x.var(axis=axes),
+            rtol=1e-5,
+        )
+        for a, b in zip(
+            ours.non_trainable_weights, stock.non_trainable_weights
+        ):
+            np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5)
+
     def test_inference_uses_moving_statistics(self):
         shape = (8, 3)
         layer = built_layer(shape)

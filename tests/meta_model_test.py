@@ -329,24 +329,6 @@ class BatchNormStateTest(absltest.TestCase):
         for a, b in zip(weights, model.base.get_weights()):
             np.testing.assert_array_equal(a, b)
 
-    def test_subclassed_model_with_stock_batchnorm_is_refused(self):
-        class Net(keras.Model):
-            def __init__(self):
-                super().__init__()
-                self.bn = keras.layers.BatchNormalization()
-                self.out = keras.layers.Dense(2)
-
-            def call(self, x, training=False):
-                return self.out(self.bn(x, training=training))
-
-        net = Net()
-        net(np.zeros((2, 3)))
-        with self.assertRaisesRegex(
-            ValueError, "subclassed Keras model holding stock"
-        ):
-            keras_ga.MetaModel(net)
-        keras_ga.MetaModel(net, exact_batch_norm=False)
-
 
 class AdaptAndSavingTest(absltest.TestCase):
     def _trained(self):

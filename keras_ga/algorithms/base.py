@@ -78,6 +78,26 @@ def task_results(
     )
 
 
+def check_inner_batch_size(inner_batch_size, batch_statistics: bool):
+    """Refuses sub-batches of one example for a model with batch statistics.
+
+    BatchNormalization over one example normalises every feature of a
+    dense layer to zero (to `beta`), so the inner steps would learn from
+    outputs that do not depend on the input.
+
+    Raises:
+        ValueError: when `inner_batch_size` is 1 and `batch_statistics`.
+    """
+    if inner_batch_size == 1 and batch_statistics:
+        raise ValueError(
+            "`inner_batch_size` must be at least 2 for a model with "
+            "BatchNormalization: batch statistics of one example normalise "
+            "its features to zero. Leave `inner_batch_size=None` (the whole "
+            "support set for such a model) or pass a larger value. "
+            f"Received: inner_batch_size={inner_batch_size}"
+        )
+
+
 class Algorithm(abc.ABC):
     """A meta-learning algorithm, as a rule applied to each task.
 
@@ -106,17 +126,22 @@ class Algorithm(abc.ABC):
 
     name: str = ""
 
-    def default_inner_batch_size(self, support_size: int, steps: int) -> int:
+    def default_inner_batch_size(
+        self, support_size: int, steps: int, batch_statistics: bool = False
+    ) -> int:
         """Support examples per inner step when `inner_batch_size=None`.
 
         Args:
             support_size: S, the support examples of a task.
             steps: the training inner steps (`MetaModel.inner_steps`).
+            batch_statistics: whether the model normalises with batch
+                statistics in training (it holds BatchNormalization), so
+                that a step's examples are normalised with each other.
 
         Returns:
             The whole support set, S, unless a rule says otherwise.
         """
-        del steps
+        del steps, batch_statistics
         return support_size
 
     @abc.abstractmethod

@@ -22,11 +22,24 @@ class Reptile(base.Algorithm):
 
     name = "reptile"
 
-    def default_inner_batch_size(self, support_size: int, steps: int) -> int:
-        """`ceil(S / steps)`: the `steps` sub-batches cover the support set.
+    def default_inner_batch_size(
+        self, support_size: int, steps: int, batch_statistics: bool = False
+    ) -> int:
+        """`ceil(S / steps)`, or S for a model with batch statistics.
 
-        Algorithm 1, line 5 of the paper.
+        `ceil(S / steps)`: the `steps` sub-batches cover the support set
+        (Algorithm 1, line 5 of the paper). A model with BatchNormalization
+        takes the whole support set at every step instead: with few
+        examples per step (one, for 5-way 1-shot and 5 steps) the batch
+        statistics are those of a handful of examples (of one, all
+        features normalised to zero), and meta-training fails (on Omniglot
+        5-way 1-shot, conv4 reached 26% against 59% with the whole support
+        set). The reference implementation never steps on fewer examples
+        than its `inner_batch_size` of 10 either: it repeats examples to
+        fill a batch.
         """
+        if batch_statistics:
+            return support_size
         return -(-support_size // steps)
 
     def train(self, theta, learner) -> base.TaskResults:
