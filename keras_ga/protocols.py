@@ -121,6 +121,10 @@ def forward(model, params, state, support_x, query_x, protocol: str):
             training=protocol == TRANSDUCTIVE,
             return_losses=True,
         )
+        # Without batch statistics the state comes back as it went in;
+        # `identity` makes it a tensor of the graph being built (a loop
+        # body's outputs cannot be eager tensors).
+        new_state = [tf.identity(s) for s in new_state]
         return outputs, new_state, sum(losses) if losses else 0.0
     return _support_plus_query(model, params, state, support_x, query_x)
 
@@ -139,7 +143,8 @@ def _support_plus_query(model, params, state, support_x, query_x):
     outputs, losses = tf.vectorized_map(
         one, query_x, fallback_to_while_loop=True
     )
-    return outputs, list(state), tf.reduce_mean(losses)
+    state = [tf.identity(s) for s in state]  # as in `forward`
+    return outputs, state, tf.reduce_mean(losses)
 
 
 def predict(model: keras.Model, support_x, query_x, protocol=TRANSDUCTIVE):
