@@ -148,6 +148,9 @@ class MetaModel(keras.Model):
             `weight_corr` (the correlation of the task weights with that
             quantity; `"update_norm"` is ||g_i||), `weight_std` and
             `weight_max`, next to `weight_min` and `weight_neg_frac`.
+            A function must be registered with
+            `keras.saving.register_keras_serializable` for the model to be
+            saved.
         exact_batch_norm: swap stock `BatchNormalization` layers for
             `keras_ga.layers.BatchNormalization` (exact second derivatives).
         parallel_tasks: how many tasks `tf.map_fn` may run at once; `None`
