@@ -438,7 +438,7 @@ def plot_figure1(trained: dict, config: SineConfig, path: str) -> None:
         # One compiled function per model (`predict` on a new model per
         # task would retrace).
         fast = model.adapt_and_predict(
-            sx, sy, grid, steps=config.eval_inner_steps, transductive=False
+            sx, sy, grid, steps=config.eval_inner_steps, protocol="moving_stats"
         )
         ax.plot(grid, a * np.sin(grid - p), "k-", label="true")
         ax.plot(grid, np.asarray(model(grid)), "C1:", label="pre-update")

@@ -9,8 +9,10 @@ from keras_ga import callbacks
 from keras_ga import datasets
 from keras_ga import episode
 from keras_ga import evaluation
+from keras_ga import inner_optimizers
 from keras_ga import layers
 from keras_ga import models
+from keras_ga import protocols
 from keras_ga import sampler
 from keras_ga._version import __version__ as __version__
 from keras_ga.agreement import AgreementWeighting
@@ -49,12 +51,14 @@ __all__ = [
     "evaluate_tasks",
     "evaluation",
     "exact_batch_norm",
+    "inner_optimizers",
     "few_shot_episodes",
     "group_by_class",
     "layers",
     "mlp",
     "models",
     "paired_difference",
+    "protocols",
     "sampler",
     "set_cpu_threads",
 ]

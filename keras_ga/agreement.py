@@ -203,3 +203,66 @@ def get(identifier) -> AgreementWeighting | UniformWeighting:
 def weighted_sum(weights: tf.Tensor, stacks: Sequence[tf.Tensor]):
     """sum_i w_i x_i for each [N, ...] stack in `stacks`."""
     return [tf.tensordot(tf.cast(weights, s.dtype), s, axes=1) for s in stacks]
+
+
+# Diagnostics: how the weights relate to a per-task quantity.
+
+DIAGNOSTIC_QUANTITIES = ("update_norm",)
+
+
+def update_norms(updates) -> tf.Tensor:
+    """||g_i||, the norm over all variables of each task's update: `[N]`."""
+    tensors = _as_list(updates)
+    squares = [
+        tf.reduce_sum(tf.reshape(tf.square(g), [tf.shape(g)[0], -1]), axis=1)
+        for g in tensors
+    ]
+    return tf.sqrt(tf.add_n(squares))
+
+
+def weight_statistics(
+    weights, quantity, all_reduce: AllReduce | None = None
+) -> dict:
+    """Statistics of the task weights, and their correlation with a quantity.
+
+    Args:
+        weights: the task weights `[N]`.
+        quantity: one number per task `[N]` (for example `update_norms`,
+            or the amplitude of a sine task).
+        all_reduce: as in `AgreementWeighting.__call__`: when given, the
+            statistics are those of the global meta-batch.
+
+    Returns:
+        A dict of scalars: `weight_corr` (Pearson's correlation of the
+        weights with `quantity`, 0 when either is constant), `weight_std`
+        (`ddof=0`), `weight_max`, `weight_min` and `weight_neg_frac` (the
+        fraction of negative weights), all in float64. With `all_reduce`
+        the maximum and minimum are this replica's (a sum cannot reduce
+        them; `MetaModel` reduces them separately).
+    """
+    w = tf.cast(weights, tf.float64)
+    q = tf.cast(quantity, tf.float64)
+    reduce = all_reduce or (lambda t: t)
+    n, sw, sq, sww, sqq, swq, neg = reduce(
+        [
+            tf.cast(tf.size(w), tf.float64),
+            tf.reduce_sum(w),
+            tf.reduce_sum(q),
+            tf.reduce_sum(w * w),
+            tf.reduce_sum(q * q),
+            tf.reduce_sum(w * q),
+            tf.reduce_sum(tf.cast(w < 0, tf.float64)),
+        ]
+    )
+    var_w = tf.maximum(sww / n - (sw / n) ** 2, 0.0)
+    var_q = tf.maximum(sqq / n - (sq / n) ** 2, 0.0)
+    cov = swq / n - (sw / n) * (sq / n)
+    denom = tf.sqrt(var_w * var_q)
+    corr = tf.where(denom > 0, cov / tf.where(denom > 0, denom, 1.0), 0.0)
+    return {
+        "weight_corr": corr,
+        "weight_std": tf.sqrt(var_w),
+        "weight_max": tf.reduce_max(w),
+        "weight_min": tf.reduce_min(w),
+        "weight_neg_frac": neg / n,
+    }

@@ -10,15 +10,19 @@ confidence interval of the mean, `1.96 * std / sqrt(T)` (`std` with
 `ddof=0`, as the MAML reference code computes it). A progress bar counts
 the tasks; redirected output gets one line when they are done.
 
-Two ways of predicting the query set, named in every result:
+Three ways of predicting the query set (`protocol`, see
+`keras_ga.protocols`), named in every result:
 
-- transductive (`transductive=True`, the MAML and Reptile reference
-  protocol): BatchNormalization uses the batch statistics of the query set,
-  so query predictions depend on each other.
-- non-transductive (`transductive=False`): BatchNormalization uses the
-  moving statistics, each query example is predicted alone.
+- `"transductive"` (the MAML and Reptile papers' protocol):
+  BatchNormalization uses the batch statistics of the query set, so query
+  predictions depend on each other.
+- `"support_plus_query"` (the Reptile reference code's non-transductive
+  protocol): each query example is predicted in a batch of the support set
+  plus that example.
+- `"moving_stats"`: BatchNormalization uses the moving statistics, each
+  query example is predicted alone.
 
-Without BatchNormalization both give the same numbers.
+Without BatchNormalization all three give the same numbers.
 
 Example:
 
@@ -49,6 +53,7 @@ import tensorflow as tf
 from keras_ga import _checks
 from keras_ga import _progress
 from keras_ga import episode as episode_lib
+from keras_ga import protocols
 
 METRICS = ("accuracy", "mse", "loss")
 # Test-set sizes of the literature: 600 classification tasks (MAML,
@@ -76,7 +81,9 @@ class EvaluationResult:
         std: standard deviation over tasks (`ddof=0`).
         num_tasks: T, the number of tasks.
         steps: adaptation steps at test time.
-        transductive: whether query predictions used query batch statistics.
+        protocol: the evaluation protocol, one of
+            `keras_ga.protocols.PROTOCOLS` (a bool is read as the
+            deprecated `transductive` flag).
         per_task: the per-task values, shape `[T]`.
     """
 
@@ -86,17 +93,35 @@ class EvaluationResult:
     std: float
     num_tasks: int
     steps: int
-    transductive: bool
+    protocol: str
     per_task: np.ndarray = dataclasses.field(repr=False, compare=False)
 
+    def __post_init__(self):
+        if isinstance(self.protocol, bool):
+            protocol = protocols.from_transductive(self.protocol)
+            object.__setattr__(self, "protocol", protocol)
+        protocols.check(self.protocol)
+
+    @property
+    def transductive(self) -> bool:
+        """Whether the protocol is `"transductive"`."""
+        return self.protocol == protocols.TRANSDUCTIVE
+
     def as_dict(self) -> dict:
-        """The result without `per_task`, JSON-serialisable."""
+        """The result without `per_task`, JSON-serialisable.
+
+        It holds `protocol` and, for readers of older records, the bool
+        `transductive`.
+        """
         out = dataclasses.asdict(self)
         out.pop("per_task")
+        out["transductive"] = self.transductive
         return out
 
     def __str__(self):
-        mode = "transductive" if self.transductive else "non-transductive"
+        mode = self.protocol
+        if not self.transductive:
+            mode = f"non-transductive: {self.protocol}"
         if self.metric == "accuracy":
             value = f"{100 * self.mean:.2f}% +- {100 * self.ci95:.2f}%"
         else:
@@ -269,6 +294,7 @@ def evaluate_tasks(
     steps: int | None = None,
     transductive: bool | None = None,
     verbose="auto",
+    protocol: str | None = None,
 ) -> EvaluationResult:
     """Meta-tests a compiled `MetaModel` on a fixed set of tasks.
 
@@ -285,18 +311,21 @@ def evaluate_tasks(
             of a finite `tasks`, and `DEFAULT_NUM_TASKS[metric]` (600 for
             accuracy, 1000 for regression) of an endless one.
         steps: adaptation steps; defaults to `model.eval_inner_steps`.
-        transductive: query predictions with query batch statistics
-            (`True`) or moving statistics (`False`); defaults to
-            `model.transductive`.
+        transductive: deprecated alias of `protocol` (`True` is
+            `"transductive"`, `False` is `"moving_stats"`).
         verbose: 0 (silent), 1 (a `keras.utils.Progbar` over the tasks,
             updated in place), 2 (one line when done) or `"auto"` (1 on a
             terminal, 2 when the output is redirected).
+        protocol: how the query sets are predicted, one of
+            `keras_ga.protocols.PROTOCOLS`; defaults to
+            `model.eval_protocol`.
 
     Returns:
         An `EvaluationResult`.
 
     Raises:
-        ValueError: for an unknown `metric` or `verbose`, a metric that does
+        ValueError: for an unknown `metric`, `protocol` or `verbose`, both
+            `protocol` and `transductive` given, a metric that does
             not fit the model's outputs and targets, a non-positive
             `num_tasks` or `steps`, or when `tasks` is empty or holds fewer
             than `num_tasks` tasks.
@@ -309,13 +338,14 @@ def evaluate_tasks(
             _checks.check_positive_int(name, value)
     verbose = _progress.resolve_verbose(verbose)
     steps = steps or model.eval_inner_steps
-    if transductive is None:
-        transductive = model.transductive
+    protocol = protocols.resolve(
+        protocol, transductive, model.eval_protocol, "protocol"
+    )
     if isinstance(tasks, dict):
         tasks = [tasks]
     if num_tasks is None:
         num_tasks = _default_num_tasks(tasks, metric)
-    run = _compiled_run(model, metric, steps, bool(transductive))
+    run = _compiled_run(model, metric, steps, protocol)
     values = _collect(run, tasks, num_tasks, verbose)
     mean, ci95, std = confidence_interval(values)
     return EvaluationResult(
@@ -325,7 +355,7 @@ def evaluate_tasks(
         std=std,
         num_tasks=int(values.size),
         steps=int(steps),
-        transductive=bool(transductive),
+        protocol=protocol,
         per_task=values,
     )
 
@@ -338,29 +368,29 @@ def _default_num_tasks(tasks, metric):
     return None
 
 
-def _compiled_run(model, metric, steps, transductive):
+def _compiled_run(model, metric, steps, protocol):
     """The compiled per-task metric of `model`, cached on the model.
 
     One `tf.function` per (metric, steps, protocol) and compiled loss and
     optimizer, which its trace reads, so that repeated `evaluate_tasks`
     calls reuse its traces instead of retracing.
     """
-    key = (metric, steps, transductive, id(model.task_loss))
+    key = (metric, steps, protocol, id(model.task_loss))
     key += (id(getattr(model, "optimizer", None)),)
     if getattr(model, "_evaluate_tasks_runs", None) is None:
         model._evaluate_tasks_runs = {}
     runs = model._evaluate_tasks_runs
     if key not in runs:
-        runs[key] = _new_run(model, metric, steps, transductive)
+        runs[key] = _new_run(model, metric, steps, protocol)
     return runs[key]
 
 
-def _new_run(model, metric, steps, transductive):
+def _new_run(model, metric, steps, protocol):
     # No AutoGraph: the metric's shape checks raise their ValueError as is.
     @tf.function(reduce_retracing=True, autograph=False)
     def run(data):
         results = model.run_tasks(
-            data, training=False, steps=steps, transductive=transductive
+            data, training=False, steps=steps, protocol=protocol
         )
         return task_metric(metric, results, data["query_y"])
 

@@ -16,7 +16,9 @@ loop; first-order MAML and Reptile stop the gradient at every step.
   `init(params) -> opt_state` and
   `update(params, grads, opt_state) -> (params, opt_state)`. Its state
   travels through the `tf.while_loop` of the inner steps, one per task.
-  `sgd` is the only one so far.
+  `sgd` and `adam` are built in; `keras_ga.inner_optimizers` holds their
+  serializable configurations, as `MetaModel`'s `inner_optimizer` takes
+  them.
 
 The steps run in a `tf.while_loop` (one graph for any number of steps).
 Step t takes the t-th run of `batch_size` examples of one random order of
@@ -33,6 +35,8 @@ from typing import NamedTuple
 
 import keras
 import tensorflow as tf
+
+from keras_ga import protocols
 
 
 class InnerOptimizer(NamedTuple):
@@ -73,6 +77,89 @@ def sgd(learning_rate: float) -> InnerOptimizer:
         return params, opt_state
 
     return InnerOptimizer(init, update)
+
+
+class AdamState(NamedTuple):
+    """The state of `adam`: the step count and the two moment estimates.
+
+    Attributes:
+        count: the steps taken so far, an int32 scalar.
+        mu: the first moments, one tensor per parameter.
+        nu: the second moments, one tensor per parameter.
+    """
+
+    count: tf.Tensor
+    mu: list
+    nu: list
+
+
+def adam(
+    learning_rate: float,
+    beta_1: float = 0.0,
+    beta_2: float = 0.999,
+    epsilon: float = 1e-8,
+) -> InnerOptimizer:
+    """Adam as TensorFlow 1's `AdamOptimizer` computes it, functionally.
+
+    Step t (counting from 1) on gradient g:
+
+        m = beta_1 m + (1 - beta_1) g
+        v = beta_2 v + (1 - beta_2) g**2
+        p = p - lr sqrt(1 - beta_2**t) / (1 - beta_1**t) m / (sqrt(v) + eps)
+
+    the update of the Reptile reference code (`beta_1=0` there). The update
+    is differentiable in `params` and `grads` (second-order MAML goes
+    through m, v and sqrt(v) + eps); where v is exactly zero the derivative
+    of sqrt(v) is taken as zero, not infinite.
+
+    Example:
+
+    ```python
+    opt = keras_ga.inner_loop.adam(1e-3, beta_1=0.0)
+    params, opt_state = opt.update(params, grads, opt.init(params))
+    ```
+    """
+
+    def init(params):
+        return AdamState(
+            count=tf.constant(0, tf.int32),
+            mu=[tf.zeros_like(p) for p in params],
+            nu=[tf.zeros_like(p) for p in params],
+        )
+
+    def update(params, grads, opt_state):
+        count = opt_state.count + 1
+        new_params, mu, nu = [], [], []
+        for p, g, m, v in zip(params, grads, opt_state.mu, opt_state.nu):
+            t = tf.cast(count, p.dtype)
+            b1, b2 = tf.constant(beta_1, p.dtype), tf.constant(beta_2, p.dtype)
+            m = b1 * m + (1 - b1) * g
+            v = b2 * v + (1 - b2) * tf.square(g)
+            step = tf.constant(learning_rate, p.dtype) * (
+                tf.sqrt(1 - tf.pow(b2, t)) / (1 - tf.pow(b1, t))
+            )
+            denom = _safe_sqrt(v) + tf.constant(epsilon, p.dtype)
+            new_params.append(p - step * m / denom)
+            mu.append(m)
+            nu.append(v)
+        return new_params, AdamState(count, mu, nu)
+
+    return InnerOptimizer(init, update)
+
+
+def _safe_sqrt(v):
+    """sqrt(v) whose derivative at v = 0 is 0 rather than inf (then NaN)."""
+    positive = v > 0
+    root = tf.sqrt(tf.where(positive, v, tf.ones_like(v)))
+    return tf.where(positive, root, tf.zeros_like(v))
+
+
+class Adaptation(NamedTuple):
+    """What `InnerLoop.run` returns: the adapted task."""
+
+    phi: list  # the adapted weights theta_i
+    state: list  # the non-trainable state of the last step
+    opt_state: Any  # the inner optimizer's state after the last step
 
 
 class LossOutput(NamedTuple):
@@ -122,6 +209,22 @@ class InnerLoop:
         outputs, new_state, reg = forward(
             self.model, params, state, x, training
         )
+        return self._loss_output(params, y, outputs, new_state, reg)
+
+    def query_loss(
+        self, params, state, support_x, x, y, protocol: str
+    ) -> LossOutput:
+        """`loss` of a query set (x, y) predicted under `protocol`.
+
+        See `keras_ga.protocols`; `support_x` is used by
+        `"support_plus_query"` only.
+        """
+        outputs, new_state, reg = protocols.forward(
+            self.model, params, state, support_x, x, protocol
+        )
+        return self._loss_output(params, y, outputs, new_state, reg)
+
+    def _loss_output(self, params, y, outputs, new_state, reg) -> LossOutput:
         # The loss is computed in the parameters' dtype: float32 for
         # mixed precision (float16 outputs, as Keras' compiled losses
         # cast them), float64 for float64 models.
@@ -141,6 +244,32 @@ class InnerLoop:
     def adapt(
         self, theta, state, x, y, *, steps, batch_size, seed, second_order
     ):
+        """`(phi, last_state)` of `run` from the optimizer's initial state."""
+        phi, last_state, _ = self.run(
+            theta,
+            state,
+            x,
+            y,
+            steps=steps,
+            batch_size=batch_size,
+            seed=seed,
+            second_order=second_order,
+        )
+        return phi, last_state
+
+    def run(
+        self,
+        theta,
+        state,
+        x,
+        y,
+        *,
+        steps,
+        batch_size,
+        seed,
+        second_order,
+        opt_state=None,
+    ) -> Adaptation:
         """theta_i after `steps` optimizer steps on (x, y).
 
         Args:
@@ -154,10 +283,12 @@ class InnerLoop:
             seed: the stateless seed of the sub-batch order.
             second_order: whether gradients flow through the inner
                 gradients (MAML) or stop at them.
+            opt_state: the inner optimizer's state before the first step;
+                `None` means `optimizer.init(theta)`.
 
         Returns:
-            `(phi, last_state)`: the adapted weights and the non-trainable
-            state of the last step.
+            An `Adaptation`: the adapted weights, the non-trainable state
+            of the last step and the optimizer's final state.
         """
         sub_batch = _sub_batches(x, y, batch_size, seed)
         update = self.optimizer.update
@@ -171,8 +302,10 @@ class InnerLoop:
             return t + 1, params, opt_state, new_state
 
         theta = list(theta)
-        init = (tf.constant(0), theta, self.optimizer.init(theta), list(state))
-        _, phi, _, last_state = tf.while_loop(
+        if opt_state is None:
+            opt_state = self.optimizer.init(theta)
+        init = (tf.constant(0), theta, opt_state, list(state))
+        _, phi, opt_state, last_state = tf.while_loop(
             lambda t, *_: t < steps,
             body,
             init,
@@ -180,7 +313,7 @@ class InnerLoop:
             # differentiate through it.
             maximum_iterations=steps,
         )
-        return phi, last_state
+        return Adaptation(phi, last_state, opt_state)
 
 
 def _sub_batches(x, y, batch_size, seed):
@@ -211,6 +344,9 @@ class TaskLearner:
         steps: inner steps.
         batch_size: support examples per inner step.
         seed: the stateless seed of the sub-batch order.
+        opt_state: the inner optimizer's state before the first step;
+            `None` means the optimizer's `init`.
+        outputs: what `adapt` records for `MetaModel` (`final_opt_state`).
     """
 
     loop: InnerLoop
@@ -222,10 +358,17 @@ class TaskLearner:
     steps: int
     batch_size: int
     seed: Any
+    opt_state: Any = None
+    outputs: dict = dataclasses.field(default_factory=dict, compare=False)
 
     def adapt(self, theta, second_order: bool = False):
-        """`(phi, last_state)`: `theta` adapted on the support set."""
-        return self.loop.adapt(
+        """`(phi, last_state)`: `theta` adapted on the support set.
+
+        The inner optimizer starts from `opt_state` and its final state is
+        kept in `final_opt_state` (of the last call), which `MetaModel`
+        reads for `Adam(moments="carry")`.
+        """
+        phi, last_state, opt_state = self.loop.run(
             theta,
             self.state,
             self.support_x,
@@ -234,10 +377,33 @@ class TaskLearner:
             batch_size=self.batch_size,
             seed=self.seed,
             second_order=second_order,
+            opt_state=self.opt_state,
         )
+        self.outputs["opt_state"] = opt_state
+        return phi, last_state
 
-    def query(self, params, training: bool = True) -> LossOutput:
-        """The query loss of `params` (batch statistics when `training`)."""
-        return self.loop.loss(
-            params, self.state, self.query_x, self.query_y, training
+    @property
+    def final_opt_state(self):
+        """The inner optimizer's state after the last `adapt` (else the
+        initial one: `opt_state`, or `init(theta)` when that is `None`)."""
+        return self.outputs.get("opt_state", self.opt_state)
+
+    def query(self, params, protocol=protocols.TRANSDUCTIVE) -> LossOutput:
+        """The query loss of `params`, predicted under `protocol`.
+
+        Args:
+            params: the weights to predict with (theta_i after `adapt`).
+            protocol: one of `keras_ga.protocols.PROTOCOLS`; training
+                passes use `"transductive"` (query batch statistics). A
+                bool is read as the deprecated `transductive` flag.
+        """
+        if isinstance(protocol, bool):
+            protocol = protocols.from_transductive(protocol)
+        return self.loop.query_loss(
+            params,
+            self.state,
+            self.support_x,
+            self.query_x,
+            self.query_y,
+            protocol,
         )

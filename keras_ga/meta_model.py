@@ -2,8 +2,9 @@
 
 A `MetaModel` wraps a built Keras model (the *base* model, whose weights are
 the meta-parameters theta). Each `train_step` takes one meta-batch of N tasks
-(see `keras_ga.episode`), adapts every task with `inner_steps` SGD steps on
-its support set, and applies the outer update with the compiled optimizer:
+(see `keras_ga.episode`), adapts every task with `inner_steps` steps of the
+inner optimizer (SGD, or Adam: `keras_ga.inner_optimizers`) on its support
+set, and applies the outer update with the compiled optimizer:
 
 - `algo="maml"`: sum_i w_i grad_theta L_query_i(theta_i(theta)), second
   order: the gradient flows through the inner loop.
@@ -34,8 +35,8 @@ the MAML and Reptile reference code do). Inner loops never write to the
 meta-model's variables; the moving statistics are updated once per
 meta-step, with the mean over tasks of the statistics of the query pass
 after adaptation (of the last inner step for Reptile), so that evaluation
-with moving statistics (`transductive=False`) describes adapted models.
-Stock Keras BatchNormalization layers are turned, in place, into
+with moving statistics (`eval_protocol="moving_stats"`) describes adapted
+models. Stock Keras BatchNormalization layers are turned, in place, into
 `keras_ga.layers.BatchNormalization`, whose second derivatives are exact.
 
 Mixed precision (`keras.mixed_precision.set_global_policy("mixed_float16")`):
@@ -74,6 +75,8 @@ from keras_ga import batch_norm
 from keras_ga import distribute
 from keras_ga import episode as episode_lib
 from keras_ga import inner_loop
+from keras_ga import inner_optimizers
+from keras_ga import protocols
 from keras_ga import task_execution as execution_lib
 
 # The algorithms built in (`keras_ga.algorithms.names()` also lists those
@@ -115,8 +118,14 @@ class MetaModel(keras.Model):
             `keras_ga.algorithms.register` (see `keras_ga.algorithms`).
         weighting: `"agreement"` (gradient agreement, Eq. 13), `"uniform"`
             (1/N), or a weighting object such as `AgreementWeighting()`.
-        inner_steps: SGD steps of adaptation per task during training.
-        inner_learning_rate: the step size of those SGD steps.
+        inner_steps: inner optimizer steps of adaptation per task during
+            training.
+        inner_learning_rate: the step size of the inner optimizer's steps.
+        inner_optimizer: the inner-loop optimizer: `"sgd"` (default),
+            `"adam"` or a `keras_ga.inner_optimizers.SGD` / `Adam` (its
+            betas, epsilon and whether its moments reset for every task
+            or carry over meta-steps, as in the Reptile reference; see
+            `keras_ga.inner_optimizers`).
         eval_inner_steps: adaptation steps in `evaluate` and `adapt`;
             defaults to `inner_steps`.
         inner_batch_size: support examples per inner step. `None` means the
@@ -130,14 +139,33 @@ class MetaModel(keras.Model):
             Step t takes the t-th run of `inner_batch_size` examples of one
             random order of the support set (cycling), seeded by the
             optimizer's iteration and the task index.
-        transductive: in `evaluate`, whether query predictions use the batch
-            statistics of the query set (`True`, the MAML / Reptile
-            reference protocol) or the moving statistics (`False`, each
-            query example predicted independently). Training always uses
+        eval_inner_batch_size: support examples per inner step in
+            `evaluate` and `adapt`; `None` applies `inner_batch_size`'s
+            rule (with the training `inner_steps`).
+        eval_protocol: how `evaluate` (and `keras_ga.evaluate_tasks`)
+            predicts the query set of an adapted task, one of
+            `keras_ga.protocols.PROTOCOLS`: `"transductive"` (default; the
+            query set's batch statistics, the MAML / Reptile papers'
+            protocol), `"support_plus_query"` (each query example in a
+            batch of the support set plus that example: the Reptile
+            reference's non-transductive protocol) or `"moving_stats"`
+            (BatchNormalization's moving statistics). Training always uses
             batch statistics.
+        transductive: deprecated alias of `eval_protocol` (`True` is
+            `"transductive"`, `False` is `"moving_stats"`); warns, and may
+            not be passed with `eval_protocol`.
         pre_adaptation_metrics: whether to also report loss and metrics of
             the query set before adaptation (`pre_` prefix), at the cost of
             one extra forward pass per task.
+        weight_diagnostics: `None` (default), `"update_norm"` or a function
+            `episode -> [N]` of one number per task (for sine tasks, their
+            amplitude). When set, each training step also logs
+            `weight_corr` (the correlation of the task weights with that
+            quantity; `"update_norm"` is ||g_i||), `weight_std` and
+            `weight_max`, next to `weight_min` and `weight_neg_frac`.
+            A function must be registered with
+            `keras.saving.register_keras_serializable` for the model to be
+            saved.
         exact_batch_norm: turn the stock `BatchNormalization` layers of
             `model` (Sequential, functional or subclassed) into
             `keras_ga.layers.BatchNormalization` (exact second
@@ -180,11 +208,15 @@ class MetaModel(keras.Model):
         inner_learning_rate: float = 0.4,
         eval_inner_steps: int | None = None,
         inner_batch_size: int | None = None,
-        transductive: bool = True,
+        transductive: bool | None = None,
         pre_adaptation_metrics: bool = True,
         exact_batch_norm: bool = True,
         parallel_tasks: int | None = None,
         task_execution: str = "auto",
+        inner_optimizer="sgd",
+        eval_inner_batch_size: int | None = None,
+        eval_protocol: str | None = None,
+        weight_diagnostics=None,
         **kwargs,
     ):
         _check_backend()
@@ -209,6 +241,11 @@ class MetaModel(keras.Model):
             _checks.check_positive_int("eval_inner_steps", eval_inner_steps)
         if inner_batch_size is not None:
             _checks.check_positive_int("inner_batch_size", inner_batch_size)
+        if eval_inner_batch_size is not None:
+            _checks.check_positive_int(
+                "eval_inner_batch_size", eval_inner_batch_size
+            )
+        _check_weight_diagnostics(weight_diagnostics)
         if parallel_tasks is not None:
             _checks.check_positive_int("parallel_tasks", parallel_tasks)
         _checks.check_one_of(
@@ -226,7 +263,16 @@ class MetaModel(keras.Model):
         self.inner_learning_rate = float(inner_learning_rate)
         self.eval_inner_steps = eval_inner_steps or inner_steps
         self.inner_batch_size = inner_batch_size
-        self.transductive = bool(transductive)
+        self.eval_inner_batch_size = eval_inner_batch_size
+        self.eval_protocol = protocols.resolve(
+            eval_protocol, transductive, "transductive", "eval_protocol"
+        )
+        self.inner_optimizer = inner_optimizers.get(inner_optimizer)
+        # Adam(moments="carry"): [count, *m, *v], non-trainable.
+        self.inner_optimizer_state = self.inner_optimizer.state_variables(
+            self.base.trainable_variables
+        )
+        self.weight_diagnostics = weight_diagnostics
         self.pre_adaptation_metrics = bool(pre_adaptation_metrics)
         self.exact_batch_norm = bool(exact_batch_norm)
         self.parallel_tasks = parallel_tasks
@@ -235,6 +281,10 @@ class MetaModel(keras.Model):
         self.pre_loss_tracker = keras.metrics.Mean(name="pre_loss")
         self.weight_min_tracker = keras.metrics.Mean(name="weight_min")
         self.weight_neg_tracker = keras.metrics.Mean(name="weight_neg_frac")
+        self.diagnostic_trackers = [
+            keras.metrics.Mean(name=name)
+            for name in ("weight_corr", "weight_std", "weight_max")
+        ]
         self.task_loss = None
         # Keras' compile-metrics containers (see `_metrics`), or None.
         self.query_metrics = None
@@ -324,6 +374,8 @@ class MetaModel(keras.Model):
         if self.pre_adaptation_metrics:
             trackers += [self.pre_loss_tracker, self.pre_metrics]
         trackers += [self.weight_min_tracker, self.weight_neg_tracker]
+        if self.weight_diagnostics is not None:
+            trackers += self.diagnostic_trackers
         return [m for m in trackers if m is not None]
 
     @property
@@ -331,7 +383,8 @@ class MetaModel(keras.Model):
         """The names of `evaluate()`'s values, in their order.
 
         `fit` logs these and the weight diagnostics `weight_min` and
-        `weight_neg_frac`.
+        `weight_neg_frac` (and, with `weight_diagnostics`, `weight_corr`,
+        `weight_std` and `weight_max`).
         """
         names = [
             self.loss_tracker.name,
@@ -355,11 +408,18 @@ class MetaModel(keras.Model):
             "inner_learning_rate": self.inner_learning_rate,
             "eval_inner_steps": self.eval_inner_steps,
             "inner_batch_size": self.inner_batch_size,
-            "transductive": self.transductive,
+            "eval_protocol": self.eval_protocol,
             "pre_adaptation_metrics": self.pre_adaptation_metrics,
             "exact_batch_norm": self.exact_batch_norm,
             "parallel_tasks": self.parallel_tasks,
             "task_execution": self.task_execution,
+            "inner_optimizer": keras.saving.serialize_keras_object(
+                self.inner_optimizer
+            ),
+            "eval_inner_batch_size": self.eval_inner_batch_size,
+            "weight_diagnostics": keras.saving.serialize_keras_object(
+                self.weight_diagnostics
+            ),
         }
 
     @classmethod
@@ -369,6 +429,13 @@ class MetaModel(keras.Model):
         config["weighting"] = keras.saving.deserialize_keras_object(
             config["weighting"]
         )
+        for key in ("inner_optimizer", "weight_diagnostics"):
+            if key in config:
+                config[key] = keras.saving.deserialize_keras_object(config[key])
+        if "transductive" in config and "eval_protocol" not in config:
+            # A config saved before `eval_protocol`.
+            transductive = config.pop("transductive")
+            config["eval_protocol"] = protocols.from_transductive(transductive)
         return cls(**config)
 
     # The per-task work, handed to the algorithm's rule.
@@ -390,10 +457,29 @@ class MetaModel(keras.Model):
         return algorithms.get(self.algo)
 
     def _inner_loop(self) -> inner_loop.InnerLoop:
-        optimizer = inner_loop.sgd(self.inner_learning_rate)
+        optimizer = self.inner_optimizer.functional(self.inner_learning_rate)
         return inner_loop.InnerLoop(self.base, self.task_loss, optimizer)
 
-    def _inner_batch_size(self, support_size):
+    def _inner_opt_state(self, loop, theta):
+        """The carried inner optimizer state as the loop takes it, or None."""
+        if not self.inner_optimizer_state:
+            return None
+        values = [tf.convert_to_tensor(v) for v in self.inner_optimizer_state]
+        return tf.nest.pack_sequence_as(loop.optimizer.init(theta), values)
+
+    @property
+    def transductive(self) -> bool:
+        """Deprecated: whether `eval_protocol` is `"transductive"`."""
+        return self.eval_protocol == protocols.TRANSDUCTIVE
+
+    @transductive.setter
+    def transductive(self, value: bool):
+        protocols.warn_transductive("eval_protocol")
+        self.eval_protocol = protocols.from_transductive(bool(value))
+
+    def _inner_batch_size(self, support_size, training=True):
+        if not training and self.eval_inner_batch_size is not None:
+            return min(self.eval_inner_batch_size, support_size)
         if self.inner_batch_size is not None:
             return min(self.inner_batch_size, support_size)
         return self._algorithm.default_inner_batch_size(
@@ -409,6 +495,7 @@ class MetaModel(keras.Model):
         training: bool,
         steps: int | None = None,
         transductive: bool | None = None,
+        protocol: str | None = None,
     ) -> TaskResults:
         """Adapts every task of a meta-batch; see `TaskResults`.
 
@@ -417,24 +504,30 @@ class MetaModel(keras.Model):
             training: whether to compute the outer gradients of `algo`.
             steps: inner steps; defaults to `inner_steps` when training and
                 `eval_inner_steps` otherwise.
-            transductive: overrides the `transductive` attribute for this
-                call (query predictions with query batch statistics or with
-                moving statistics); ignored when training.
+            transductive: deprecated alias of `protocol`.
+            protocol: overrides `eval_protocol` for this call (see
+                `keras_ga.protocols`); ignored when training, whose query
+                passes use batch statistics.
         """
         self._check_compiled()
         ep = episode_lib.as_episode(data)
         steps = steps or (
             self.inner_steps if training else self.eval_inner_steps
         )
-        if transductive is None:
-            transductive = self.transductive
-        query_training = training or transductive
+        protocol = (
+            protocols.TRANSDUCTIVE
+            if training
+            else protocols.resolve(
+                protocol, transductive, self.eval_protocol, "protocol"
+            )
+        )
         theta, state = self._parameters()
         iteration = tf.cast(self.optimizer.iterations, tf.int32)
         # Seeds use the task's index in the global meta-batch, so that a
         # task sees the same sub-batches whichever replica runs it.
         offset = distribute.task_offset(tf.shape(ep["support_x"])[0])
         loop, rule = self._inner_loop(), self._algorithm
+        opt_state = self._inner_opt_state(loop, theta)
 
         def one_task(index, *task):
             learner = inner_loop.TaskLearner(
@@ -442,34 +535,42 @@ class MetaModel(keras.Model):
                 state,
                 *task,
                 steps=steps,
-                batch_size=self._inner_batch_size(task[0].shape[0]),
+                batch_size=self._inner_batch_size(task[0].shape[0], training),
                 seed=[iteration, offset + index],
+                opt_state=opt_state,
             )
             if training:
                 results = rule.train(theta, learner)
             else:
-                results = rule.evaluate(theta, learner, query_training)
-            return self._with_pre_adaptation(
-                results, theta, learner, query_training
+                results = rule.evaluate(theta, learner, protocol)
+            results = self._with_pre_adaptation(
+                results, theta, learner, protocol
             )
+            if opt_state is None:
+                return results
+            # The carried moments travel with the non-trainable state: the
+            # step stores their mean over tasks (see `_update_state`).
+            final = tf.nest.flatten(learner.final_opt_state)
+            return results._replace(states=[*results.states, *final])
 
+        carried = tf.nest.flatten(opt_state) if opt_state is not None else []
         return execution_lib.run(
             one_task,
             ep,
             self.resolved_task_execution,
             model=self.base,
             theta=theta,
-            state=state,
+            state=[*state, *carried],
             parallel_tasks=self.parallel_tasks,
         )
 
-    def _with_pre_adaptation(self, results, theta, learner, training):
+    def _with_pre_adaptation(self, results, theta, learner, protocol):
         if not self.pre_adaptation_metrics:
             return results._replace(
                 pre_loss=tf.zeros_like(results.loss),
                 pre_predictions=tf.zeros_like(results.predictions),
             )
-        pre = learner.query(theta, training)
+        pre = learner.query(theta, protocol)
         return results._replace(
             pre_loss=pre.loss, pre_predictions=pre.predictions
         )
@@ -503,13 +604,28 @@ class MetaModel(keras.Model):
         self.weight_neg_tracker.update_state(
             distribute.task_mean(tf.cast(weights < 0, weights.dtype))
         )
+        if self.weight_diagnostics is not None:
+            self._update_diagnostics(data, results, weights)
         return self._update_metrics(data, results)
+
+    def _update_diagnostics(self, data, results, weights):
+        if self.weight_diagnostics == "update_norm":
+            quantity = agreement.update_norms(results.updates)
+        else:
+            quantity = self.weight_diagnostics(episode_lib.as_episode(data))
+        stats = agreement.weight_statistics(
+            weights, quantity, all_reduce=distribute.replica_sum()
+        )
+        stats["weight_max"] = -distribute.task_min(-weights)
+        for tracker in self.diagnostic_trackers:
+            tracker.update_state(stats[tracker.name])
 
     @_no_autograph
     def test_step(self, data):
         results = self.run_tasks(data, training=False)
         logs = self._update_metrics(data, results)
-        skip = (self.weight_min_tracker.name, self.weight_neg_tracker.name)
+        skip = [self.weight_min_tracker.name, self.weight_neg_tracker.name]
+        skip += [tracker.name for tracker in self.diagnostic_trackers]
         return {k: v for k, v in logs.items() if k not in skip}
 
     @_no_autograph
@@ -518,7 +634,9 @@ class MetaModel(keras.Model):
         return self(x, training=False)
 
     def _update_state(self, states):
-        for var, stacked in zip(self.base.non_trainable_variables, states):
+        variables = self.base.non_trainable_variables
+        variables = [*variables, *self.inner_optimizer_state]
+        for var, stacked in zip(variables, states):
             if stacked.dtype.is_floating:
                 var.assign(distribute.task_mean(stacked))
             else:
@@ -644,12 +762,17 @@ class MetaModel(keras.Model):
         Args:
             x: support inputs of the task, [S, ...].
             y: support targets, [S, ...].
-            steps: SGD steps; defaults to `eval_inner_steps`.
+            steps: inner optimizer steps; defaults to `eval_inner_steps`.
             seed: seed of the sub-batch order (Reptile, `inner_batch_size`).
 
         Returns:
             A new Keras model, a copy of the base model holding the adapted
-            weights theta_i and the meta-model's non-trainable state.
+            weights theta_i and the meta-model's non-trainable state. To
+            predict a query set under an evaluation protocol, call it with
+            `training=True` (`"transductive"`) or `False`
+            (`"moving_stats"`), or use `keras_ga.protocols.predict(fast,
+            x, query_x, protocol)`, which also does
+            `"support_plus_query"`.
         """
         x, y, steps = self._adapt_args(x, y, steps)
         theta, state = self._parameters()
@@ -670,37 +793,49 @@ class MetaModel(keras.Model):
         query_x,
         steps: int | None = None,
         seed: int = 0,
+        protocol: str | None = None,
         transductive: bool | None = None,
     ):
         """Adapts to one new task and predicts its query inputs.
 
-        The same predictions as `adapt(x, y, steps, seed)` called on
-        `query_x` with `training=transductive`, in one compiled function
-        that is traced once per input shape and reused across tasks,
+        The predictions of `keras_ga.protocols.predict(adapt(x, y, steps,
+        seed), x, query_x, protocol)`, in one compiled function that is
+        traced once per input shape and protocol and reused across tasks,
         without building a model per task.
 
         Args:
             x: support inputs of the task, [S, ...].
             y: support targets, [S, ...].
             query_x: the inputs to predict, [Q, ...].
-            steps: SGD steps; defaults to `eval_inner_steps`.
+            steps: inner optimizer steps; defaults to `eval_inner_steps`.
             seed: seed of the sub-batch order (Reptile, `inner_batch_size`).
-            transductive: whether BatchNorm uses the batch statistics of
-                `query_x` (`True`) or the moving statistics (`False`);
-                defaults to the `transductive` attribute.
+            protocol: the evaluation protocol (`keras_ga.protocols`):
+                `"transductive"` (BatchNorm statistics of `query_x`),
+                `"support_plus_query"` (of the support set plus each query
+                example) or `"moving_stats"`; defaults to `eval_protocol`.
+            transductive: deprecated alias of `protocol`.
 
         Returns:
             The predictions for `query_x`, a tensor `[Q, ...]`.
+
+        Example:
+
+        ```python
+        for task in test_tasks:
+            pred = meta_model.adapt_and_predict(
+                task["support_x"], task["support_y"], task["query_x"])
+        ```
         """
         x, y, steps = self._adapt_args(x, y, steps)
-        if transductive is None:
-            transductive = self.transductive
+        protocol = protocols.resolve(
+            protocol, transductive, self.eval_protocol, "protocol"
+        )
         return self._adapt_and_predict_function(
             x,
             y,
             tf.convert_to_tensor(query_x),
             steps,
-            bool(transductive),
+            protocol,
             tf.constant([seed, 0]),
         )
 
@@ -712,11 +847,11 @@ class MetaModel(keras.Model):
         _inputs.check_adapt_labels(self.base, x, y)
         return x, y, steps or self.eval_inner_steps
 
-    def _adapt_and_predict(self, x, y, query_x, steps, transductive, seed):
+    def _adapt_and_predict(self, x, y, query_x, steps, protocol, seed):
         theta, state = self._parameters()
         phi, _ = self._adapt(theta, state, x, y, steps, seed)
-        outputs, _, _ = inner_loop.forward(
-            self.base, phi, state, query_x, transductive
+        outputs, _, _ = protocols.forward(
+            self.base, phi, state, x, query_x, protocol
         )
         return outputs
 
@@ -730,16 +865,19 @@ class MetaModel(keras.Model):
 
     def _adapt(self, theta, state, x, y, steps, seed):
         """(theta_i, last state) of `steps` first-order steps on (x, y)."""
-        return self._inner_loop().adapt(
+        loop = self._inner_loop()
+        phi, last_state, _ = loop.run(
             theta,
             state,
             x,
             y,
             steps=steps,
-            batch_size=self._inner_batch_size(x.shape[0]),
+            batch_size=self._inner_batch_size(x.shape[0], training=False),
             seed=seed,
             second_order=False,
+            opt_state=self._inner_opt_state(loop, theta),
         )
+        return phi, last_state
 
     @property
     def _adapt_function(self):
@@ -748,6 +886,17 @@ class MetaModel(keras.Model):
         if getattr(self, "_adapt_fn", None) is None:
             self._adapt_fn = tf.function(self._adapt)
         return self._adapt_fn
+
+
+def _check_weight_diagnostics(value):
+    if value is None or callable(value):
+        return
+    if value not in agreement.DIAGNOSTIC_QUANTITIES:
+        raise ValueError(
+            "`weight_diagnostics` must be None, one of "
+            f"{list(agreement.DIAGNOSTIC_QUANTITIES)} or a function "
+            f"episode -> [N]. Received: weight_diagnostics={value!r}"
+        )
 
 
 def _copy_model(model):

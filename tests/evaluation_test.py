@@ -309,6 +309,7 @@ class EvaluateTasksTest(parameterized.TestCase):
                     "std",
                     "num_tasks",
                     "steps",
+                    "protocol",
                     "transductive",
                 ]
             ),

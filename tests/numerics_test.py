@@ -128,7 +128,8 @@ class ManyTasksTest(parameterized.TestCase):
             sx, sy, qx = (
                 ep[k][0] for k in ("support_x", "support_y", "query_x")
             )
-            fast = model.adapt_and_predict(sx, sy, qx, transductive=trans)
+            protocol = "transductive" if trans else "moving_stats"
+            fast = model.adapt_and_predict(sx, sy, qx, protocol=protocol)
             slow = model.adapt(sx, sy)(qx, training=trans)
             np.testing.assert_allclose(fast, slow, rtol=1e-5, atol=1e-6)
         fn = model._adapt_and_predict_function

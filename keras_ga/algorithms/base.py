@@ -156,7 +156,7 @@ class Algorithm(abc.ABC):
             The task's `TaskResults` (see `task_results`).
         """
 
-    def evaluate(self, theta, learner, training: bool) -> TaskResults:
+    def evaluate(self, theta, learner, protocol: str) -> TaskResults:
         """One task of an evaluation step: adapt, then predict the query.
 
         The same for every built-in algorithm: first-order adaptation, and
@@ -165,9 +165,10 @@ class Algorithm(abc.ABC):
         Args:
             theta: the meta-parameters, a list of tensors.
             learner: the `keras_ga.inner_loop.TaskLearner` of the task.
-            training: whether the query pass uses batch statistics
-                (transductive) or the moving ones.
+            protocol: how the query set is predicted, one of
+                `keras_ga.protocols.PROTOCOLS` (`"transductive"`,
+                `"support_plus_query"` or `"moving_stats"`).
         """
         phi, _ = learner.adapt(theta, second_order=False)
-        query = learner.query(phi, training)
+        query = learner.query(phi, protocol)
         return task_results(theta, phi, difference(theta, phi), query)
