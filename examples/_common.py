@@ -88,6 +88,10 @@ def _define_field_flag(field, kind, default, flag_values) -> None:
         choices = field.metadata["choices"]
         flags.DEFINE_enum(field.name, default, choices, help_text, **fv)
         return
+    # An optional field (`int | None`) is a flag of its type, unset: None.
+    kinds = [k for k in typing.get_args(kind) if k is not type(None)]
+    if len(kinds) == 1:
+        kind = kinds[0]
     define = {
         bool: flags.DEFINE_bool,
         int: flags.DEFINE_integer,

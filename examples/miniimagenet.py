@@ -16,7 +16,9 @@ likewise for `fomaml` and `reptile`); the other flags override its fields:
 Data (`keras_ga.datasets.load_miniimagenet`): `--data_dir`, else
 `$KERAS_GA_DATA`, holding `miniimagenet/` with the pickle caches
 `mini-imagenet-cache-{train,val,test}.pkl`, or the split CSVs and
-`images/`. Writes the same files as `examples/omniglot.py`.
+`images/`. Writes the same files as `examples/omniglot.py`, resumes the
+same way (re-run the same command; the backup is in
+`<output_dir>/backup/`) and takes the same corruption flags.
 """
 
 from absl import app

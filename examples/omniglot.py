@@ -17,9 +17,24 @@ budget takes hours on a CPU; pass a smaller `--iterations` to try it:
 
 Writes to `--output_dir`: `config.json`, `history.csv` (per-epoch training
 and validation logs), `tensorboard/`, `checkpoint.keras` (the MetaModel),
-`results.json` and `results.md` (the meta-test table; see
+`backup/`, `results.json` and `results.md` (the meta-test table; see
 `examples.train`). Data: `--data_dir`, else `$KERAS_GA_DATA` (see
 `keras_ga.datasets.load_omniglot`).
+
+Long runs resume: the training state (weights, optimizer, meta-step) is
+backed up every `--checkpoint_every` meta-steps (default `--eval_every`)
+in `<output_dir>/backup/`. After any stop (Ctrl-C, SIGKILL, a reboot),
+re-run the same command to continue from the last backup; the run ends on
+the same weights and results as an uninterrupted one, so a 60000-step run
+can take many hours in pieces. Re-running a finished run (its
+`results.json` written) prints its table without training again; another
+configuration in the same `--output_dir` is refused.
+
+`--corrupt_fraction=0.1 --corruption=shuffle` corrupts 10% of the training
+tasks (`keras_ga.sampler.corrupted_tasks` names them; the same tasks for
+every run with the same `--seed`): `shuffle` permutes their support and
+query labels at random (noise), `permute` maps their query labels to the
+next class (systematic). Validation and test tasks stay clean.
 """
 
 from absl import app

@@ -16,7 +16,22 @@ flags override its fields. Writes to `--output_dir`: `results.json`,
 `results.md`, `figure1.png` (the paper's Figure 1: before training, after
 Reptile, after gradient agreement), `curves.png` (learning curves), and per
 run (`reptile_uniform/`, `reptile_agreement/`) `history.csv`,
-`tensorboard/` and `checkpoint.keras` (see `examples.train`).
+`tensorboard/`, `checkpoint.keras` and `backup/` (see `examples.train`).
+
+Long runs resume: each run backs up its training state every
+`--checkpoint_every` meta-steps (default `--eval_every`) in
+`<output_dir>/reptile_uniform/backup/` and
+`<output_dir>/reptile_agreement/backup/`. After any stop, re-run the same
+command to continue from the last backup; the results are those of an
+uninterrupted run. Re-running a finished run (its `results.json` written)
+prints its table without training again.
+
+`--corrupt_fraction=0.2 --corruption=noise` corrupts 20% of the training
+tasks, the same tasks in both runs (`keras_ga.sampler.corrupted_tasks`),
+to see where gradient agreement helps and where it hurts: `noise` adds
+Gaussian noise of standard deviation 1 to their targets, `shuffle`
+permutes their targets among their points, `wrong_function` makes them
+`a sin(x - phi) + 6` (systematic). Test tasks stay clean.
 """
 
 from absl import app

@@ -22,58 +22,100 @@ print(train.table(summary))
 A few-shot run (`FewShotConfig`) meta-trains conv4 and meta-tests it on
 `eval_tasks` test tasks, transductively and, with `non_transductive`, with
 BatchNorm's moving statistics. It writes `config.json`, `history.csv`,
-`tensorboard/`, `checkpoint.keras`, `results.json` and `results.md`.
+`tensorboard/`, `checkpoint.keras`, `backup/`, `results.json` and
+`results.md`.
 
 A sine run (`SineConfig`) meta-trains the MLP twice from the same initial
 weights on the same tasks, with uniform and with gradient agreement
 weighting, and meta-tests both on the same test tasks. It writes
-`results.json`, `results.md`, `figure1.png` (the paper's Figure 1),
-`curves.png`, and per run (`<algo>_<weighting>/`) `history.csv`,
-`tensorboard/` and `checkpoint.keras`.
+`config.json`, `results.json`, `results.md`, `figure1.png` (the paper's
+Figure 1), `curves.png`, and per run (`<algo>_<weighting>/`)
+`history.csv`, `tensorboard/`, `checkpoint.keras` and `backup/`.
+
+Resuming. A run's training state (weights, optimizer state, epoch) is
+backed up every `checkpoint_every` meta-steps (default `eval_every`) in
+`backup/` of its folder (`keras.callbacks.BackupAndRestore`). To continue
+a run after any stop (Ctrl-C, SIGKILL, a reboot), call
+`train_and_evaluate` again with the same configuration and `workdir`, that
+is, re-run the same command: training resumes from the last backup and
+ends on the same weights and results as an uninterrupted run, since the
+training episode stream restarts at the restored meta-step
+(`keras_ga.EpisodeStreamStart`); at most `checkpoint_every` meta-steps are
+trained twice. `history.csv` holds each epoch once (the epochs after the
+backup are re-run and rewritten) with `wall_seconds`, the training time of
+all the pieces so far; TensorBoard logs continue in the same folder. The
+backup is kept after training, so a run stopped during its meta-test
+restores its final weights and only meta-tests. Once `results.json` is
+written the run is finished: calling again returns that summary without
+training or evaluating (`benchmarks/reevaluate.py` meta-tests a finished
+run again). A `workdir` holding a run of another configuration (any field
+but `data_dir`) is refused. `summary["command"]` gives the example command
+that runs (and resumes) it.
 """
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import functools
 import json
+import math
 import os
+import platform
+import shlex
 import time
+from collections.abc import Sequence
 
 import keras
 import numpy as np
+import tensorflow as tf
 from absl import logging
 
 import keras_ga
 from examples.configs import WEIGHTINGS
 from examples.configs import FewShotConfig
 from examples.configs import SineConfig
+from examples.configs import miniimagenet as miniimagenet_presets
+from examples.configs import omniglot as omniglot_presets
+from examples.configs import sine as sine_presets
 from keras_ga import evaluation
 from keras_ga import models
 from keras_ga import plotting
+from keras_ga import protocols
 from keras_ga.datasets import miniimagenet_episodes
 from keras_ga.datasets import omniglot_episodes
 from keras_ga.datasets import sine_task_params
 from keras_ga.datasets import sine_tasks
 
 
-def train_and_evaluate(config: FewShotConfig | SineConfig, workdir: str):
+def train_and_evaluate(
+    config: FewShotConfig | SineConfig,
+    workdir: str,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+):
     """Meta-trains and meta-tests `config`, writing its files to `workdir`.
+
+    Resumes the run already in `workdir`, or returns its summary when it is
+    finished (see the module docstring).
 
     Args:
         config: a `FewShotConfig` (one run on Omniglot or miniImageNet) or a
             `SineConfig` (Reptile against gradient agreement on sine tasks).
         workdir: the folder of the run's files (created if needed).
+        callbacks: more Keras callbacks for each `fit`, called after the
+            run's own (so after its backup at the end of an epoch).
 
     Returns:
         The summary dict also written to `workdir/results.json`.
 
     Raises:
         TypeError: if `config` is neither config class.
+        ValueError: if `workdir` holds a run of another configuration.
     """
     if isinstance(config, FewShotConfig):
-        return _train_and_evaluate_few_shot(config, workdir)
+        return _train_and_evaluate_few_shot(config, workdir, callbacks)
     if isinstance(config, SineConfig):
-        return _train_and_evaluate_sine(config, workdir)
+        return _train_and_evaluate_sine(config, workdir, callbacks)
     raise TypeError(
         "`config` must be a FewShotConfig or a SineConfig. "
         f"Received: config={config!r}."
@@ -103,33 +145,111 @@ def divisor(num_tasks: int, batch: int) -> int:
 
 
 def epoch_length(config) -> int:
-    """Meta-steps per Keras epoch: one validation every `eval_every`."""
-    return min(config.eval_every, config.iterations)
+    """Meta-steps per Keras epoch: one backup (and history row) each."""
+    every = config.checkpoint_every or config.eval_every
+    return min(every, config.iterations)
 
 
-def fit(model, train, val, config, run_dir: str) -> dict:
-    """Trains `config.iterations` meta-batches in epochs of `epoch_length`.
+def validation_freq(config) -> int:
+    """Epochs per validation: one every `eval_every` meta-steps."""
+    every = min(config.eval_every, config.iterations)
+    return max(1, every // epoch_length(config))
 
-    Validates on `val` (may be None) after each epoch and writes the run's
-    callbacks' files to `run_dir`; returns the History dict.
+
+def start_run(config, workdir: str) -> dict | None:
+    """Prepares `workdir` for `config`; a finished run's summary, else None.
+
+    Writes `config.json` into a new `workdir`. In a `workdir` that already
+    holds `config.json`, checks that it is the same run, and returns the
+    summary in `results.json` when there is one.
+
+    Raises:
+        ValueError: if `workdir` holds a run of another configuration.
+    """
+    os.makedirs(workdir, exist_ok=True)
+    path = os.path.join(workdir, "config.json")
+    if not os.path.exists(path):
+        with open(path, "w") as f:
+            json.dump(dataclasses.asdict(config), f, indent=2)
+        return None
+    with open(path) as f:
+        _check_same_run(config, json.load(f), workdir)
+    results = os.path.join(workdir, "results.json")
+    if not os.path.exists(results):
+        logging.info("Resuming the run in %s.", workdir)
+        return None
+    logging.info(
+        "The run in %s is finished: returning its results.json (delete it "
+        "to meta-test again, or use benchmarks/reevaluate.py).",
+        workdir,
+    )
+    with open(results) as f:
+        return json.load(f)
+
+
+def _check_same_run(config, saved: dict, workdir: str) -> None:
+    differ = {
+        f.name: (saved.get(f.name, f.default), getattr(config, f.name))
+        for f in dataclasses.fields(config)
+        if f.name != "data_dir"
+        and saved.get(f.name, f.default) != getattr(config, f.name)
+    }
+    if differ:
+        details = ", ".join(
+            f"{name}={new!r} (the run's: {old!r})"
+            for name, (old, new) in differ.items()
+        )
+        raise ValueError(
+            "`workdir` holds a run of another configuration: re-run with the "
+            "same settings to resume or read it, or choose another folder. "
+            f"Received: workdir={workdir!r} with {details}."
+        )
+
+
+def fit(
+    model, train_from, val, config, run_dir: str, callbacks=()
+) -> dict[str, list]:
+    """Trains `config.iterations` meta-steps, resuming from `run_dir/backup`.
+
+    Args:
+        model: the compiled MetaModel, with its initial weights.
+        train_from: `start -> dataset`, the endless training stream from
+            meta-batch `start` (an `EpisodeStreamStart.step`).
+        val: validation tasks (may be None), one validation every
+            `config.eval_every` meta-steps.
+        config: gives the iterations and the epoch length.
+        run_dir: where the run's callbacks write (see `run_callbacks`).
+        callbacks: more callbacks, after the run's own.
+
+    Returns:
+        The whole run's history (`read_history(run_dir)`), across resumes.
     """
     every = epoch_length(config)
-    history = model.fit(
-        train,
+    stream_start = keras_ga.EpisodeStreamStart()
+    model.fit(
+        train_from(stream_start.step),
         steps_per_epoch=every,
         epochs=max(1, config.iterations // every),
         validation_data=val,
-        callbacks=_run_callbacks(run_dir),
+        validation_freq=validation_freq(config),
+        callbacks=[*run_callbacks(run_dir), stream_start, *callbacks],
         verbose=2,
         shuffle=False,
     )
-    return history.history
+    return read_history(run_dir)
 
 
-def _run_callbacks(run_dir: str) -> list:
-    """History CSV, TensorBoard logs and a `.keras` checkpoint in `run_dir`."""
+def run_callbacks(run_dir: str) -> list:
+    """History CSV, TensorBoard, the `.keras` checkpoint, then the backup.
+
+    All but the backup come before it in the list, so that a run killed
+    between two of them at the end of an epoch re-runs that epoch rather
+    than missing its row or its checkpoint. `keras_ga.EpisodeStreamStart`
+    goes after the backup (it reads the restored step).
+    """
+    os.makedirs(run_dir, exist_ok=True)
     return [
-        keras.callbacks.CSVLogger(os.path.join(run_dir, "history.csv")),
+        RunHistory(os.path.join(run_dir, "history.csv")),
         keras.callbacks.TensorBoard(
             os.path.join(run_dir, "tensorboard"),
             write_graph=False,
@@ -138,7 +258,151 @@ def _run_callbacks(run_dir: str) -> list:
         keras.callbacks.ModelCheckpoint(
             os.path.join(run_dir, "checkpoint.keras")
         ),
+        # Kept after training: a run stopped while meta-testing restores its
+        # final weights and trains no further.
+        keras.callbacks.BackupAndRestore(
+            os.path.join(run_dir, "backup"),
+            double_checkpoint=True,
+            delete_checkpoint=False,
+        ),
     ]
+
+
+class RunHistory(keras.callbacks.Callback):
+    """`history.csv` of a run over all its pieces, with its wall-clock time.
+
+    One row per epoch: `epoch`, the epoch's logs, and `wall_seconds`, the
+    training time of the run so far (added to the logs, so TensorBoard
+    and History see it too), summed over the pieces of a resumed run. A
+    resumed `fit` first drops the rows of the epochs it re-runs, so each
+    epoch appears once. Columns missing from an epoch (validation logs
+    between validations) hold `nan`. The file is rewritten whole and
+    atomically at each epoch, so a kill never leaves half a row.
+    """
+
+    def __init__(self, path: str):
+        super().__init__()
+        self.path = path
+        self._rows = None
+
+    def on_train_begin(self, logs=None):
+        self._rows = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._rows is not None:
+            return
+        # The first epoch of this `fit`: the backup's, after a resume.
+        self._rows = [
+            r for r in _read_rows(self.path) if int(r["epoch"]) < epoch
+        ]
+        last = self._rows[-1]["wall_seconds"] if self._rows else 0.0
+        self._offset = float(last)
+        self._start = time.monotonic()
+        self._write()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs["wall_seconds"] = self._offset + time.monotonic() - self._start
+        self._rows.append({"epoch": epoch, **logs})
+        self._write()
+
+    def _write(self):
+        columns = list(dict.fromkeys(k for row in self._rows for k in row))
+        partial = f"{self.path}.{os.getpid()}.tmp"
+        with open(partial, "w", newline="") as f:
+            writer = csv.DictWriter(f, columns or ["epoch"], restval="nan")
+            writer.writeheader()
+            writer.writerows(self._rows)
+        os.replace(partial, self.path)
+
+
+def _read_rows(path: str) -> list[dict]:
+    if not os.path.exists(path):
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def read_history(run_dir: str) -> dict[str, list]:
+    """`run_dir/history.csv` as `{column: values}`; `nan` read as None.
+
+    The values are floats, one per epoch of the whole run (see
+    `RunHistory`); None where an epoch has no value (JSON-safe).
+    """
+    rows = _read_rows(os.path.join(run_dir, "history.csv"))
+    columns = [k for k in dict.fromkeys(k for r in rows for k in r)]
+    return {
+        k: [_number(r.get(k, "nan")) for r in rows]
+        for k in columns
+        if k != "epoch"
+    }
+
+
+def _number(text: str) -> float | None:
+    value = float(text)
+    return None if math.isnan(value) else value
+
+
+def machine() -> str:
+    """The CPU model, its logical cores, and the GPUs TensorFlow sees."""
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [ln for ln in f if ln.startswith("model name")]
+        if names:
+            model = names[0].split(":", 1)[1].strip()
+    except OSError:
+        pass
+    gpus = [
+        tf.config.experimental.get_device_details(gpu).get(
+            "device_name", gpu.name
+        )
+        for gpu in tf.config.list_physical_devices("GPU")
+    ]
+    return ", ".join([f"{model}", f"{os.cpu_count()} logical cores", *gpus])
+
+
+_PRESETS = {
+    "omniglot": omniglot_presets,
+    "miniimagenet": miniimagenet_presets,
+    "sine": sine_presets,
+}
+
+
+def command_line(config, workdir: str) -> str:
+    """The example command that runs `config` into `workdir` (and resumes).
+
+    It names the preset closest to `config` and the flags of the fields
+    that differ from it (`data_dir` left to `$KERAS_GA_DATA`).
+    """
+    dataset = getattr(config, "dataset", "sine")
+    presets = _PRESETS[dataset].PRESETS
+    name = min(presets, key=lambda n: len(_changes(presets[n], config)))
+    flags = [f"--preset={name}"] + [
+        f"--{field}={str(value).lower() if isinstance(value, bool) else value}"
+        for field, value in _changes(presets[name], config).items()
+    ]
+    flags.append(f"--output_dir={shlex.quote(str(workdir))}")
+    return " ".join([f"python -m examples.{dataset}", *flags])
+
+
+def _changes(preset, config) -> dict:
+    return {
+        f.name: getattr(config, f.name)
+        for f in dataclasses.fields(config)
+        if f.name not in ("dataset", "data_dir")
+        and getattr(config, f.name) is not None
+        and getattr(config, f.name) != getattr(preset, f.name)
+    }
+
+
+def _run_facts(config, workdir: str, train_seconds: float) -> dict:
+    """What every summary states: command, machine, date, training time."""
+    return {
+        "command": command_line(config, workdir),
+        "hardware": machine(),
+        "date": time.strftime("%Y-%m-%d", time.gmtime()),
+        "train_seconds": round(train_seconds, 1),
+    }
 
 
 # Per dataset: its episode loader, image channels, the split of the
@@ -178,6 +442,26 @@ def episodes(config: FewShotConfig, split: str, **kwargs):
         image_size=config.image_size,
         **kwargs,
     )
+
+
+def training_tasks(config: FewShotConfig | SineConfig, start=0):
+    """The endless training stream of `config`, from meta-batch `start`.
+
+    Seeded by `config.seed`, with `config.corrupt_fraction` of its tasks
+    corrupted by `config.corruption`; `start` is an int or an
+    `EpisodeStreamStart.step`.
+    """
+    kwargs = dict(
+        queries=config.queries,
+        meta_batch_size=config.meta_batch_size,
+        seed=config.seed,
+        start=start,
+        corrupt_fraction=config.corrupt_fraction,
+        corruption=config.corruption,
+    )
+    if isinstance(config, SineConfig):
+        return sine_tasks(shots=config.shots, **kwargs)
+    return episodes(config, "train", **kwargs)
 
 
 def fixed_tasks(config: FewShotConfig, split: str, num_tasks: int, seed: int):
@@ -226,18 +510,21 @@ def build_few_shot_model(config: FewShotConfig):
 def meta_test(model, config: FewShotConfig) -> list:
     """`model`'s results on `config.eval_tasks` test tasks, per protocol.
 
-    Transductive first, then, with `config.non_transductive`, with
-    BatchNorm's moving statistics; each task adapts with
-    `config.eval_inner_steps` steps.
+    Transductive first, then, with `config.non_transductive`, the two
+    non-transductive protocols of `keras_ga.protocols` (support set plus
+    one query example; BatchNorm's moving statistics); each task adapts
+    with `config.eval_inner_steps` steps.
     """
     test = fixed_tasks(config, "test", config.eval_tasks, config.eval_seed)
-    modes = (True, False) if config.non_transductive else (True,)
+    modes = (
+        protocols.PROTOCOLS if config.non_transductive else ("transductive",)
+    )
     results = [
         evaluation.evaluate_tasks(
             model,
             test,
             steps=config.eval_inner_steps,
-            transductive=mode,
+            protocol=mode,
             verbose=0,
         )
         for mode in modes
@@ -247,17 +534,10 @@ def meta_test(model, config: FewShotConfig) -> list:
     return results
 
 
-def _train_and_evaluate_few_shot(config: FewShotConfig, workdir: str) -> dict:
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-        json.dump(dataclasses.asdict(config), f, indent=2)
-    train = episodes(
-        config,
-        "train",
-        queries=config.queries,
-        meta_batch_size=config.meta_batch_size,
-        seed=config.seed,
-    )
+def _train_and_evaluate_few_shot(config, workdir, callbacks) -> dict:
+    finished = start_run(config, workdir)
+    if finished is not None:
+        return finished
     val = None
     if config.val_tasks:
         val_split = _DATASETS[config.dataset]["val_split"]
@@ -265,15 +545,14 @@ def _train_and_evaluate_few_shot(config: FewShotConfig, workdir: str) -> dict:
             config, val_split, config.val_tasks, config.eval_seed + 1
         )
     model = build_few_shot_model(config)
-    start = time.time()
-    history = fit(model, train, val, config, workdir)
-    train_time = time.time() - start
+    train_from = functools.partial(training_tasks, config)
+    history = fit(model, train_from, val, config, workdir, callbacks)
     start = time.time()
     results = meta_test(model, config)
     summary = {
         "dataset": config.dataset,
         "config": dataclasses.asdict(config),
-        "train_seconds": round(train_time, 1),
+        **_run_facts(config, workdir, history["wall_seconds"][-1]),
         "eval_seconds": round(time.time() - start, 1),
         "history": history,
         "results": [r.as_dict() for r in results],
@@ -294,7 +573,9 @@ def few_shot_rows(summary: dict) -> str:
     c = summary["config"]
     rows = []
     for r in summary["results"]:
-        mode = "transductive" if r["transductive"] else "non-transductive"
+        mode = r.get("protocol") or (
+            "transductive" if r["transductive"] else "moving_stats"
+        )
         rows.append(
             f"| {summary['dataset']} | {c['ways']} | {c['shots']} | "
             f"{c['algo']} | {c['weighting']} | {c['iterations']} | "
@@ -344,51 +625,48 @@ def _sine_test_tasks(config: SineConfig, num_tasks: int, seed: int):
     )
 
 
-def _train_sine(config, weighting, run_dir, initial_weights):
+def _train_sine(config, weighting, run_dir, initial_weights, callbacks):
     """Meta-trains one weighting; returns the model and the history."""
-    os.makedirs(run_dir, exist_ok=True)
     model = build_sine_model(config, weighting, initial_weights)
-    train = sine_tasks(
-        shots=config.shots,
-        queries=config.queries,
-        meta_batch_size=config.meta_batch_size,
-        seed=config.seed,
-    )
+    train_from = functools.partial(training_tasks, config)
     val = None
     if config.val_tasks:
         val = _sine_test_tasks(config, config.val_tasks, config.eval_seed + 1)
-    return model, fit(model, train, val, config, run_dir)
+    history = fit(model, train_from, val, config, run_dir, callbacks)
+    return model, history
 
 
-def _train_and_evaluate_sine(config: SineConfig, workdir: str) -> dict:
-    os.makedirs(workdir, exist_ok=True)
+def _train_and_evaluate_sine(config, workdir, callbacks) -> dict:
+    finished = start_run(config, workdir)
+    if finished is not None:
+        return finished
     initial = build_sine_model(config, "uniform")
     initial_weights = initial.base.get_weights()
     test = _sine_test_tasks(config, config.eval_tasks, config.eval_seed)
     runs, trained, results = {}, {"before training": initial}, {}
     for weighting in WEIGHTINGS:
-        start = time.time()
         run_dir = os.path.join(workdir, f"{config.algo}_{weighting}")
         model, history = _train_sine(
-            config, weighting, run_dir, initial_weights
+            config, weighting, run_dir, initial_weights, callbacks
         )
-        seconds = time.time() - start
         result = evaluation.evaluate_tasks(model, test, metric="mse", verbose=0)
         logging.info("sine %s: %s", weighting, result)
         runs[weighting] = {
-            "train_seconds": round(seconds, 1),
+            "train_seconds": round(history["wall_seconds"][-1], 1),
             "history": history,
             "result": result.as_dict(),
         }
         trained["after " + _sine_label(config.algo, weighting)] = model
         results[weighting] = result
     before = evaluation.evaluate_tasks(initial, test, metric="mse", verbose=0)
+    train_seconds = sum(r["train_seconds"] for r in runs.values())
     difference = evaluation.paired_difference(
         results["agreement"], results["uniform"]
     )
     summary = {
         "dataset": "sine",
         "config": dataclasses.asdict(config),
+        **_run_facts(config, workdir, train_seconds),
         "before_training": before.as_dict(),
         "runs": runs,
         "agreement_minus_uniform": dict(zip(("mean", "ci95"), difference)),

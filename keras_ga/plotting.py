@@ -84,13 +84,13 @@ def read_history(source) -> dict[str, np.ndarray]:
 
 
 def iterations_per_epoch(run_dir) -> int:
-    """`eval_every` from a run folder's `config.json` (1 when absent).
+    """Meta-steps per history row, from a run's `config.json` (else 1).
 
     Args:
         run_dir: a run folder, as the examples write it.
 
     Returns:
-        Meta-iterations per history row: `eval_every`, at most
+        `checkpoint_every` when set, else `eval_every`, at most
         `iterations`; 1 when the folder has no `config.json`.
 
     Example:
@@ -112,7 +112,7 @@ def iterations_per_epoch(run_dir) -> int:
         return 1
     with open(path) as f:
         config = json.load(f)
-    every = int(config.get("eval_every", 1))
+    every = int(config.get("checkpoint_every") or config.get("eval_every", 1))
     return min(every, int(config.get("iterations", every)))
 
 

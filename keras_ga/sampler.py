@@ -8,6 +8,27 @@ random order. All sampling runs as stateless TensorFlow ops inside the
 `tf.data` graph, keyed by `(seed, task index)`, so task `i` of a seed is the
 same on every run, on every machine and whatever the meta-batch size.
 
+A fraction of the tasks can be corrupted (`corrupt_fraction`), to study
+meta-batches in which some tasks' gradients disagree with the rest:
+
+- `"shuffle"` (noise): the support labels, and separately the query
+  labels, are randomly permuted among the task's examples, so that labels
+  say nothing about images.
+- `"permute"` (systematic): the query labels go through the fixed
+  permutation `c -> (c + 1) mod ways`, the support stays clean. Every
+  corrupted task asks for the same wrong rule (after adapting to the
+  support, answer the next class), so corrupted tasks agree with each other
+  and disagree with the clean ones.
+
+Which tasks are corrupted depends on `(seed, task index)` alone, not on
+the corruption or the data: `corrupted_tasks` names them. The corruption
+changes labels only; the images, and every clean task, are those of the
+uncorrupted stream. `MetaModel` adapts on the support set, and Reptile's
+update uses the support set alone: `"permute"` leaves Reptile's training
+unchanged, and `"shuffle"` with one shot per class only relabels its
+support (itself a valid task); corrupt Reptile's tasks with `"shuffle"`
+and several shots per class.
+
 Example:
 
 ```python
@@ -34,8 +55,10 @@ import numpy as np
 import tensorflow as tf
 
 from keras_ga import _checks
+from keras_ga import _corruption
 from keras_ga.episode import EPISODE_KEYS
 
+CORRUPTIONS = ("shuffle", "permute")
 _SCALES = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
 
 
@@ -277,6 +300,8 @@ def few_shot_episodes(
     shuffle_examples: bool = True,
     transform: Callable | None = None,
     start=0,
+    corrupt_fraction: float = 0.0,
+    corruption: str = "shuffle",
 ) -> tf.data.Dataset:
     """Builds a `tf.data.Dataset` of N-way K-shot classification meta-batches.
 
@@ -317,6 +342,13 @@ def few_shot_episodes(
             `tf.Variable` read when iteration begins; pass
             `EpisodeStreamStart.step` to make training resumable. See
             `task_indices`.
+        corrupt_fraction: the probability that a task is corrupted, in
+            [0, 1]; 0 (the default) gives the uncorrupted stream. Task `i`
+            is corrupted or not by `(seed, i)` alone (see
+            `corrupted_tasks`).
+        corruption: `"shuffle"` or `"permute"`, what a corrupted task's
+            labels become (see the module docstring). Applied after
+            `transform`.
 
     Returns:
         A `tf.data.Dataset` of episode dicts, prefetched. Its
@@ -330,8 +362,9 @@ def few_shot_episodes(
             classes, `shots + queries` larger than the smallest class,
             `num_tasks` not a multiple of `meta_batch_size`, an unlabelled
             array that looks like a stack of examples, a dataset that is
-            endless, batched or has one-hot labels, or a bad `start` (see
-            `task_indices`).
+            endless, batched or has one-hot labels, a bad `start` (see
+            `task_indices`), a `corrupt_fraction` outside [0, 1] or an
+            unknown `corruption`.
         TypeError: for non-integer labels or sizes, unsupported dtypes, or
             a `start` of another type.
     """
@@ -343,6 +376,8 @@ def few_shot_episodes(
     ):
         _checks.check_count(name, value)
     _checks.check_int("seed", seed)
+    corrupt_fraction = _corruption.check_fraction(corrupt_fraction)
+    _checks.check_one_of("corruption", corruption, CORRUPTIONS)
     indices = task_indices(
         meta_batch_size=meta_batch_size, num_tasks=num_tasks, start=start
     )
@@ -353,6 +388,10 @@ def few_shot_episodes(
         sample = _with_shuffled_examples(sample)
     if transform is not None:
         sample = _with_transform(sample, transform)
+    if corrupt_fraction > 0:
+        sample = _with_corruption(
+            sample, seed, corrupt_fraction, corruption, ways
+        )
     dataset = indices.map(
         lambda index: sample(index)[0],
         num_parallel_calls=tf.data.AUTOTUNE,
@@ -525,3 +564,72 @@ def _with_transform(sample, transform):
         return transform(task, transform_key), key
 
     return transformed
+
+
+def _with_corruption(sample, seed, fraction, corruption, ways):
+    def corrupted(index):
+        task, key = sample(index)
+        flag, corrupt_key = _corruption.draw(seed, index, fraction)
+        wrong = _CORRUPT[corruption](task, corrupt_key, ways)
+        for name, labels in wrong.items():
+            task[name] = tf.where(flag, labels, task[name])
+        return task, key
+
+    return corrupted
+
+
+def _shuffled_labels(task, key, ways):
+    del ways  # The permutation is random, whatever the number of classes.
+    keys = tf.unstack(tf.random.split(key, 2))
+    return {
+        name: tf.random.experimental.stateless_shuffle(task[name], part_key)
+        for name, part_key in zip(("support_y", "query_y"), keys)
+    }
+
+
+def _permuted_labels(task, key, ways):
+    del key  # The permutation is fixed.
+    return {"query_y": (task["query_y"] + 1) % ways}
+
+
+_CORRUPT = {"shuffle": _shuffled_labels, "permute": _permuted_labels}
+
+
+def corrupted_tasks(seed: int, num_tasks: int, fraction: float) -> np.ndarray:
+    """Which of tasks `0 .. num_tasks - 1` a seed's samplers corrupt.
+
+    The same tasks for `few_shot_episodes` (and the dataset helpers built
+    on it) and `keras_ga.datasets.sine_tasks`, whatever the corruption, the
+    data, the meta-batch size and `start`: meta-batch `t` of an endless
+    stream of `B` tasks per meta-batch holds tasks `t * B .. t * B + B - 1`.
+    Each task is corrupted independently with probability `fraction`, and
+    the tasks corrupted at a fraction are among those at any larger one.
+
+    Args:
+        seed: the samplers' `seed`.
+        num_tasks: how many task indices to report.
+        fraction: the samplers' `corrupt_fraction`, in [0, 1].
+
+    Returns:
+        A bool array `[num_tasks]`, `True` for a corrupted task
+        (`np.flatnonzero` gives their indices).
+
+    Raises:
+        TypeError: for a non-integer `seed` or `num_tasks`.
+        ValueError: for `num_tasks < 1` or `fraction` outside [0, 1].
+
+    Example:
+
+    ```python
+    mask = keras_ga.sampler.corrupted_tasks(seed=0, num_tasks=8 * 100,
+                                            fraction=0.2)
+    per_meta_batch = mask.reshape(100, 8)  # meta-batches of 8 tasks
+    ```
+    """
+    _checks.check_int("seed", seed)
+    _checks.check_count("num_tasks", num_tasks)
+    fraction = _corruption.check_fraction(fraction)
+    flags = tf.data.Dataset.range(num_tasks).map(
+        lambda index: _corruption.draw(seed, index, fraction)[0]
+    )
+    return next(iter(flags.batch(num_tasks))).numpy()

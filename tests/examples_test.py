@@ -5,6 +5,7 @@ import dataclasses
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -182,14 +183,18 @@ class SineExampleTest(absltest.TestCase):
             "--eval_every=1",
             "--val_tasks=0",
             "--eval_tasks=5",
+            "--corrupt_fraction=0.2",
+            "--corruption=noise",
             f"--output_dir={output_dir}",
         ]
         done = run_python("-m", "examples.sine", *flags, timeout=300)
         self.assertEqual(done.returncode, 0, done.stderr[-2000:])
         self.assertIn("| Reptile + gradient agreement | 2 |", done.stdout)
-        self.assertTrue(
-            os.path.exists(os.path.join(output_dir, "results.json"))
-        )
+        with open(os.path.join(output_dir, "results.json")) as f:
+            written = json.load(f)
+        self.assertEqual(written["config"]["corrupt_fraction"], 0.2)
+        self.assertEqual(written["config"]["corruption"], "noise")
+        self.assertIn("--corrupt_fraction=0.2", written["command"])
 
 
 PRESET_MODULES = {"omniglot": omniglot, "miniimagenet": miniimagenet}
@@ -354,6 +359,100 @@ class ExampleFlagsTest(parameterized.TestCase):
             done.stderr,
         )
         self.assertFalse(os.path.exists(output_dir))
+
+
+class ResumeAndCorruptionSettingsTest(parameterized.TestCase):
+    def test_checkpoint_every_is_an_optional_integer_flag(self):
+        self.assertIsNone(example_flags(omniglot).checkpoint_every)
+        values = example_flags(omniglot, "--checkpoint_every=250")
+        config = _common.config_from_flags(omniglot, values)
+        self.assertEqual(config.checkpoint_every, 250)
+
+    def test_corruption_flags(self):
+        values = example_flags(
+            sine, "--corrupt_fraction=0.2", "--corruption=wrong_function"
+        )
+        config = _common.config_from_flags(sine, values)
+        self.assertEqual(
+            (config.corrupt_fraction, config.corruption),
+            (0.2, "wrong_function"),
+        )
+        values = example_flags(omniglot, "--corruption=permute")
+        self.assertEqual(
+            _common.config_from_flags(omniglot, values).corruption, "permute"
+        )
+        with self.assertRaisesRegex(
+            flags.IllegalFlagValueError,
+            r"--corruption=noise: value should be one of <shuffle\|permute>",
+        ):
+            example_flags(omniglot, "--corruption=noise")
+
+    def test_checkpoint_every_must_divide_eval_every(self):
+        with self.assertRaisesRegex(
+            ValueError,
+            r"`checkpoint_every` must be a positive divisor of `eval_every` "
+            r"\(1000\).*Received: checkpoint_every=300\.",
+        ):
+            dataclasses.replace(
+                sine.PRESETS["reptile_10shot"], checkpoint_every=300
+            )
+
+    def test_corrupt_fraction_must_be_a_probability(self):
+        with self.assertRaisesRegex(
+            ValueError,
+            r"`corrupt_fraction` must be in \[0, 1\]\. "
+            r"Received: corrupt_fraction=1\.5\.",
+        ):
+            dataclasses.replace(
+                omniglot.PRESETS["maml_5way_1shot"], corrupt_fraction=1.5
+            )
+
+    def test_omniglot_training_tasks_are_corrupted_as_configured(self):
+        clean = tiny_few_shot(omniglot, data_dir=DATA)
+        corrupted = dataclasses.replace(
+            clean, corrupt_fraction=1.0, corruption="permute"
+        )
+        a = next(iter(train.training_tasks(clean, start=3)))
+        b = next(iter(train.training_tasks(corrupted, start=3)))
+        np.testing.assert_array_equal(a["support_y"], b["support_y"])
+        np.testing.assert_array_equal((a["query_y"] + 1) % 3, b["query_y"])
+        np.testing.assert_array_equal(a["query_x"], b["query_x"])
+
+    def test_sine_training_tasks_are_corrupted_as_configured(self):
+        clean = sine.PRESETS[sine.DEFAULT]
+        corrupted = dataclasses.replace(
+            clean, corrupt_fraction=1.0, corruption="wrong_function"
+        )
+        a = next(iter(train.training_tasks(clean)))
+        b = next(iter(train.training_tasks(corrupted)))
+        np.testing.assert_allclose(
+            b["support_y"], a["support_y"] + 6.0, atol=1e-5
+        )
+        self.assertEqual(b["support_y"].shape, (10, 10, 1))
+
+    @parameterized.named_parameters(
+        ("omniglot", omniglot, "reptile_20way_1shot"),
+        ("miniimagenet", miniimagenet, "maml_5way_5shot"),
+        ("sine", sine, "reptile_10shot"),
+    )
+    def test_command_line_gives_back_the_config(self, presets, preset):
+        config = dataclasses.replace(
+            presets.PRESETS[preset],
+            iterations=123,
+            checkpoint_every=10,
+            corrupt_fraction=0.25,
+            eval_every=20,
+        )
+        command = train.command_line(config, "/tmp/a run")
+        self.assertTrue(command.startswith("python -m examples."))
+        self.assertIn(f"--preset={preset}", command)
+        self.assertIn("--output_dir='/tmp/a run'", command)
+        argv = shlex.split(command)[3:-1]
+        values = example_flags(presets, *argv)
+        self.assertEqual(_common.config_from_flags(presets, values), config)
+
+    def test_machine_names_the_cpu(self):
+        self.assertIn("logical cores", train.machine())
 
 
 class ThreadFlagTest(absltest.TestCase):

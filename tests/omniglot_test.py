@@ -234,6 +234,16 @@ class OmniglotTest(parameterized.TestCase):
             np.array_equal([t["query_x"] for t in a], [t["query_x"] for t in c])
         )
 
+    def test_corrupted_training_tasks(self):
+        clean = _tasks(self._episodes("train"))
+        corrupted = _tasks(
+            self._episodes("train", corrupt_fraction=1.0, corruption="permute")
+        )
+        for a, b in zip(clean, corrupted, strict=True):
+            np.testing.assert_array_equal(a["support_y"], b["support_y"])
+            np.testing.assert_array_equal((a["query_y"] + 1) % 5, b["query_y"])
+            np.testing.assert_array_equal(a["query_x"], b["query_x"])
+
     def test_val_split_episodes(self):
         dataset = self._episodes("val", num_val=100, ways=20)
         batch = next(iter(dataset))

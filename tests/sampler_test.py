@@ -504,5 +504,139 @@ class TaskIndicesTest(parameterized.TestCase):
             _episodes(num_tasks=8, start=start)
 
 
+class CorruptionTest(parameterized.TestCase):
+    def test_uncorrupted_stream_is_the_one_before_corruption_existed(self):
+        # Example ids (class * 7 + example) and labels of tasks 0 and 1 of
+        # `_episodes(num_tasks=4)`, from keras_ga before `corrupt_fraction`.
+        expected = [
+            (
+                [38, 36, 17, 19, 26, 27],
+                [1, 1, 2, 2, 0, 0],
+                [22, 18, 20, 21, 25, 41, 16, 39, 37],
+                [0, 2, 2, 0, 0, 1, 2, 1, 1],
+            ),
+            (
+                [74, 36, 42, 47, 35, 73],
+                [0, 2, 1, 1, 2, 0],
+                [39, 71, 45, 72, 44, 38, 43, 41, 75],
+                [2, 0, 1, 0, 1, 2, 1, 2, 0],
+            ),
+        ]
+        for fraction in (None, 0.0):
+            extra = {} if fraction is None else {"corrupt_fraction": fraction}
+            tasks = _tasks(_episodes(num_tasks=4, **extra))
+            for task, (s_ids, s_y, q_ids, q_y) in zip(tasks, expected):
+                s_class, s_example = _decode(task["support_x"])
+                q_class, q_example = _decode(task["query_x"])
+                np.testing.assert_array_equal(
+                    s_class * PER_CLASS + s_example, s_ids
+                )
+                np.testing.assert_array_equal(task["support_y"], s_y)
+                np.testing.assert_array_equal(
+                    q_class * PER_CLASS + q_example, q_ids
+                )
+                np.testing.assert_array_equal(task["query_y"], q_y)
+
+    def test_corrupted_tasks_are_reproducible_and_the_stated_fraction(self):
+        mask = sampler.corrupted_tasks(seed=3, num_tasks=20000, fraction=0.2)
+        self.assertEqual(mask.dtype, bool)
+        self.assertEqual(mask.shape, (20000,))
+        # Within 4 standard deviations (0.0028) of 0.2.
+        self.assertAlmostEqual(mask.mean(), 0.2, delta=0.012)
+        np.testing.assert_array_equal(
+            mask, sampler.corrupted_tasks(3, 20000, 0.2)
+        )
+        other = sampler.corrupted_tasks(4, 20000, 0.2)
+        self.assertLess(np.mean(mask == other), 0.75)
+        fewer = sampler.corrupted_tasks(3, 20000, 0.1)
+        self.assertFalse(np.any(fewer & ~mask))  # nested
+        self.assertFalse(sampler.corrupted_tasks(3, 100, 0.0).any())
+        self.assertTrue(sampler.corrupted_tasks(3, 100, 1.0).all())
+
+    @parameterized.parameters("shuffle", "permute")
+    def test_only_the_named_tasks_change_and_only_their_labels(self, kind):
+        clean = _tasks(_episodes(num_tasks=40))
+        tasks = _tasks(
+            _episodes(num_tasks=40, corrupt_fraction=0.5, corruption=kind)
+        )
+        mask = sampler.corrupted_tasks(0, 40, 0.5)
+        self.assertTrue(0 < mask.sum() < 40)
+        for task, reference, corrupted in zip(tasks, clean, mask):
+            for key in ("support_x", "query_x"):
+                np.testing.assert_array_equal(task[key], reference[key])
+            same = all(
+                np.array_equal(task[k], reference[k])
+                for k in ("support_y", "query_y")
+            )
+            if not corrupted:
+                self.assertTrue(same)
+            elif kind == "permute":
+                self.assertFalse(same)
+
+    def test_permute_shifts_the_query_labels_to_the_next_class(self):
+        clean = _tasks(_episodes(num_tasks=8))
+        tasks = _tasks(
+            _episodes(num_tasks=8, corrupt_fraction=1.0, corruption="permute")
+        )
+        for task, reference in zip(tasks, clean):
+            np.testing.assert_array_equal(
+                task["support_y"], reference["support_y"]
+            )
+            np.testing.assert_array_equal(
+                task["query_y"], (reference["query_y"] + 1) % 3
+            )
+
+    def test_shuffle_permutes_labels_among_the_examples(self):
+        clean = _tasks(_episodes(num_tasks=64))
+        tasks = _tasks(
+            _episodes(num_tasks=64, corrupt_fraction=1.0, corruption="shuffle")
+        )
+        kept = []
+        for task, reference in zip(tasks, clean):
+            for key in ("support_y", "query_y"):
+                np.testing.assert_array_equal(
+                    np.sort(task[key]), np.sort(reference[key])
+                )
+                kept.append(np.mean(task[key] == reference[key]))
+        # A random label matches the true one a third of the time (3-way).
+        self.assertAlmostEqual(np.mean(kept), 1 / 3, delta=0.08)
+
+    def test_endless_stream_corrupts_the_same_task_indices(self):
+        mask = sampler.corrupted_tasks(0, 16, 0.5)
+        kwargs = dict(corrupt_fraction=0.5, corruption="permute")
+        stream = _tasks(_episodes(start=2, **kwargs).take(2))  # tasks 8..15
+        clean = _tasks(_episodes(start=2).take(2))
+        changed = [
+            not np.array_equal(t["query_y"], c["query_y"])
+            for t, c in zip(stream, clean)
+        ]
+        np.testing.assert_array_equal(changed, mask[8:])
+
+    @parameterized.parameters(-0.1, 1.5, float("nan"), True, "0.2")
+    def test_bad_fraction(self, fraction):
+        with self.assertRaisesRegex(
+            ValueError,
+            r"`corrupt_fraction` must be a number in \[0, 1\]\. "
+            r"Received: corrupt_fraction=",
+        ):
+            _episodes(corrupt_fraction=fraction)
+        with self.assertRaisesRegex(ValueError, "corrupt_fraction"):
+            sampler.corrupted_tasks(0, 10, fraction)
+
+    def test_unknown_corruption(self):
+        with self.assertRaisesRegex(
+            ValueError,
+            r"`corruption` must be one of \('shuffle', 'permute'\)\. "
+            r"Received: corruption='noise'\.",
+        ):
+            _episodes(corrupt_fraction=0.1, corruption="noise")
+
+    def test_corrupted_tasks_checks_its_counts(self):
+        with self.assertRaisesRegex(ValueError, "`num_tasks` must be"):
+            sampler.corrupted_tasks(0, 0, 0.5)
+        with self.assertRaisesRegex(TypeError, "`seed` must be an int"):
+            sampler.corrupted_tasks(0.5, 10, 0.5)
+
+
 if __name__ == "__main__":
     absltest.main()

@@ -6,6 +6,7 @@ from absl.testing import absltest
 from absl.testing import parameterized
 
 from keras_ga import episode
+from keras_ga import sampler
 from keras_ga.datasets import sine
 
 
@@ -148,6 +149,123 @@ class SineTasksTest(parameterized.TestCase):
             TypeError, r"`seed` must be an int\. Received: seed=None"
         ):
             sine.sine_task_params(3, seed=None)
+
+
+def _tasks(**kwargs):
+    """Tasks 0..39 (seed 5) as `(episode, params)` numpy batches of 40."""
+    dataset = sine.sine_tasks(
+        shots=10,
+        queries=20,
+        meta_batch_size=40,
+        seed=5,
+        num_tasks=40,
+        return_params=True,
+        **kwargs,
+    )
+    return next(dataset.as_numpy_iterator())
+
+
+class SineCorruptionTest(parameterized.TestCase):
+    def test_uncorrupted_tasks_are_the_ones_before_corruption_existed(self):
+        # Tasks 0 and 1 of seed 0, from keras_ga before `corrupt_fraction`.
+        expected = {
+            "support_x": [-1.4810097, 3.3075819, 4.7418098, 2.5512195],
+            "support_y": [2.0035467, -0.9012484, 0.9222316, 0.8655194],
+            "query_x": [1.6475439, 0.0795341, 3.7806406, 3.4977016],
+            "query_y": [-1.9895965, 1.0773288, 1.9393415, 1.9263043],
+        }
+        for extra in ({}, {"corrupt_fraction": 0.0}):
+            dataset = sine.sine_tasks(
+                shots=2,
+                queries=2,
+                meta_batch_size=2,
+                seed=0,
+                num_tasks=2,
+                **extra,
+            )
+            batch = next(dataset.as_numpy_iterator())
+            for key, values in expected.items():
+                np.testing.assert_allclose(
+                    batch[key].ravel(), values, rtol=1e-6
+                )
+
+    @parameterized.parameters("noise", "shuffle", "wrong_function")
+    def test_only_the_named_tasks_change_and_only_their_targets(self, kind):
+        clean, _ = _tasks()
+        batch, params = _tasks(corrupt_fraction=0.5, corruption=kind)
+        mask = sampler.corrupted_tasks(5, 40, 0.5)
+        np.testing.assert_array_equal(params["corrupted"], mask)
+        self.assertTrue(0 < mask.sum() < 40)
+        for key in ("support_x", "query_x"):
+            np.testing.assert_array_equal(batch[key], clean[key])
+        for key in ("support_y", "query_y"):
+            np.testing.assert_array_equal(batch[key][~mask], clean[key][~mask])
+            changed = np.any(batch[key][mask] != clean[key][mask], axis=(1, 2))
+            self.assertTrue(np.all(changed))
+
+    def test_noise_has_the_stated_standard_deviation(self):
+        clean, _ = _tasks()
+        batch, _ = _tasks(corrupt_fraction=1.0, corruption="noise")
+        noise = np.concatenate(
+            [(batch[k] - clean[k]).ravel() for k in ("support_y", "query_y")]
+        )
+        self.assertLen(noise, 1200)
+        self.assertAlmostEqual(noise.mean(), 0.0, delta=0.15)
+        self.assertAlmostEqual(noise.std(), sine.NOISE_STD, delta=0.1)
+
+    def test_shuffle_permutes_the_targets_among_the_points(self):
+        clean, _ = _tasks()
+        batch, _ = _tasks(corrupt_fraction=1.0, corruption="shuffle")
+        for key in ("support_y", "query_y"):
+            np.testing.assert_array_equal(
+                np.sort(batch[key], axis=1), np.sort(clean[key], axis=1)
+            )
+            self.assertLess(np.mean(batch[key] == clean[key]), 0.3)
+
+    def test_wrong_function_is_the_sine_plus_the_stated_offset(self):
+        clean, params = _tasks()
+        batch, _ = _tasks(corrupt_fraction=1.0, corruption="wrong_function")
+        a = params["amplitude"][:, None, None]
+        p = params["phase"][:, None, None]
+        for part in ("support", "query"):
+            x, y = batch[f"{part}_x"], batch[f"{part}_y"]
+            np.testing.assert_allclose(y, a * np.sin(x - p) + 6.0, atol=1e-5)
+        self.assertEqual(sine.WRONG_FUNCTION_OFFSET, 6.0)
+
+    def test_same_corrupted_tasks_as_the_few_shot_sampler(self):
+        _, params = _tasks(corrupt_fraction=0.3)
+        np.testing.assert_array_equal(
+            params["corrupted"], sampler.corrupted_tasks(5, 40, 0.3)
+        )
+        _, clean = _tasks()
+        self.assertFalse(clean["corrupted"].any())
+
+    def test_unknown_corruption(self):
+        with self.assertRaisesRegex(
+            ValueError,
+            r"`corruption` must be one of \('noise', 'shuffle', "
+            r"'wrong_function'\)\. Received: corruption='permute'\.",
+        ):
+            sine.sine_tasks(
+                shots=1,
+                queries=1,
+                meta_batch_size=1,
+                seed=0,
+                corrupt_fraction=0.1,
+                corruption="permute",
+            )
+
+    def test_bad_fraction(self):
+        with self.assertRaisesRegex(
+            ValueError, r"Received: corrupt_fraction=2"
+        ):
+            sine.sine_tasks(
+                shots=1,
+                queries=1,
+                meta_batch_size=1,
+                seed=0,
+                corrupt_fraction=2,
+            )
 
 
 if __name__ == "__main__":

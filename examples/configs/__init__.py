@@ -18,6 +18,11 @@ from __future__ import annotations
 
 import dataclasses
 
+from keras_ga.datasets.sine import CORRUPTIONS as SINE_CORRUPTIONS
+from keras_ga.datasets.sine import NOISE_STD
+from keras_ga.datasets.sine import WRONG_FUNCTION_OFFSET
+from keras_ga.sampler import CORRUPTIONS as FEW_SHOT_CORRUPTIONS
+
 ALGOS = ("maml", "fomaml", "reptile")
 WEIGHTINGS = ("uniform", "agreement")
 DATASETS = ("omniglot", "miniimagenet")
@@ -39,6 +44,35 @@ def _check_choices(config) -> None:
                 f"`{field.name}` must be one of {choices}. "
                 f"Received: {field.name}={value!r}."
             )
+
+
+def _check(config) -> None:
+    """The choices, the backup interval and the corrupted fraction."""
+    _check_choices(config)
+    every = config.checkpoint_every
+    if every is not None and (every < 1 or config.eval_every % every):
+        raise ValueError(
+            "`checkpoint_every` must be a positive divisor of `eval_every` "
+            f"({config.eval_every}): a run resumes at a backup, and validates "
+            f"at backups. Received: checkpoint_every={every}."
+        )
+    if not 0 <= config.corrupt_fraction <= 1:
+        raise ValueError(
+            "`corrupt_fraction` must be in [0, 1]. "
+            f"Received: corrupt_fraction={config.corrupt_fraction}."
+        )
+
+
+_CHECKPOINT_HELP = (
+    "Meta-steps between backups of the training state (weights, optimizer, "
+    "step) in <output_dir>/backup, where re-running the same command "
+    "resumes the run; a divisor of eval_every. Unset: eval_every."
+)
+_CORRUPT_HELP = (
+    "Probability that a training task is corrupted "
+    "(keras_ga.sampler.corrupted_tasks names them); validation and test "
+    "tasks stay clean."
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,6 +138,15 @@ class FewShotConfig:
     filters: int = _field(64, "Filters of each conv4 block.")
     bn_momentum: float = _field(0.99, "Momentum of conv4's BatchNorm.")
     image_size: int = _field(28, "Image height and width in pixels.")
+    checkpoint_every: int | None = _field(None, _CHECKPOINT_HELP)
+    corrupt_fraction: float = _field(0.0, _CORRUPT_HELP)
+    corruption: str = _field(
+        "shuffle",
+        "What a corrupted training task's labels become: shuffle (support "
+        "and query labels randomly permuted, noise) or permute (query "
+        "labels shifted to the next class, systematic).",
+        FEW_SHOT_CORRUPTIONS,
+    )
     seed: int = _field(
         0, "Seed of the initial weights and of the training tasks."
     )
@@ -117,7 +160,7 @@ class FewShotConfig:
     )
 
     def __post_init__(self):
-        _check_choices(self)
+        _check(self)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,6 +201,16 @@ class SineConfig:
     )
     eval_tasks: int = _field(1000, "Meta-test tasks (mean and 95% CI).")
     figure_task: int = _field(1, "Index of the test task drawn in figure1.png.")
+    checkpoint_every: int | None = _field(None, _CHECKPOINT_HELP)
+    corrupt_fraction: float = _field(0.0, _CORRUPT_HELP)
+    corruption: str = _field(
+        "noise",
+        "What a corrupted training task's targets become: noise (plus "
+        f"Gaussian noise of std {NOISE_STD:g}), shuffle (targets permuted "
+        "among the task's points) or wrong_function (sine + "
+        f"{WRONG_FUNCTION_OFFSET:g}, systematic).",
+        SINE_CORRUPTIONS,
+    )
     seed: int = _field(
         0, "Seed of the initial weights and of the training tasks."
     )
@@ -166,4 +219,4 @@ class SineConfig:
     )
 
     def __post_init__(self):
-        _check_choices(self)
+        _check(self)

@@ -121,14 +121,16 @@ def miniimagenet_episodes(
     cache_dir=None,
     verbose="auto",
     start=0,
+    corrupt_fraction: float = 0.0,
+    corruption: str = "shuffle",
 ):
     """Episode dataset of one miniImageNet split, in one call.
 
     Args:
         split: `"train"`, `"val"` or `"test"`.
         ways, shots, queries, meta_batch_size, seed, num_tasks,
-            shuffle_examples, transform, start: as in
-            `keras_ga.sampler.few_shot_episodes`.
+            shuffle_examples, transform, start, corrupt_fraction,
+            corruption: as in `keras_ga.sampler.few_shot_episodes`.
         data_dir, image_size, cache_dir, verbose: as in
             `load_miniimagenet`.
 
@@ -153,6 +155,8 @@ def miniimagenet_episodes(
         shuffle_examples=shuffle_examples,
         transform=transform,
         start=start,
+        corrupt_fraction=corrupt_fraction,
+        corruption=corruption,
     )
 
 

@@ -158,14 +158,16 @@ def omniglot_episodes(
     transform=None,
     verbose="auto",
     start=0,
+    corrupt_fraction: float = 0.0,
+    corruption: str = "shuffle",
 ):
     """Episode dataset of one Omniglot split, in one call.
 
     Args:
         split: `"train"`, `"val"` (needs `num_val > 0`) or `"test"`.
         ways, shots, queries, meta_batch_size, seed, num_tasks,
-            shuffle_examples, transform, start: as in
-            `keras_ga.sampler.few_shot_episodes`.
+            shuffle_examples, transform, start, corrupt_fraction,
+            corruption: as in `keras_ga.sampler.few_shot_episodes`.
         protocol, data_dir, image_size, num_val, rotations, split_seed,
             cache_dir, download, verbose: as in `load_omniglot`.
 
@@ -215,6 +217,8 @@ def omniglot_episodes(
         shuffle_examples=shuffle_examples,
         transform=transform,
         start=start,
+        corrupt_fraction=corrupt_fraction,
+        corruption=corruption,
     )
 
 

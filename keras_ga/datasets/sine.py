@@ -11,6 +11,22 @@ All draws are stateless TensorFlow ops keyed by `(seed, task index)`, so a
 seed gives the same tasks on every run, and `sine_task_params` recovers the
 amplitude and phase of any task, for instance to plot the true curve.
 
+A fraction of the tasks can be corrupted (`corrupt_fraction`), to see
+where gradient agreement helps and where it hurts. A corrupted task keeps
+its inputs; its support and query targets become:
+
+- `"noise"`: the targets plus independent Gaussian noise of standard
+  deviation `NOISE_STD` (1.0);
+- `"shuffle"`: the support targets, and separately the query targets,
+  randomly permuted among the task's points (targets say nothing about
+  inputs);
+- `"wrong_function"` (systematic): `a sin(x - phi) + WRONG_FUNCTION_OFFSET`
+  (sine + 6), the same wrong rule for every corrupted task.
+
+Which tasks are corrupted depends on `(seed, task index)` alone:
+`keras_ga.sampler.corrupted_tasks` names them (the same task indices as
+the few-shot sampler's with the same seed).
+
 References:
     Finn, Abbeel and Levine, "Model-Agnostic Meta-Learning for Fast
     Adaptation of Deep Networks", ICML 2017, section 5.1.
@@ -24,12 +40,16 @@ import numpy as np
 import tensorflow as tf
 
 from keras_ga import _checks
+from keras_ga import _corruption
 from keras_ga import sampler
 from keras_ga.episode import EPISODE_KEYS
 
 AMPLITUDE_RANGE = (0.1, 5.0)
 PHASE_RANGE = (0.0, 2.0 * np.pi)
 X_RANGE = (-5.0, 5.0)
+CORRUPTIONS = ("noise", "shuffle", "wrong_function")
+NOISE_STD = 1.0
+WRONG_FUNCTION_OFFSET = 6.0
 
 
 def sine_tasks(
@@ -44,6 +64,8 @@ def sine_tasks(
     x_range=X_RANGE,
     return_params: bool = False,
     start=0,
+    corrupt_fraction: float = 0.0,
+    corruption: str = "noise",
 ) -> tf.data.Dataset:
     """A `tf.data.Dataset` of sine-regression meta-batches.
 
@@ -62,20 +84,26 @@ def sine_tasks(
         phase_range: `(low, high)` of the uniform phase.
         x_range: `(low, high)` of the uniform inputs.
         return_params: when `True`, elements are pairs `(episode, params)`
-            with `params = {"amplitude": [B], "phase": [B]}`; for plotting
-            and analysis, not for `fit`.
+            with `params = {"amplitude": [B], "phase": [B], "corrupted":
+            [B]}` (`corrupted` bool); for plotting and analysis, not for
+            `fit`.
         start: the first meta-batch of an endless stream, an int or a
             `tf.Variable` read when iteration begins; pass
             `keras_ga.EpisodeStreamStart.step` to make training resumable.
             See `keras_ga.sampler.task_indices`.
+        corrupt_fraction: the probability that a task is corrupted, in
+            [0, 1]; 0 (the default) gives the uncorrupted tasks.
+        corruption: `"noise"`, `"shuffle"` or `"wrong_function"`, what a
+            corrupted task's targets become (see the module docstring).
 
     Returns:
         A prefetched `tf.data.Dataset`.
 
     Raises:
         ValueError: for non-positive sizes, a range with `low > high`,
-            `num_tasks` not a multiple of `meta_batch_size`, or a bad
-            `start`.
+            `num_tasks` not a multiple of `meta_batch_size`, a bad
+            `start`, a `corrupt_fraction` outside [0, 1] or an unknown
+            `corruption`.
         TypeError: for non-integer sizes or seed, or a `start` that is
             neither an int nor an integer `tf.Variable`.
 
@@ -94,6 +122,8 @@ def sine_tasks(
         ("meta_batch_size", meta_batch_size),
     ):
         _checks.check_count(name, value)
+    corrupt_fraction = _corruption.check_fraction(corrupt_fraction)
+    _checks.check_one_of("corruption", corruption, CORRUPTIONS)
     indices = sampler.task_indices(
         meta_batch_size=meta_batch_size, num_tasks=num_tasks, start=start
     )
@@ -108,11 +138,22 @@ def sine_tasks(
             for n, k in ((shots, support_key), (queries, query_key))
         ]
         ys = [amplitude * tf.sin(x - phase) for x in xs]
+        corrupted = tf.constant(False)
+        if corrupt_fraction > 0:
+            corrupted, corrupt_key = _corruption.draw(
+                seed, index, corrupt_fraction
+            )
+            wrong = _CORRUPT[corruption](ys, corrupt_key)
+            ys = [tf.where(corrupted, w, y) for w, y in zip(wrong, ys)]
         episode = dict(
             zip(EPISODE_KEYS, (xs[0], ys[0], xs[1], ys[1]), strict=True)
         )
         if return_params:
-            return episode, {"amplitude": amplitude, "phase": phase}
+            return episode, {
+                "amplitude": amplitude,
+                "phase": phase,
+                "corrupted": corrupted,
+            }
         return episode
 
     dataset = indices.map(
@@ -120,6 +161,33 @@ def sine_tasks(
     )
     dataset = dataset.batch(meta_batch_size, drop_remainder=True)
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def _noisy(ys, key):
+    keys = tf.unstack(tf.random.split(key, len(ys)))
+    return [
+        y + NOISE_STD * tf.random.stateless_normal(tf.shape(y), k)
+        for y, k in zip(ys, keys)
+    ]
+
+
+def _shuffled(ys, key):
+    keys = tf.unstack(tf.random.split(key, len(ys)))
+    return [
+        tf.random.experimental.stateless_shuffle(y, k) for y, k in zip(ys, keys)
+    ]
+
+
+def _wrong_function(ys, key):
+    del key  # The same wrong function for every corrupted task.
+    return [y + WRONG_FUNCTION_OFFSET for y in ys]
+
+
+_CORRUPT = {
+    "noise": _noisy,
+    "shuffle": _shuffled,
+    "wrong_function": _wrong_function,
+}
 
 
 def sine_task_params(
