@@ -128,11 +128,21 @@ def miniimagenet_episodes(
 
     Args:
         split: `"train"`, `"val"` or `"test"`.
-        ways, shots, queries, meta_batch_size, seed, num_tasks,
-            shuffle_examples, transform, start, corrupt_fraction,
-            corruption: as in `keras_ga.sampler.few_shot_episodes`.
-        data_dir, image_size, cache_dir, verbose: as in
-            `load_miniimagenet`.
+        ways: as in `keras_ga.sampler.few_shot_episodes`.
+        shots: as in `keras_ga.sampler.few_shot_episodes`.
+        queries: as in `keras_ga.sampler.few_shot_episodes`.
+        meta_batch_size: as in `keras_ga.sampler.few_shot_episodes`.
+        seed: as in `keras_ga.sampler.few_shot_episodes`.
+        num_tasks: as in `keras_ga.sampler.few_shot_episodes`.
+        shuffle_examples: as in `keras_ga.sampler.few_shot_episodes`.
+        transform: as in `keras_ga.sampler.few_shot_episodes`.
+        start: as in `keras_ga.sampler.few_shot_episodes`.
+        corrupt_fraction: as in `keras_ga.sampler.few_shot_episodes`.
+        corruption: as in `keras_ga.sampler.few_shot_episodes`.
+        data_dir: as in `load_miniimagenet`.
+        image_size: as in `load_miniimagenet`.
+        cache_dir: as in `load_miniimagenet`.
+        verbose: as in `load_miniimagenet`.
 
     Returns:
         A `tf.data.Dataset` of episode dicts with images

@@ -165,11 +165,26 @@ def omniglot_episodes(
 
     Args:
         split: `"train"`, `"val"` (needs `num_val > 0`) or `"test"`.
-        ways, shots, queries, meta_batch_size, seed, num_tasks,
-            shuffle_examples, transform, start, corrupt_fraction,
-            corruption: as in `keras_ga.sampler.few_shot_episodes`.
-        protocol, data_dir, image_size, num_val, rotations, split_seed,
-            cache_dir, download, verbose: as in `load_omniglot`.
+        ways: as in `keras_ga.sampler.few_shot_episodes`.
+        shots: as in `keras_ga.sampler.few_shot_episodes`.
+        queries: as in `keras_ga.sampler.few_shot_episodes`.
+        meta_batch_size: as in `keras_ga.sampler.few_shot_episodes`.
+        seed: as in `keras_ga.sampler.few_shot_episodes`.
+        num_tasks: as in `keras_ga.sampler.few_shot_episodes`.
+        shuffle_examples: as in `keras_ga.sampler.few_shot_episodes`.
+        transform: as in `keras_ga.sampler.few_shot_episodes`.
+        start: as in `keras_ga.sampler.few_shot_episodes`.
+        corrupt_fraction: as in `keras_ga.sampler.few_shot_episodes`.
+        corruption: as in `keras_ga.sampler.few_shot_episodes`.
+        protocol: as in `load_omniglot`.
+        data_dir: as in `load_omniglot`.
+        image_size: as in `load_omniglot`.
+        num_val: as in `load_omniglot`.
+        rotations: as in `load_omniglot`.
+        split_seed: as in `load_omniglot`.
+        cache_dir: as in `load_omniglot`.
+        download: as in `load_omniglot`.
+        verbose: as in `load_omniglot`.
 
     Returns:
         A `tf.data.Dataset` of episode dicts with images
