@@ -273,11 +273,13 @@ class RunHistory(keras.callbacks.Callback):
 
     One row per epoch: `epoch`, the epoch's logs, and `wall_seconds`, the
     training time of the run so far (added to the logs, so TensorBoard
-    and History see it too), summed over the pieces of a resumed run. A
-    resumed `fit` first drops the rows of the epochs it re-runs, so each
-    epoch appears once. Columns missing from an epoch (validation logs
-    between validations) hold `nan`. The file is rewritten whole and
-    atomically at each epoch, so a kill never leaves half a row.
+    and History see it too), summed over the pieces of a resumed run: the
+    time each piece took up to its last backup (work lost with a stop is
+    not counted; its re-run is). A resumed `fit` first drops the rows of
+    the epochs it re-runs, so each epoch appears once. Columns missing
+    from an epoch (validation logs between validations) hold `nan`. The
+    file is rewritten whole and atomically at each epoch, so a kill never
+    leaves half a row.
     """
 
     def __init__(self, path: str):
@@ -295,8 +297,8 @@ class RunHistory(keras.callbacks.Callback):
         self._rows = [
             r for r in _read_rows(self.path) if int(r["epoch"]) < epoch
         ]
-        last = self._rows[-1]["wall_seconds"] if self._rows else 0.0
-        self._offset = float(last)
+        last = self._rows[-1].get("wall_seconds") if self._rows else None
+        self._offset = float(last or 0.0)
         self._start = time.monotonic()
         self._write()
 
