@@ -269,7 +269,7 @@ def _read_json(path):
 def _protocol_of(result: dict) -> str:
     if "protocol" in result:
         return result["protocol"]
-    return "transductive" if result["transductive"] else "moving_statistics"
+    return "transductive" if result["transductive"] else "moving_stats"
 
 
 def _result(summary, eval_protocol, run_dir) -> dict:

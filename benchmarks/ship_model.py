@@ -13,7 +13,8 @@ folder is the `--output_dir` of an example, for instance:
         --name=omniglot_5way_1shot_maml_uniform_s0
 
 Prints the entry. `--eval_protocol` chooses which of the run's meta-test
-results the entry reports (`transductive` or `moving_statistics`).
+results the entry reports (`transductive`, `support_plus_query` or
+`moving_stats`).
 """
 
 import json

@@ -59,8 +59,10 @@ def check_few_shot_outputs(test, output_dir, summary, dataset):
     test.assertEqual(summary["dataset"], dataset)
     with open(os.path.join(output_dir, "results.json")) as f:
         written = json.load(f)
-    modes = [r["transductive"] for r in written["results"]]
-    test.assertEqual(modes, [True, False])
+    modes = [r["protocol"] for r in written["results"]]
+    test.assertEqual(
+        modes, ["transductive", "support_plus_query", "moving_stats"]
+    )
     for r in written["results"]:
         test.assertEqual(r["num_tasks"], 4)
         test.assertEqual(r["metric"], "accuracy")
@@ -71,7 +73,7 @@ def check_few_shot_outputs(test, output_dir, summary, dataset):
         test.assertTrue(os.path.exists(os.path.join(output_dir, name)), name)
     test.assertNotEmpty(os.listdir(os.path.join(output_dir, "tensorboard")))
     with open(os.path.join(output_dir, "results.md")) as f:
-        test.assertLen(f.read().strip().splitlines(), 4)  # header + 2 rows
+        test.assertLen(f.read().strip().splitlines(), 5)  # header + rule + 3 protocols
 
 
 def write_mini_imagenet(root, classes=3, per_class=4, size=16):

@@ -182,7 +182,7 @@ class ShipAndReevaluateTest(absltest.TestCase):
         entry = self.entry
         self.assertEqual(_models.load_manifest(self.models_dir), [entry])
         _models.check_entry(entry, self.models_dir)
-        transductive, moving = self.summary["results"]
+        transductive, _, moving = self.summary["results"]
         self.assertEqual(entry["accuracy"], transductive["mean"])
         self.assertEqual(entry["ci95"], transductive["ci95"])
         self.assertEqual(
@@ -215,12 +215,12 @@ class ShipAndReevaluateTest(absltest.TestCase):
             self.run_dir,
             "tiny_fomaml",
             models_dir=models_dir,
-            eval_protocol="moving_statistics",
+            eval_protocol="moving_stats",
             hardware="a test machine",
         )
         self.assertEqual(_models.load_manifest(models_dir), [entry])
-        self.assertEqual(entry["evaluation"]["protocol"], "moving_statistics")
-        self.assertEqual(entry["accuracy"], self.summary["results"][1]["mean"])
+        self.assertEqual(entry["evaluation"]["protocol"], "moving_stats")
+        self.assertEqual(entry["accuracy"], self.summary["results"][2]["mean"])
         self.assertEqual(entry["hardware"], "a test machine")
 
     def test_only_finished_runs_ship(self):
@@ -234,7 +234,10 @@ class ShipAndReevaluateTest(absltest.TestCase):
     def test_the_run_seed_reproduces_the_manifest_figure(self):
         entry = copy.deepcopy(self.entry)
         result = _models.reevaluate(
-            entry, models_dir=self.models_dir, eval_seed=1000
+            entry,
+            models_dir=self.models_dir,
+            eval_seed=1000,
+            data_dir=TINY.data_dir,
         )
         self.assertEqual(result.num_tasks, 4)
         self.assertAlmostEqual(result.mean, entry["accuracy"], places=6)
@@ -247,6 +250,7 @@ class ShipAndReevaluateTest(absltest.TestCase):
                 "-m",
                 "benchmarks.reevaluate_models",
                 f"--models_dir={self.models_dir}",
+                f"--data_dir={TINY.data_dir}",
                 "--num_tasks=6",
             ],
             cwd=support.REPO,

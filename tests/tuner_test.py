@@ -667,7 +667,7 @@ class SpaceTest(parameterized.TestCase):
         (
             "unknown_argument",
             dict(alpha=0.1),
-            r"`space\(hp\)` returned `alpha`, which is not a `MetaModel` argument: the names allowed are MetaModel's arguments \['algo', .*'task_execution'\] and 'outer_learning_rate'. Received: alpha=0.1",
+            r"`space\(hp\)` returned `alpha`, which is not a `MetaModel` argument: the names allowed are MetaModel's arguments \['algo', .*'task_execution'.*\] and 'outer_learning_rate'. Received: alpha=0.1",
         ),
     )
     def test_bad_space_raises_before_any_build(self, settings, message):
