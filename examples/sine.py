@@ -5,18 +5,26 @@ Meta-trains the MLP 1 -> 64 -> 64 -> 1 on sine tasks `a sin(x - phi)`
 with uniform task weights (plain Reptile) and once with gradient agreement,
 from the same initial weights, on the same training tasks and budget. Each
 task adapts with `--inner_steps` (5) SGD steps on its 10 support points.
-Both models are then meta-tested on `--eval_tasks` (1000) unseen tasks:
-the mean query MSE after adaptation with its 95% CI. The paper reports an
-average L2 loss of 0.13 (Reptile) and 0.08 (gradient agreement).
+Both models are then meta-tested on the same `--eval_tasks` (1000) unseen
+tasks after `--eval_inner_steps` (5, the paper's) and after
+`--long_eval_inner_steps` (32) adaptation steps: the mean query MSE with
+its 95% CI, and the paired difference agreement - uniform over the same
+tasks. The paper reports 0.13 (Reptile) and 0.08 (gradient agreement).
 
     python -m examples.sine --output_dir=/tmp/sine
 
 `--preset` names a configuration of `examples/configs/sine.py`; the other
-flags override its fields. Writes to `--output_dir`: `results.json`,
-`results.md`, `figure1.png` (the paper's Figure 1: before training, after
-Reptile, after gradient agreement), `curves.png` (learning curves), and per
-run (`reptile_uniform/`, `reptile_agreement/`) `history.csv`,
-`tensorboard/`, `checkpoint.keras` and `backup/` (see `examples.train`).
+flags override its fields. Writes to `--output_dir`: `results.json` (one
+entry per evaluation in `evaluations`: model, test steps, protocol, mean,
+CI, task count; `paired_differences` per step count; `agreement_weights`,
+the weights' relation to the task amplitude over training), `results.md`,
+`figure1.png` (the paper's Figure 1: before training, after Reptile, after
+gradient agreement), `curves.png` (learning curves), `weights.png` (the
+agreement weights of 200 fixed tasks against their amplitude, before and
+after training, and the negative-weight fraction and the correlation of
+the weights with ||g_i|| over training), and per run (`reptile_uniform/`,
+`reptile_agreement/`) `history.csv`, `tensorboard/`, `checkpoint.keras`,
+`backup/` and `weights.json` (see `examples.train`).
 
 Long runs resume: each run backs up its training state every
 `--checkpoint_every` meta-steps (default `--eval_every`) in

@@ -427,23 +427,32 @@ _DATASETS = {
 }
 
 
-def episodes(config: FewShotConfig, split: str, **kwargs):
+def episodes(config: FewShotConfig, split: str, shots=None, **kwargs):
     """The episode dataset of `split` of `config.dataset`.
 
     Args:
-        config: gives the dataset, ways, shots, image size and data folder.
+        config: gives the dataset, Omniglot's split protocol, ways, shots,
+            image size and data folder.
         split: `"train"`, `"val"` or `"test"`.
+        shots: support examples per class; default `config.shots`.
         **kwargs: `queries`, `meta_batch_size`, `seed`, `num_tasks`, as in
             `keras_ga.datasets.omniglot_episodes`.
     """
+    if config.dataset == "omniglot":
+        kwargs["protocol"] = config.protocol
     return _DATASETS[config.dataset]["episodes"](
         split,
         ways=config.ways,
-        shots=config.shots,
+        shots=shots or config.shots,
         data_dir=config.data_dir,
         image_size=config.image_size,
         **kwargs,
     )
+
+
+def train_shots(config: FewShotConfig) -> int:
+    """Support examples per class of `config`'s training tasks."""
+    return config.train_shots or config.shots
 
 
 def training_tasks(config: FewShotConfig | SineConfig, start=0):
@@ -463,7 +472,7 @@ def training_tasks(config: FewShotConfig | SineConfig, start=0):
     )
     if isinstance(config, SineConfig):
         return sine_tasks(shots=config.shots, **kwargs)
-    return episodes(config, "train", **kwargs)
+    return episodes(config, "train", shots=train_shots(config), **kwargs)
 
 
 def fixed_tasks(config: FewShotConfig, split: str, num_tasks: int, seed: int):
@@ -479,15 +488,22 @@ def fixed_tasks(config: FewShotConfig, split: str, num_tasks: int, seed: int):
 
 
 def build_few_shot_model(config: FewShotConfig):
-    """The compiled MetaModel of `config` on conv4, seeded by `config.seed`."""
+    """The compiled MetaModel of `config` on conv4, seeded by `config.seed`.
+
+    With `downsample="stride"` conv4 flattens its last feature map (the
+    Reptile reference's network); otherwise its head is the dataset's
+    (global average pooling on Omniglot, as in MAML's network).
+    """
     keras.utils.set_random_seed(config.seed)
     channels = _DATASETS[config.dataset]["channels"]
+    strided = config.downsample == "stride"
     base = models.conv4(
         (config.image_size, config.image_size, channels),
         config.ways,
         config.filters,
-        global_pool=_DATASETS[config.dataset]["global_pool"],
+        global_pool=_DATASETS[config.dataset]["global_pool"] and not strided,
         bn_momentum=config.bn_momentum,
+        downsample=config.downsample,
     )
     model = keras_ga.MetaModel(
         base,
@@ -495,18 +511,49 @@ def build_few_shot_model(config: FewShotConfig):
         weighting=config.weighting,
         inner_steps=config.inner_steps,
         inner_learning_rate=config.inner_learning_rate,
+        inner_optimizer=inner_optimizer(config),
         eval_inner_steps=config.eval_inner_steps,
-        # Reptile adapts on the whole support set at each step: with BatchNorm
-        # a sub-batch of one example would normalise to zero.
-        inner_batch_size=config.ways * config.shots,
+        # Unset: every step takes the whole support set (with BatchNorm, a
+        # sub-batch of one example would normalise to zero).
+        inner_batch_size=(
+            config.inner_batch_size or config.ways * train_shots(config)
+        ),
+        eval_inner_batch_size=config.eval_inner_batch_size,
         pre_adaptation_metrics=False,
     )
     model.compile(
-        optimizer=keras.optimizers.Adam(config.outer_learning_rate),
+        optimizer=outer_optimizer(config),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
     return model
+
+
+def inner_optimizer(config: FewShotConfig):
+    """`config`'s inner-loop optimizer, for `MetaModel(inner_optimizer=)`."""
+    if config.inner_optimizer == "sgd":
+        return "sgd"
+    return keras_ga.inner_optimizers.Adam(
+        beta_1=config.inner_beta_1, moments=config.inner_moments
+    )
+
+
+def outer_optimizer(config: FewShotConfig) -> keras.optimizers.Optimizer:
+    """`config`'s outer optimizer, with its learning-rate schedule.
+
+    `outer_schedule="linear"` anneals the learning rate linearly from
+    `outer_learning_rate` at the first meta-step to 0 at the last (the
+    Reptile reference's meta-step with `--meta-step-final 0`), a Keras
+    `PolynomialDecay` of power 1 over `iterations` steps.
+    """
+    rate = config.outer_learning_rate
+    if config.outer_schedule == "linear":
+        rate = keras.optimizers.schedules.PolynomialDecay(
+            rate, decay_steps=config.iterations, end_learning_rate=0.0
+        )
+    if config.outer_optimizer == "sgd":
+        return keras.optimizers.SGD(rate)
+    return keras.optimizers.Adam(rate)
 
 
 def meta_test(model, config: FewShotConfig) -> list:
@@ -594,7 +641,12 @@ PAPER_MSE = {"uniform": 0.13, "agreement": 0.08}
 
 
 def build_sine_model(config: SineConfig, weighting: str, initial_weights=None):
-    """The compiled MetaModel of `config` with `weighting` on the MLP."""
+    """The compiled MetaModel of `config` with `weighting` on the MLP.
+
+    Its training logs the weight diagnostics against ||g_i||
+    (`weight_diagnostics="update_norm"`: `weight_corr`, `weight_std`,
+    `weight_max`, besides `weight_min` and `weight_neg_frac`).
+    """
     keras.utils.set_random_seed(config.seed)
     base = models.mlp(1, 1, (config.hidden, config.hidden))
     if initial_weights is not None:
@@ -609,6 +661,7 @@ def build_sine_model(config: SineConfig, weighting: str, initial_weights=None):
         # Every inner step sees the 10 support points (paper, Figure 1).
         inner_batch_size=config.shots,
         pre_adaptation_metrics=False,
+        weight_diagnostics="update_norm",
     )
     model.compile(
         optimizer=keras.optimizers.Adam(config.outer_learning_rate),
@@ -627,15 +680,101 @@ def _sine_test_tasks(config: SineConfig, num_tasks: int, seed: int):
     )
 
 
+# Training-distribution tasks whose agreement weights `WeightProbe` records:
+# this many meta-batches of the training size, seeded by eval_seed + 2.
+_PROBE_BATCHES = 20
+
+
+class WeightProbe(keras.callbacks.Callback):
+    """Records the Eq. 13 weights of fixed sine tasks against amplitude.
+
+    Before training and after each epoch, runs the inner loop of
+    `num_batches` fixed meta-batches of training-like tasks (the training
+    meta-batch size, uncorrupted) from the current weights and computes
+    the gradient agreement weights within each meta-batch, as a training
+    step would. Each record is `{"epoch", "amplitude", "weight",
+    "update_norm"}` with one list entry per task (`epoch` -1: before
+    training). The records are rewritten to `path` (JSON) after each
+    epoch; a resumed run keeps those of the epochs before its backup.
+    """
+
+    def __init__(
+        self, config: SineConfig, path: str, num_batches: int = _PROBE_BATCHES
+    ):
+        super().__init__()
+        self.path = path
+        self.tasks = sine_tasks(
+            shots=config.shots,
+            queries=config.queries,
+            meta_batch_size=config.meta_batch_size,
+            seed=config.eval_seed + 2,
+            num_tasks=num_batches * config.meta_batch_size,
+            return_params=True,
+        )
+        self.weighting = keras_ga.AgreementWeighting()
+        self.records = None
+        self._probe = None
+
+    def on_train_begin(self, logs=None):
+        self.records = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.records is not None:
+            return
+        # The first epoch of this `fit`: the backup's, after a resume.
+        saved = []
+        if os.path.exists(self.path):
+            with open(self.path) as f:
+                saved = json.load(f)
+        self.records = [r for r in saved if r["epoch"] < epoch]
+        if epoch == 0:
+            self.records = [self._record(-1)]
+        self._write()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.records.append(self._record(epoch))
+        self._write()
+
+    def _write(self):
+        partial = f"{self.path}.{os.getpid()}.tmp"
+        with open(partial, "w") as f:
+            json.dump(self.records, f)
+        os.replace(partial, self.path)
+
+    def _record(self, epoch) -> dict:
+        if self._probe is None:
+            self._probe = tf.function(self._weights)
+        record = {"epoch": epoch, "amplitude": [], "weight": []}
+        record["update_norm"] = []
+        for episode, params in self.tasks:
+            weights, norms = self._probe(episode)
+            record["amplitude"] += params["amplitude"].numpy().tolist()
+            record["weight"] += weights.numpy().tolist()
+            record["update_norm"] += norms.numpy().tolist()
+        return record
+
+    def _weights(self, episode):
+        updates = self.model.run_tasks(episode, training=True).updates
+        norms = keras_ga.agreement.update_norms(updates)
+        return self.weighting(updates), norms
+
+
 def _train_sine(config, weighting, run_dir, initial_weights, callbacks):
-    """Meta-trains one weighting; returns the model and the history."""
+    """Meta-trains one weighting; returns the model, history and probe."""
     model = build_sine_model(config, weighting, initial_weights)
     train_from = functools.partial(training_tasks, config)
     val = None
     if config.val_tasks:
         val = _sine_test_tasks(config, config.val_tasks, config.eval_seed + 1)
-    history = fit(model, train_from, val, config, run_dir, callbacks)
-    return model, history
+    probe = WeightProbe(config, os.path.join(run_dir, "weights.json"))
+    history = fit(model, train_from, val, config, run_dir, [probe, *callbacks])
+    return model, history, probe.records
+
+
+def sine_steps(config: SineConfig) -> tuple[int, ...]:
+    """The inner-step counts of the sine meta-test, in order."""
+    steps = (config.eval_inner_steps, config.long_eval_inner_steps)
+    return tuple(dict.fromkeys(s for s in steps if s))
 
 
 def _train_and_evaluate_sine(config, workdir, callbacks) -> dict:
@@ -645,43 +784,146 @@ def _train_and_evaluate_sine(config, workdir, callbacks) -> dict:
     initial = build_sine_model(config, "uniform")
     initial_weights = initial.base.get_weights()
     test = _sine_test_tasks(config, config.eval_tasks, config.eval_seed)
-    runs, trained, results = {}, {"before training": initial}, {}
+    runs, trained, probes = {}, {"before training": initial}, {}
     for weighting in WEIGHTINGS:
         run_dir = os.path.join(workdir, f"{config.algo}_{weighting}")
-        model, history = _train_sine(
+        model, history, probes[weighting] = _train_sine(
             config, weighting, run_dir, initial_weights, callbacks
         )
-        result = evaluation.evaluate_tasks(model, test, metric="mse", verbose=0)
-        logging.info("sine %s: %s", weighting, result)
         runs[weighting] = {
             "train_seconds": round(history["wall_seconds"][-1], 1),
             "history": history,
-            "result": result.as_dict(),
         }
-        trained["after " + _sine_label(config.algo, weighting)] = model
-        results[weighting] = result
-    before = evaluation.evaluate_tasks(initial, test, metric="mse", verbose=0)
+        trained[weighting] = model
+    evaluations, differences = [], []
+    for steps in sine_steps(config):
+        results = {
+            name: evaluation.evaluate_tasks(
+                model, test, metric="mse", steps=steps, verbose=0
+            )
+            for name, model in trained.items()
+        }
+        for name, result in results.items():
+            logging.info("sine %s, %d steps: %s", name, steps, result)
+            evaluations.append({"model": name, **result.as_dict()})
+        mean, ci95 = evaluation.paired_difference(
+            results["agreement"], results["uniform"]
+        )
+        differences.append({"steps": steps, "mean": mean, "ci95": ci95})
+        if steps == config.eval_inner_steps:
+            before = results["before training"]
+            for weighting in WEIGHTINGS:
+                runs[weighting]["result"] = results[weighting].as_dict()
     train_seconds = sum(r["train_seconds"] for r in runs.values())
-    difference = evaluation.paired_difference(
-        results["agreement"], results["uniform"]
-    )
     summary = {
         "dataset": "sine",
         "config": dataclasses.asdict(config),
         **_run_facts(config, workdir, train_seconds),
         "before_training": before.as_dict(),
         "runs": runs,
-        "agreement_minus_uniform": dict(zip(("mean", "ci95"), difference)),
+        "evaluations": evaluations,
+        "paired_differences": differences,
+        "agreement_minus_uniform": {
+            k: differences[0][k] for k in ("mean", "ci95")
+        },
+        "agreement_weights": weight_summary(probes["agreement"]),
     }
-    plot_figure1(trained, config, os.path.join(workdir, "figure1.png"))
+    labels = {w: _sine_label(config.algo, w) for w in WEIGHTINGS}
+    plot_figure1(
+        {"before training": initial}
+        | {"after " + labels[w]: trained[w] for w in WEIGHTINGS},
+        config,
+        os.path.join(workdir, "figure1.png"),
+    )
     plotting.plot_learning_curves(
-        {_sine_label(config.algo, w): r["history"] for w, r in runs.items()},
+        {labels[w]: r["history"] for w, r in runs.items()},
         os.path.join(workdir, "curves.png"),
         metrics=("loss", "val_loss") if config.val_tasks else ("loss",),
         steps_per_epoch=epoch_length(config),
     )
+    plot_weights(
+        probes["agreement"],
+        runs["agreement"]["history"],
+        config,
+        os.path.join(workdir, "weights.png"),
+    )
     write_results(summary, workdir)
     return summary
+
+
+def weight_summary(records: list[dict]) -> list[dict]:
+    """Per probe record: the weights' relation to amplitude and ||g_i||.
+
+    For each record of a `WeightProbe`: the epoch, the fraction of
+    negative weights, the correlation of the weights with the amplitude
+    and with ||g_i||, the correlation of ||g_i|| with the amplitude, and
+    the ratio of the mean weight of the highest-amplitude fifth of the
+    tasks to that of the lowest fifth.
+    """
+    out = []
+    for r in records:
+        amplitude = np.asarray(r["amplitude"])
+        weight = np.asarray(r["weight"])
+        norm = np.asarray(r["update_norm"])
+        order = np.argsort(amplitude)
+        fifth = max(1, len(order) // 5)
+        low, high = weight[order[:fifth]], weight[order[-fifth:]]
+        out.append(
+            {
+                "epoch": r["epoch"],
+                "negative_fraction": float(np.mean(weight < 0)),
+                "corr_weight_amplitude": _corr(weight, amplitude),
+                "corr_weight_update_norm": _corr(weight, norm),
+                "corr_update_norm_amplitude": _corr(norm, amplitude),
+                "high_to_low_amplitude_weight": float(
+                    np.mean(high) / np.mean(low)
+                ),
+            }
+        )
+    return out
+
+
+def _corr(a, b) -> float:
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def plot_weights(records, history, config: SineConfig, path: str) -> None:
+    """The agreement weights against task amplitude, and over training.
+
+    Left: each probe task's weight against its amplitude, before training
+    and after the last epoch. Right: per epoch, the fraction of negative
+    weights in training meta-batches and the correlation of the weights
+    with ||g_i|| (`weight_neg_frac`, `weight_corr` of the history).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for record, style in ((records[0], "C7."), (records[-1], "C0.")):
+        when = "before training" if record["epoch"] < 0 else "after training"
+        left.plot(record["amplitude"], record["weight"], style, label=when)
+    left.axhline(0.0, color="k", lw=0.5)
+    left.axhline(
+        1.0 / config.meta_batch_size, color="C3", ls="--", label="uniform"
+    )
+    left.set_xlabel("task amplitude")
+    left.set_ylabel("Eq. 13 weight")
+    left.legend(fontsize=8)
+    every = epoch_length(config)
+    steps = [(i + 1) * every for i in range(len(history["loss"]))]
+    for key, label in (
+        ("weight_neg_frac", "negative-weight fraction"),
+        ("weight_corr", "corr(weight, ||g_i||)"),
+    ):
+        if key in history:
+            right.plot(steps, history[key], label=label)
+    right.set_xlabel("meta-iteration")
+    right.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
 
 
 def _sine_label(algo: str, weighting: str) -> str:
@@ -738,28 +980,39 @@ def plot_figure1(trained: dict, config: SineConfig, path: str) -> None:
 
 
 _SINE_HEADER = (
-    "| model | iterations | meta-batch | steps | query MSE | 95% CI | tasks "
-    "| paper |\n|---|---|---|---|---|---|---|---|\n"
+    "| model | iterations | meta-batch | test steps | query MSE | 95% CI "
+    "| tasks | paper (5 steps) |\n|---|---|---|---|---|---|---|---|\n"
 )
 
 
 def _sine_table(summary: dict) -> str:
     c = summary["config"]
-    b = summary["before_training"]
-    text = _SINE_HEADER + (
-        f"| before training | 0 | - | {b['steps']} | {b['mean']:.3f} | "
-        f"{b['ci95']:.3f} | {b['num_tasks']} | - |\n"
-    )
-    for weighting, run in summary["runs"].items():
-        r = run["result"]
+    labels = {w: _sine_label(c["algo"], w) for w in WEIGHTINGS}
+    text = _SINE_HEADER
+    for r in summary.get("evaluations", []):
+        paper = PAPER_MSE if r["steps"] == c["eval_inner_steps"] else {}
+        name = labels.get(r["model"], r["model"])
+        trained = r["model"] in labels
         text += (
-            f"| {_sine_label(c['algo'], weighting)} | {c['iterations']} | "
-            f"{c['meta_batch_size']} | {r['steps']} | {r['mean']:.3f} | "
-            f"{r['ci95']:.3f} | {r['num_tasks']} | "
-            f"{PAPER_MSE.get(weighting, '-')} |\n"
+            f"| {name} | {c['iterations'] if trained else 0} | "
+            f"{c['meta_batch_size'] if trained else '-'} | {r['steps']} | "
+            f"{r['mean']:.3f} | {r['ci95']:.3f} | {r['num_tasks']} | "
+            f"{paper.get(r['model'], '-')} |\n"
         )
-    d = summary["agreement_minus_uniform"]
-    return text + (
-        f"\nagreement - uniform, paired over the same tasks: "
-        f"{d['mean']:+.3f} +- {d['ci95']:.3f}\n"
-    )
+    text += "\nagreement - uniform, paired over the same tasks:\n"
+    for d in summary.get("paired_differences", []):
+        text += (
+            f"- {d['steps']} test steps: {d['mean']:+.3f} +- {d['ci95']:.3f}\n"
+        )
+    weights = summary.get("agreement_weights")
+    if weights:
+        w = weights[-1]
+        text += (
+            "\nagreement weights after training (probe tasks): "
+            f"{100 * w['negative_fraction']:.0f}% negative, "
+            f"corr(weight, amplitude) {w['corr_weight_amplitude']:.2f}, "
+            f"corr(||g_i||, amplitude) {w['corr_update_norm_amplitude']:.2f}, "
+            "highest- to lowest-amplitude fifth "
+            f"{w['high_to_low_amplitude_weight']:.1f}x\n"
+        )
+    return text

@@ -44,6 +44,7 @@ References:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import keras
@@ -386,15 +387,22 @@ def _compiled_run(model, metric, steps, protocol):
 
 
 def _new_run(model, metric, steps, protocol):
+    # A partial, not a closure: TensorFlow counts the traces of every
+    # tf.function of one code object together, and warns of retracing after
+    # five (six evaluations of different models or steps would warn).
     # No AutoGraph: the metric's shape checks raise their ValueError as is.
-    @tf.function(reduce_retracing=True, autograph=False)
-    def run(data):
-        results = model.run_tasks(
-            data, training=False, steps=steps, protocol=protocol
-        )
-        return task_metric(metric, results, data["query_y"])
+    return tf.function(
+        functools.partial(_run_metric, model, metric, steps, protocol),
+        reduce_retracing=True,
+        autograph=False,
+    )
 
-    return run
+
+def _run_metric(model, metric, steps, protocol, data):
+    results = model.run_tasks(
+        data, training=False, steps=steps, protocol=protocol
+    )
+    return task_metric(metric, results, data["query_y"])
 
 
 def _total_tasks(tasks, num_tasks, first) -> int | None:

@@ -33,6 +33,9 @@ from keras_ga import _checks
 from keras_ga.batch_norm import BatchNormalization
 from keras_ga.pooling import MaxPooling2D
 
+# How conv4's blocks halve the feature map (see `conv4`).
+DOWNSAMPLING = ("max_pool", "stride")
+
 
 def conv4(
     input_shape: Sequence[int],
@@ -42,6 +45,7 @@ def conv4(
     blocks: int = 4,
     global_pool: bool = False,
     bn_momentum: float = 0.99,
+    downsample: str = "max_pool",
     name: str = "conv4",
 ) -> keras.Sequential:
     """The conv4 few-shot classifier; outputs logits.
@@ -70,26 +74,34 @@ def conv4(
 
     Raises:
         ValueError: for a non-positive `num_classes`, `filters` or `blocks`,
-            or an `input_shape` that is not `(height, width, channels)`.
+            an `input_shape` that is not `(height, width, channels)`, or
+            an unknown `downsample`.
 
     Example:
 
     >>> model = conv4((28, 28, 1), num_classes=5)
     >>> model.output_shape
     (None, 5)
+    >>> conv4((28, 28, 1), 5, downsample="stride").layers[0].strides
+    (2, 2)
     """
     _checks.check_positive_int("num_classes", num_classes)
+    _checks.check_one_of("downsample", downsample, DOWNSAMPLING)
     _checks.check_positive_int("filters", filters)
     _checks.check_positive_int("blocks", blocks)
     shape = _shape("input_shape", input_shape, ("height", "width", "channels"))
     layers = [keras.Input(shape)]
+    strides = 2 if downsample == "stride" else 1
     for i in range(blocks):
         layers += [
-            keras.layers.Conv2D(filters, 3, padding="same", name=f"conv{i}"),
+            keras.layers.Conv2D(
+                filters, 3, strides, padding="same", name=f"conv{i}"
+            ),
             BatchNormalization(momentum=bn_momentum, name=f"bn{i}"),
             keras.layers.ReLU(name=f"relu{i}"),
-            MaxPooling2D(2, padding="same", name=f"pool{i}"),
         ]
+        if downsample == "max_pool":
+            layers.append(MaxPooling2D(2, padding="same", name=f"pool{i}"))
     if global_pool:
         layers.append(keras.layers.GlobalAveragePooling2D(name="pool"))
     else:

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 
+import keras
 import numpy as np
 import tensorflow as tf
 from absl import flags
@@ -73,7 +74,9 @@ def check_few_shot_outputs(test, output_dir, summary, dataset):
         test.assertTrue(os.path.exists(os.path.join(output_dir, name)), name)
     test.assertNotEmpty(os.listdir(os.path.join(output_dir, "tensorboard")))
     with open(os.path.join(output_dir, "results.md")) as f:
-        test.assertLen(f.read().strip().splitlines(), 5)  # header + rule + 3 protocols
+        test.assertLen(
+            f.read().strip().splitlines(), 5
+        )  # header + rule + 3 protocols
 
 
 def write_mini_imagenet(root, classes=3, per_class=4, size=16):
@@ -137,8 +140,112 @@ class FewShotExamplesTest(absltest.TestCase):
         )
         reptile = miniimagenet.PRESETS["reptile_5way_5shot"]
         self.assertEqual(
-            (reptile.meta_batch_size, reptile.eval_inner_steps), (2, 50)
+            (reptile.meta_batch_size, reptile.eval_inner_steps), (5, 88)
         )
+
+
+class ReptileReferenceTest(parameterized.TestCase):
+    """The Reptile presets are the reference's commands, built as such."""
+
+    # openai/supervised-reptile README: (train-shots, inner-batch,
+    # inner-iters, learning-rate, meta-step, meta-batch, meta-iters,
+    # eval-batch, eval-iters), all with --meta-step-final 0.
+    @parameterized.parameters(
+        ("reptile_5way_1shot", 5, 1, (15, 25, 3, 1e-3, 1, 10, 100000, 25, 5)),
+        (
+            "reptile_5way_1shot_nontrans",
+            5,
+            1,
+            (12, 5, 12, 4.4e-4, 1, 3, 200000, 5, 86),
+        ),
+        (
+            "reptile_5way_5shot",
+            5,
+            5,
+            (10, 10, 5, 1.5e-3, 0.7, 5, 100000, 6, 100),
+        ),
+        (
+            "reptile_20way_1shot",
+            20,
+            1,
+            (9, 15, 12, 4.6e-4, 1, 3, 200000, 10, 97),
+        ),
+        (
+            "reptile_20way_5shot",
+            20,
+            5,
+            (12, 20, 12, 4.6e-4, 1, 3, 200000, 10, 97),
+        ),
+    )
+    def test_omniglot_preset_is_the_reference_command(
+        self, name, ways, shots, flags
+    ):
+        c = omniglot.PRESETS[name]
+        self.assertEqual((c.ways, c.shots, c.algo), (ways, shots, "reptile"))
+        self.assertEqual(
+            (
+                c.train_shots,
+                c.inner_batch_size,
+                c.inner_steps,
+                c.inner_learning_rate,
+                c.outer_learning_rate,
+                c.meta_batch_size,
+                c.iterations,
+                c.eval_inner_batch_size,
+                c.eval_inner_steps,
+            ),
+            flags,
+        )
+        self.assertEqual(
+            (c.inner_optimizer, c.inner_beta_1, c.inner_moments),
+            ("adam", 0.0, "carry"),
+        )
+        self.assertEqual(
+            (c.outer_optimizer, c.outer_schedule), ("sgd", "linear")
+        )
+        self.assertEqual((c.downsample, c.eval_queries), ("stride", 1))
+
+    def test_model_and_optimizers_of_the_reference(self):
+        config = dataclasses.replace(
+            omniglot.PRESETS["reptile_5way_1shot"], iterations=100
+        )
+        model = train.build_few_shot_model(config)
+        inner = model.inner_optimizer
+        self.assertEqual((inner.beta_1, inner.moments), (0.0, "carry"))
+        self.assertEqual(model.inner_batch_size, 25)
+        self.assertEqual(model.eval_inner_batch_size, 25)
+        convs = [layer for layer in model.base.layers if "conv" in layer.name]
+        self.assertLen(convs, 4)
+        self.assertTrue(all(layer.strides == (2, 2) for layer in convs))
+        names = [layer.name for layer in model.base.layers]
+        self.assertNotIn("pool0", names)
+        self.assertIn("flatten", names)
+        outer = model.optimizer
+        self.assertIsInstance(outer, keras.optimizers.SGD)
+        # The meta-step: 1 at the first meta-step, linearly to 0 at the last.
+        for step, rate in ((0, 1.0), (50, 0.5), (100, 0.0)):
+            outer.iterations.assign(step)
+            self.assertAlmostEqual(float(outer.learning_rate), rate, places=6)
+
+    def test_training_tasks_take_train_shots(self):
+        config = tiny_few_shot(omniglot, data_dir=DATA, train_shots=4)
+        first = next(iter(train.training_tasks(config)))
+        self.assertEqual(first["support_x"].shape[:2], (2, 3 * 4))
+        test = next(iter(train.fixed_tasks(config, "test", 2, seed=0)))
+        self.assertEqual(test["support_x"].shape[:2], (2, 3 * 1))
+
+    def test_lake_protocol_splits_background_and_evaluation(self):
+        lake = tiny_few_shot(omniglot, data_dir=DATA, protocol="lake")
+        first = next(iter(train.training_tasks(lake)))
+        self.assertEqual(first["support_x"].shape[:2], (2, 3))
+        with self.assertRaisesRegex(ValueError, "`protocol`.*miniimagenet"):
+            tiny_few_shot(miniimagenet, protocol="lake")
+
+    def test_bad_batch_sizes_are_refused(self):
+        with self.assertRaisesRegex(ValueError, "`train_shots`.*Received"):
+            tiny_few_shot(omniglot, train_shots=0)
+        with self.assertRaisesRegex(ValueError, "`inner_batch_size`"):
+            tiny_few_shot(omniglot, inner_batch_size=-1)
 
 
 class SineExampleTest(absltest.TestCase):
@@ -174,8 +281,54 @@ class SineExampleTest(absltest.TestCase):
         for run in ("reptile_uniform", "reptile_agreement"):
             path = os.path.join(output_dir, run, "checkpoint.keras")
             self.assertTrue(os.path.exists(path), path)
+        # One entry per evaluation: each model at 5 and at 32 test steps.
+        self.assertEqual(
+            [(e["model"], e["steps"]) for e in written["evaluations"]],
+            [
+                (model, steps)
+                for steps in (5, 32)
+                for model in ("before training", "uniform", "agreement")
+            ],
+        )
+        for entry in written["evaluations"]:
+            self.assertEqual(entry["num_tasks"], 10)
+            self.assertEqual(entry["protocol"], "transductive")
+            self.assertGreater(entry["ci95"], 0.0)
+        means = {
+            (e["model"], e["steps"]): e["mean"] for e in written["evaluations"]
+        }
+        for d in written["paired_differences"]:
+            self.assertAlmostEqual(
+                d["mean"],
+                means["agreement", d["steps"]] - means["uniform", d["steps"]],
+                places=6,
+            )
+        self.assertEqual(
+            written["paired_differences"][0]["mean"],
+            written["agreement_minus_uniform"]["mean"],
+        )
+        # The agreement weights of the probe tasks: before training and
+        # after each of the two epochs, 20 meta-batches of 10 tasks each.
+        weights = written["agreement_weights"]
+        self.assertEqual([w["epoch"] for w in weights], [-1, 0, 1])
+        for w in weights:
+            self.assertBetween(w["negative_fraction"], 0.0, 1.0)
+            self.assertBetween(w["corr_weight_amplitude"], -1.0, 1.0)
+        path = os.path.join(output_dir, "reptile_agreement", "weights.json")
+        with open(path) as f:
+            records = json.load(f)
+        self.assertLen(records, 3)
+        for record in records:
+            self.assertLen(record["amplitude"], 200)
+            per_batch = np.reshape(record["weight"], (20, 10))
+            # Eq. 13: sum_i w_i <= 1, with equality when no score is < 0.
+            self.assertTrue(np.all(per_batch.sum(axis=1) <= 1.0 + 1e-5))
+        with open(os.path.join(output_dir, "weights.png"), "rb") as f:
+            self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
         with open(os.path.join(output_dir, "results.md")) as f:
-            self.assertLen(f.read().strip().splitlines(), 7)
+            table = f.read()
+        self.assertIn("| Reptile | 4 | 10 | 32 |", table)
+        self.assertIn("- 32 test steps: ", table)
 
     def test_main_with_flags(self):
         output_dir = make_tempdir(self)

@@ -31,6 +31,16 @@ class Conv4Test(parameterized.TestCase):
         self.assertLen(convs, 4)
         self.assertTrue(all(c.filters == filters for c in convs))
 
+    def test_strided_is_the_reptile_reference_network(self):
+        model = models.conv4((28, 28, 1), 5, 64, downsample="stride")
+        # 28 -> 14 -> 7 -> 4 -> 2 by stride-2 'same' convolutions.
+        self.assertEqual(model.layers[-1].kernel.shape, (2 * 2 * 64, 5))
+        kinds = [type(layer).__name__ for layer in model.layers]
+        self.assertEqual(
+            kinds,
+            ["Conv2D", "BatchNormalization", "ReLU"] * 4 + ["Flatten", "Dense"],
+        )
+
     def test_batch_norm_is_exact_and_kept_by_meta_model(self):
         base = models.conv4((28, 28, 1), 5, 8, bn_momentum=0.9)
         norms = [layer for layer in base.layers if "bn" in layer.name]
@@ -66,6 +76,7 @@ class Conv4Test(parameterized.TestCase):
             r"Received: input_shape=\(28, 0, 1\)",
         ),
         (dict(input_shape=28), r"Received: input_shape=28"),
+        (dict(downsample="avg"), r"`downsample`.*Received.*avg"),
     )
     def test_errors(self, kwargs, message):
         args = {"input_shape": (28, 28, 1), "num_classes": 5, **kwargs}

@@ -18,14 +18,20 @@ from __future__ import annotations
 
 import dataclasses
 
+from keras_ga.datasets.omniglot import PROTOCOLS as OMNIGLOT_PROTOCOLS
 from keras_ga.datasets.sine import CORRUPTIONS as SINE_CORRUPTIONS
 from keras_ga.datasets.sine import NOISE_STD
 from keras_ga.datasets.sine import WRONG_FUNCTION_OFFSET
+from keras_ga.inner_optimizers import MOMENTS
+from keras_ga.models import DOWNSAMPLING
 from keras_ga.sampler import CORRUPTIONS as FEW_SHOT_CORRUPTIONS
 
 ALGOS = ("maml", "fomaml", "reptile")
 WEIGHTINGS = ("uniform", "agreement")
 DATASETS = ("omniglot", "miniimagenet")
+INNER_OPTIMIZERS = ("sgd", "adam")
+OUTER_OPTIMIZERS = ("adam", "sgd")
+SCHEDULES = ("constant", "linear")
 
 
 def _field(default, help_text: str, choices: tuple[str, ...] | None = None):
@@ -55,6 +61,27 @@ def _check(config) -> None:
             "`checkpoint_every` must be a positive divisor of `eval_every` "
             f"({config.eval_every}): a run resumes at a backup, and validates "
             f"at backups. Received: checkpoint_every={every}."
+        )
+    for name in ("train_shots", "inner_batch_size", "eval_inner_batch_size"):
+        value = getattr(config, name, None)
+        if value is not None and value < 1:
+            raise ValueError(
+                f"`{name}` must be a positive int or unset (None). "
+                f"Received: {name}={value}."
+            )
+    long_steps = getattr(config, "long_eval_inner_steps", 0)
+    if long_steps < 0:
+        raise ValueError(
+            "`long_eval_inner_steps` must be a non-negative int (0: no "
+            f"second meta-test). Received: long_eval_inner_steps={long_steps}."
+        )
+    if getattr(config, "protocol", "vinyals") != "vinyals" and (
+        config.dataset != "omniglot"
+    ):
+        raise ValueError(
+            "`protocol` chooses Omniglot's character split; "
+            f"{config.dataset} has one split, leave it at 'vinyals'. "
+            f"Received: protocol={config.protocol!r}."
         )
     if not 0 <= config.corrupt_fraction <= 1:
         raise ValueError(
@@ -89,8 +116,24 @@ class FewShotConfig:
         "miniImageNet (Ravi & Larochelle split, RGB).",
         DATASETS,
     )
+    protocol: str = _field(
+        "vinyals",
+        "Omniglot's character split: vinyals (1200 training characters of "
+        "both parts, 4 rotations each; the MAML and Reptile papers') or "
+        "lake (the 964 background characters for training, the 659 "
+        "evaluation characters for testing, no rotations; Lake et al.'s "
+        "original one-shot protocol).",
+        OMNIGLOT_PROTOCOLS,
+    )
     ways: int = _field(5, "Classes per task (N-way).")
-    shots: int = _field(1, "Support examples per class (K-shot).")
+    shots: int = _field(
+        1, "Support examples per class (K-shot) of validation and test tasks."
+    )
+    train_shots: int | None = _field(
+        None,
+        "Support examples per class of training tasks (the Reptile "
+        "reference's --train-shots). Unset: shots.",
+    )
     queries: int = _field(1, "Query examples per class in training tasks.")
     eval_queries: int = _field(
         1, "Query examples per class in validation and test tasks."
@@ -109,13 +152,55 @@ class FewShotConfig:
         WEIGHTINGS,
     )
     meta_batch_size: int = _field(32, "Training tasks per meta-step.")
-    inner_steps: int = _field(1, "Inner SGD steps per task in training.")
+    inner_steps: int = _field(1, "Inner steps per task in training.")
     eval_inner_steps: int = _field(
-        3, "Inner SGD steps per task at validation and test."
+        3, "Inner steps per task at validation and test."
     )
-    inner_learning_rate: float = _field(0.4, "Inner SGD step size.")
+    inner_batch_size: int | None = _field(
+        None,
+        "Support examples per inner step in training (mini-batches cycle "
+        "through the shuffled support set). Unset: the whole support set.",
+    )
+    eval_inner_batch_size: int | None = _field(
+        None,
+        "Support examples per inner step at validation and test. Unset: "
+        "the whole support set.",
+    )
+    inner_optimizer: str = _field(
+        "sgd",
+        "Inner-loop optimizer: sgd, or adam (beta_1 from inner_beta_1; the "
+        "Reptile reference's).",
+        INNER_OPTIMIZERS,
+    )
+    inner_learning_rate: float = _field(0.4, "Inner optimizer's step size.")
+    inner_beta_1: float = _field(
+        0.0, "First-moment decay of the inner Adam (the reference's 0)."
+    )
+    inner_moments: str = _field(
+        "reset",
+        "Inner Adam's moments: reset for every task, or carry (kept across "
+        "meta-steps, as the Reptile reference keeps them; see "
+        "keras_ga.inner_optimizers).",
+        MOMENTS,
+    )
+    outer_optimizer: str = _field(
+        "adam",
+        "Outer (meta) optimizer: adam (the MAML paper's) or sgd (Reptile's "
+        "meta-step: theta += lr * mean(theta_i - theta) with uniform "
+        "weighting).",
+        OUTER_OPTIMIZERS,
+    )
     outer_learning_rate: float = _field(
-        1e-3, "Adam learning rate of the outer (meta) update."
+        1e-3,
+        "Learning rate of the outer optimizer (for Reptile with sgd, the "
+        "meta-step size).",
+    )
+    outer_schedule: str = _field(
+        "constant",
+        "Outer learning rate over the run: constant, or linear (annealed "
+        "linearly to 0 at the last meta-step, the Reptile reference's "
+        "--meta-step-final 0).",
+        SCHEDULES,
     )
     iterations: int = _field(60000, "Meta-steps of training.")
     eval_every: int = _field(
@@ -136,6 +221,14 @@ class FewShotConfig:
         "besides transductively (query batch statistics).",
     )
     filters: int = _field(64, "Filters of each conv4 block.")
+    downsample: str = _field(
+        "max_pool",
+        "How conv4's blocks halve the feature map: max_pool (stride-1 "
+        "convolutions then 2x2 max-pooling, the MAML paper's network) or "
+        "stride (stride-2 convolutions, no pooling, flattened features: "
+        "the Reptile reference's Omniglot network).",
+        DOWNSAMPLING,
+    )
     bn_momentum: float = _field(0.99, "Momentum of conv4's BatchNorm.")
     image_size: int = _field(28, "Image height and width in pixels.")
     checkpoint_every: int | None = _field(None, _CHECKPOINT_HELP)
@@ -187,6 +280,12 @@ class SineConfig:
     eval_inner_steps: int = _field(
         5, "Inner SGD steps per task at validation and test."
     )
+    long_eval_inner_steps: int = _field(
+        32,
+        "Also meta-test every model with this many inner SGD steps (the "
+        "paper's Reptile figure is reached only with more steps than 5); 0 "
+        "for none.",
+    )
     inner_learning_rate: float = _field(0.01, "Inner SGD step size.")
     outer_learning_rate: float = _field(
         3e-3, "Adam learning rate of the outer (meta) update."
@@ -220,3 +319,50 @@ class SineConfig:
 
     def __post_init__(self):
         _check(self)
+
+
+def reptile_command(
+    base: FewShotConfig,
+    *,
+    ways: int,
+    shots: int,
+    train_shots: int,
+    inner_batch: int,
+    inner_iters: int,
+    learning_rate: float,
+    meta_step: float,
+    meta_batch: int,
+    meta_iters: int,
+    eval_batch: int,
+    eval_iters: int,
+) -> FewShotConfig:
+    """A command of the Reptile reference as a configuration.
+
+    The keyword arguments are the reference's flags (openai/supervised-
+    reptile: `--classes`, `--shots`, `--train-shots`, `--inner-batch`, ...,
+    always with `--meta-step-final 0`); `base` gives the dataset and the
+    network. The reference's other choices are fixed: inner Adam with
+    beta_1 = 0 whose moments carry over meta-steps, outer SGD with the
+    meta-step annealed linearly to 0, one query example per class at test.
+    """
+    return dataclasses.replace(
+        base,
+        algo="reptile",
+        ways=ways,
+        shots=shots,
+        train_shots=train_shots,
+        eval_queries=1,
+        meta_batch_size=meta_batch,
+        inner_steps=inner_iters,
+        eval_inner_steps=eval_iters,
+        inner_batch_size=inner_batch,
+        eval_inner_batch_size=eval_batch,
+        inner_optimizer="adam",
+        inner_learning_rate=learning_rate,
+        inner_beta_1=0.0,
+        inner_moments="carry",
+        outer_optimizer="sgd",
+        outer_learning_rate=meta_step,
+        outer_schedule="linear",
+        iterations=meta_iters,
+    )
