@@ -72,11 +72,10 @@ def conv4(
         ValueError: for a non-positive `num_classes`, `filters` or `blocks`,
             or an `input_shape` that is not `(height, width, channels)`.
 
-    Example:
-
-    >>> model = conv4((28, 28, 1), num_classes=5)
-    >>> model.output_shape
-    (None, 5)
+    Examples:
+        >>> model = conv4((28, 28, 1), num_classes=5)
+        >>> model.output_shape
+        (None, 5)
     """
     _checks.check_positive_int("num_classes", num_classes)
     _checks.check_positive_int("filters", filters)
@@ -126,10 +125,9 @@ def mlp(
         ValueError: for a non-positive size, or both `input_shape` and
             `input_dim`.
 
-    Example:
-
-    >>> mlp((1,), 1, (64, 64)).count_params()
-    4353
+    Examples:
+        >>> mlp((1,), 1, (64, 64)).count_params()
+        4353
     """
     if input_dim is not None:
         if input_shape is not None:
