@@ -7,6 +7,8 @@ import os
 import platform
 import time
 
+from examples import _machine
+
 
 def fmt(value, spec=".2f", missing="n/a") -> str:
     """`value` formatted with `spec`, or `missing` when it is None."""
@@ -23,18 +25,7 @@ def table(header, rows) -> str:
 
 def machine() -> str:
     """The CPU model, its logical cores and the Python version."""
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            names = [ln for ln in f if ln.startswith("model name")]
-        if names:
-            model = names[0].split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return (
-        f"{model}, {os.cpu_count()} logical cores, "
-        f"Python {platform.python_version()}"
-    )
+    return f"{_machine.cpu()}, Python {platform.python_version()}"
 
 
 def finish(name, sections, results, output_dir, started) -> None:

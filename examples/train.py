@@ -61,7 +61,6 @@ import functools
 import json
 import math
 import os
-import platform
 import shlex
 import time
 from collections.abc import Sequence
@@ -72,6 +71,7 @@ import tensorflow as tf
 from absl import logging
 
 import keras_ga
+from examples import _machine
 from examples.configs import WEIGHTINGS
 from examples.configs import FewShotConfig
 from examples.configs import SineConfig
@@ -346,21 +346,13 @@ def _number(text: str) -> float | None:
 
 def machine() -> str:
     """The CPU model, its logical cores, and the GPUs TensorFlow sees."""
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            names = [ln for ln in f if ln.startswith("model name")]
-        if names:
-            model = names[0].split(":", 1)[1].strip()
-    except OSError:
-        pass
     gpus = [
         tf.config.experimental.get_device_details(gpu).get(
             "device_name", gpu.name
         )
         for gpu in tf.config.list_physical_devices("GPU")
     ]
-    return ", ".join([f"{model}", f"{os.cpu_count()} logical cores", *gpus])
+    return ", ".join([_machine.cpu(), *gpus])
 
 
 _PRESETS = {

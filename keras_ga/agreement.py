@@ -100,15 +100,14 @@ class AgreementWeighting(_Weighting):
     Args:
         name: a name for the weighting, used in configs.
 
-    Example:
+    Examples:
+        >>> weigh = AgreementWeighting()
+        >>> g = tf.constant([[1.0, 0.0], [1.0, 0.0], [-1.0, 0.0]])
+        >>> weigh(g).numpy()  # the third task opposes the other two
+        array([ 0.33333334,  0.33333334, -0.33333334], dtype=float32)
 
-    >>> weigh = AgreementWeighting()
-    >>> g = tf.constant([[1.0, 0.0], [1.0, 0.0], [-1.0, 0.0]])
-    >>> weigh(g).numpy()  # the third task opposes the other two
-    array([ 0.33333334,  0.33333334, -0.33333334], dtype=float32)
-
-    The argument can be one [N, P] tensor or a list of per-variable
-    [N, ...] stacks, as `MetaModel` holds them.
+        The argument can be one [N, P] tensor or a list of per-variable
+        [N, ...] stacks, as `MetaModel` holds them.
     """
 
     def __init__(self, name: str = "agreement"):
@@ -153,6 +152,12 @@ class UniformWeighting(_Weighting):
 
     Args:
         name: a name for the weighting, used in configs.
+
+    Examples:
+        >>> weigh = keras_ga.UniformWeighting()
+        >>> g = tf.constant([[1.0, 0.0], [1.0, 0.0], [-1.0, 0.0]])
+        >>> weigh(g).numpy()  # whatever the updates
+        array([0.33333334, 0.33333334, 0.33333334], dtype=float32)
     """
 
     def __init__(self, name: str = "uniform"):

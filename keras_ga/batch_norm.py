@@ -46,6 +46,18 @@ class BatchNormalization(keras.layers.BatchNormalization):
     `mean((x - mean(x))^2)` with the gradient through both occurrences of
     x). Masked inputs and batch renormalization fall back to the stock
     computation.
+
+    Examples:
+        >>> base = keras.Sequential([
+        ...     keras.Input((4,)),
+        ...     keras.layers.Dense(8),
+        ...     keras_ga.layers.BatchNormalization(),
+        ...     keras.layers.ReLU(),
+        ...     keras.layers.Dense(2),
+        ... ])
+        >>> model = keras_ga.MetaModel(base, algo="maml")  # exact second order
+        >>> model.base is base
+        True
     """
 
     def call(self, inputs, training=None, mask=None):
@@ -285,6 +297,18 @@ def exact_batch_norm(model: keras.Model) -> keras.Model:
 
     Returns:
         `model`, converted.
+
+    Examples:
+        >>> model = keras.Sequential([
+        ...     keras.Input((4,)),
+        ...     keras.layers.Dense(8),
+        ...     keras.layers.BatchNormalization(),
+        ...     keras.layers.Dense(2),
+        ... ])
+        >>> keras_ga.exact_batch_norm(model) is model
+        True
+        >>> isinstance(model.layers[1], keras_ga.layers.BatchNormalization)
+        True
     """
     for layer in _all_layers(model):
         if _is_stock(layer):

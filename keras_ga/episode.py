@@ -40,6 +40,13 @@ def as_episode(data) -> dict:
     Raises:
         ValueError: when keys are missing or shapes disagree.
         TypeError: when `data` is neither a dict nor a 4-tuple.
+
+    Examples:
+        >>> x = np.zeros([2, 5, 28, 28, 1], "float32")  # 2 tasks, 5 examples
+        >>> y = np.zeros([2, 5], "int32")
+        >>> episode = keras_ga.as_episode((x, y, x, y))  # in key order
+        >>> sorted(episode)
+        ['query_x', 'query_y', 'support_x', 'support_y']
     """
     if isinstance(data, (tuple, list)):
         # Keras packs a lone `x` as (x,) or (x, None, None).
@@ -81,6 +88,20 @@ def check_episode_shapes(episode: dict) -> None:
 
     Raises:
         ValueError: naming the offending key, the rule and the shapes seen.
+
+    Examples:
+        >>> episode = {
+        ...     "support_x": tf.zeros([2, 5, 3]),
+        ...     "support_y": tf.zeros([2, 4]),
+        ...     "query_x": tf.zeros([2, 5, 3]),
+        ...     "query_y": tf.zeros([2, 5]),
+        ... }
+        >>> keras_ga.episode.check_episode_shapes(episode)
+        Traceback (most recent call last):
+          ...
+        ValueError: `support_x` and `support_y` must have the same number of
+        examples per task (axis 1). Received: support_x.shape=(2, 5, 3),
+        support_y.shape=(2, 4).
     """
     shapes = {k: episode[k].shape for k in EPISODE_KEYS}
     for key, shape in shapes.items():
@@ -134,7 +155,14 @@ def episode_signature(
     query=None,
     x_dtype=tf.float32,
 ) -> dict:
-    """The `tf.TensorSpec` dict of a meta-batch, for `tf.data` pipelines."""
+    """The `tf.TensorSpec` dict of a meta-batch, for `tf.data` pipelines.
+
+    Examples:
+        >>> spec = keras_ga.episode.episode_signature(
+        ...     (28, 28, 1), (), tf.int32, support=5, query=75)
+        >>> spec["query_x"]
+        TensorSpec(shape=(None, 75, 28, 28, 1), dtype=tf.float32, name=None)
+    """
     return {
         "support_x": tf.TensorSpec([num_tasks, support, *x_shape], x_dtype),
         "support_y": tf.TensorSpec([num_tasks, support, *y_shape], y_dtype),

@@ -86,6 +86,15 @@ class EvaluationResult:
             `keras_ga.protocols.PROTOCOLS` (a bool is read as the
             deprecated `transductive` flag).
         per_task: the per-task values, shape `[T]`.
+
+    Examples:
+        >>> result = keras_ga.EvaluationResult(
+        ...     metric="accuracy", mean=0.9, ci95=0.02, std=0.25, num_tasks=600,
+        ...     steps=3, protocol="transductive", per_task=np.full([600], 0.9))
+        >>> print(result)
+        accuracy 90.00% +- 2.00% (600 tasks, 3 steps, transductive)
+        >>> result.as_dict()["ci95"]
+        0.02
     """
 
     metric: str
@@ -145,10 +154,9 @@ def confidence_interval(values) -> tuple[float, float, float]:
     Raises:
         ValueError: when `values` is empty or not one-dimensional.
 
-    Example:
-
-    >>> confidence_interval([0.0, 1.0, 0.0, 1.0])
-    (0.5, 0.49, 0.5)
+    Examples:
+        >>> confidence_interval([0.0, 1.0, 0.0, 1.0])
+        (0.5, 0.49, 0.5)
     """
     values = np.asarray(values, np.float64)
     if values.ndim != 1 or values.size == 0:
@@ -170,14 +178,28 @@ def paired_difference(
     example gradient agreement against uniform weighting).
 
     Args:
-        a, b: results of `evaluate_tasks` on the same tasks, in the same
-            order, with the same metric.
+        a: a result of `evaluate_tasks`.
+        b: a result of `evaluate_tasks` on the same tasks as `a`, in the
+            same order, with the same metric.
 
     Returns:
         `(mean, ci95)` of the per-task differences.
 
     Raises:
         ValueError: when the metrics or the numbers of tasks differ.
+
+    Examples:
+        >>> def result(per_task):
+        ...     mean, ci95, std = keras_ga.confidence_interval(per_task)
+        ...     return keras_ga.EvaluationResult(
+        ...         "accuracy", mean, ci95, std, num_tasks=len(per_task),
+        ...         steps=3, protocol="transductive",
+        ...         per_task=np.asarray(per_task))
+        >>> a = result([0.8, 0.9, 1.0, 0.7])
+        >>> b = result([0.7, 0.9, 0.9, 0.7])
+        >>> mean, ci95 = keras_ga.paired_difference(a, b)
+        >>> round(mean, 3), round(ci95, 3)
+        (0.05, 0.049)
     """
     if a.metric != b.metric or a.per_task.shape != b.per_task.shape:
         raise ValueError(
@@ -205,6 +227,18 @@ def task_metric(metric: str, results, query_y) -> tf.Tensor:
             at least 2 classes and integer labels `[N, Q]` (or one-hot
             labels shaped like the scores); `"mse"` needs targets shaped
             like the predictions.
+
+    Examples:
+        >>> base = keras_ga.mlp((1,), 1, (8,))
+        >>> model = keras_ga.MetaModel(base, algo="fomaml")
+        >>> model.compile(optimizer="sgd", loss="mse")
+        >>> batch = next(iter(keras_ga.datasets.sine_tasks(
+        ...     shots=5, queries=5, meta_batch_size=4, seed=0)))
+        >>> results = model.run_tasks(batch, training=False)
+        >>> mse = keras_ga.evaluation.task_metric(
+        ...     "mse", results, batch["query_y"])
+        >>> mse.shape  # one value per task
+        TensorShape([4])
     """
     _checks.check_one_of("metric", metric, list(METRICS))
     if metric == "loss":
@@ -267,6 +301,13 @@ def infer_metric(model) -> str:
 
     Raises:
         ValueError: when `model` has no compiled task loss.
+
+    Examples:
+        >>> model = keras_ga.MetaModel(keras_ga.mlp((4,), 3, (8,)))
+        >>> loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        >>> model.compile(optimizer="adam", loss=loss)
+        >>> keras_ga.evaluation.infer_metric(model)
+        'accuracy'
     """
     loss = getattr(model, "task_loss", None)
     if loss is None:
@@ -330,6 +371,15 @@ def evaluate_tasks(
             not fit the model's outputs and targets, a non-positive
             `num_tasks` or `steps`, or when `tasks` is empty or holds fewer
             than `num_tasks` tasks.
+
+    Examples:
+        >>> model = keras_ga.MetaModel(keras_ga.mlp((1,), 1, (8,)), algo="maml")
+        >>> model.compile(optimizer="adam", loss="mse")
+        >>> test = keras_ga.datasets.sine_tasks(
+        ...     shots=5, queries=5, meta_batch_size=4, seed=1, num_tasks=8)
+        >>> result = keras_ga.evaluate_tasks(model, test, verbose=0)
+        >>> result.metric, result.num_tasks, result.protocol
+        ('mse', 8, 'transductive')
     """
     if metric is None:
         metric = infer_metric(model)

@@ -54,7 +54,15 @@ MOMENTS = ("reset", "carry")
 
 @keras.saving.register_keras_serializable(package="keras_ga")
 class SGD:
-    """Plain SGD, `theta - inner_learning_rate * grad`: no state."""
+    """Plain SGD, `theta - inner_learning_rate * grad`: no state.
+
+    Examples:
+        >>> sgd = keras_ga.inner_optimizers.SGD().functional(learning_rate=0.5)
+        >>> params = [tf.constant([1.0, 2.0])]
+        >>> params, _ = sgd.update(params, [tf.constant([1.0, -2.0])], ())
+        >>> params[0].numpy().tolist()
+        [0.5, 3.0]
+    """
 
     carries_state = False
 
@@ -91,6 +99,14 @@ class Adam:
             `"carry"` (the moments persist in the `MetaModel` across
             meta-steps; see the module docstring for how this differs
             from the reference's sequential persistence).
+
+    Examples:
+        >>> adam = keras_ga.inner_optimizers.Adam(beta_1=0.0, moments="carry")
+        >>> adam
+        Adam(beta_1=0.0, beta_2=0.999, epsilon=1e-08, moments='carry')
+        >>> model = keras_ga.MetaModel(
+        ...     keras_ga.mlp((1,), 1, (8,)), algo="reptile",
+        ...     inner_learning_rate=1e-3, inner_optimizer=adam)
     """
 
     def __init__(
@@ -177,6 +193,14 @@ def get(identifier) -> SGD | Adam:
     Raises:
         ValueError: for an unknown name.
         TypeError: for anything else.
+
+    Examples:
+        >>> keras_ga.inner_optimizers.get("adam")
+        Adam(beta_1=0.0, beta_2=0.999, epsilon=1e-08, moments='reset')
+        >>> config = keras.saving.serialize_keras_object(
+        ...     keras_ga.inner_optimizers.SGD())
+        >>> keras_ga.inner_optimizers.get(config)
+        SGD()
     """
     if isinstance(identifier, str):
         _checks.check_one_of("inner_optimizer", identifier, list(_BY_NAME))

@@ -77,13 +77,12 @@ def conv4(
             an `input_shape` that is not `(height, width, channels)`, or
             an unknown `downsample`.
 
-    Example:
-
-    >>> model = conv4((28, 28, 1), num_classes=5)
-    >>> model.output_shape
-    (None, 5)
-    >>> conv4((28, 28, 1), 5, downsample="stride").layers[0].strides
-    (2, 2)
+    Examples:
+        >>> model = conv4((28, 28, 1), num_classes=5)
+        >>> model.output_shape
+        (None, 5)
+        >>> conv4((28, 28, 1), 5, downsample="stride").layers[0].strides
+        (2, 2)
     """
     _checks.check_positive_int("num_classes", num_classes)
     _checks.check_one_of("downsample", downsample, DOWNSAMPLING)
@@ -138,10 +137,9 @@ def mlp(
         ValueError: for a non-positive size, or both `input_shape` and
             `input_dim`.
 
-    Example:
-
-    >>> mlp((1,), 1, (64, 64)).count_params()
-    4353
+    Examples:
+        >>> mlp((1,), 1, (64, 64)).count_params()
+        4353
     """
     if input_dim is not None:
         if input_shape is not None:

@@ -50,7 +50,25 @@ PROTOCOLS = (TRANSDUCTIVE, SUPPORT_PLUS_QUERY, MOVING_STATS)
 
 
 def check(protocol: str, name: str = "protocol") -> str:
-    """Returns `protocol` after checking it is one of `PROTOCOLS`."""
+    """Returns `protocol` after checking it is one of `PROTOCOLS`.
+
+    Args:
+        protocol: the value to check.
+        name: the argument it was given as, for the error message.
+
+    Raises:
+        ValueError: for a value that is not one of `PROTOCOLS`.
+
+    Examples:
+        >>> keras_ga.protocols.check("moving_stats")
+        'moving_stats'
+        >>> keras_ga.protocols.check("inductive", name="eval_protocol")
+        Traceback (most recent call last):
+          ...
+        ValueError: `eval_protocol` must be one of ['transductive',
+        'support_plus_query', 'moving_stats']. Received:
+        eval_protocol='inductive'.
+    """
     _checks.check_one_of(name, protocol, list(PROTOCOLS))
     return protocol
 
@@ -61,6 +79,10 @@ def from_transductive(transductive: bool) -> str:
     `True` is `"transductive"`, `False` is `"moving_stats"` (what
     `transductive=False` always meant in keras_ga; the Reptile reference's
     non-transductive protocol is `"support_plus_query"`).
+
+    Examples:
+        >>> keras_ga.protocols.from_transductive(False)
+        'moving_stats'
     """
     return TRANSDUCTIVE if transductive else MOVING_STATS
 
@@ -74,6 +96,13 @@ def resolve(protocol, transductive, default: str, name: str) -> str:
 
     Raises:
         ValueError: when both are given, or for an unknown protocol.
+
+    Examples:
+        >>> keras_ga.protocols.resolve(None, None, "transductive", "protocol")
+        'transductive'
+        >>> keras_ga.protocols.resolve(
+        ...     "moving_stats", None, "transductive", "protocol")
+        'moving_stats'
     """
     if protocol is not None and transductive is not None:
         raise ValueError(
@@ -87,6 +116,23 @@ def resolve(protocol, transductive, default: str, name: str) -> str:
 
 
 def warn_transductive(name: str) -> None:
+    """Warns that `transductive` is deprecated in favour of `name`.
+
+    The `DeprecationWarning` names the caller of the function that calls
+    this one.
+
+    Args:
+        name: the argument that replaces `transductive` (`"protocol"`,
+            `"eval_protocol"`).
+
+    Examples:
+        >>> import warnings
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always")
+        ...     keras_ga.protocols.warn_transductive("protocol")
+        >>> caught[0].category.__name__
+        'DeprecationWarning'
+    """
     warnings.warn(
         f"`transductive` is deprecated: use `{name}=` one of {PROTOCOLS} "
         "(`transductive=True` is 'transductive', `transductive=False` is "
@@ -112,6 +158,15 @@ def forward(model, params, state, support_x, query_x, protocol: str):
         `(outputs, new_state, losses)`: the query outputs `[Q, ...]`, the
         non-trainable state after the pass (`state` itself for
         `"support_plus_query"`) and the sum of the layers' own losses.
+
+    Examples:
+        >>> model = keras_ga.mlp((3,), 2, (4,))
+        >>> params = [tf.convert_to_tensor(w) for w in model.trainable_weights]
+        >>> outputs, state, losses = keras_ga.protocols.forward(
+        ...     model, params, [], tf.zeros([5, 3]), tf.zeros([7, 3]),
+        ...     "support_plus_query")
+        >>> outputs.shape  # one row per query example
+        TensorShape([7, 2])
     """
     if protocol != SUPPORT_PLUS_QUERY:
         outputs, new_state, losses = model.stateless_call(
@@ -159,6 +214,25 @@ def predict(model: keras.Model, support_x, query_x, protocol=TRANSDUCTIVE):
 
     Returns:
         The query predictions `[Q, ...]`, as a tensor.
+
+    Examples:
+        Under `"support_plus_query"` a query example's prediction does not
+        depend on the other query examples:
+
+        >>> model = keras.Sequential([
+        ...     keras.Input((3,)),
+        ...     keras.layers.Dense(4),
+        ...     keras_ga.layers.BatchNormalization(),
+        ...     keras.layers.Dense(2),
+        ... ])
+        >>> x = np.random.default_rng(0).normal(size=(8, 3)).astype("float32")
+        >>> support_x, query_x = x[:5], x[5:]
+        >>> together = keras_ga.protocols.predict(
+        ...     model, support_x, query_x, "support_plus_query")
+        >>> alone = keras_ga.protocols.predict(
+        ...     model, support_x, query_x[:1], "support_plus_query")
+        >>> np.allclose(together[:1], alone, atol=1e-5)
+        True
     """
     check(protocol)
     params = [tf.convert_to_tensor(v) for v in model.trainable_variables]

@@ -71,6 +71,18 @@ class ClassMajor(NamedTuple):
             in `images[c, :counts[c]]` and zero padding after them.
         counts: int array `[C]`, the number of examples of each class.
         classes: array `[C]`, the original label of each class.
+
+    Examples:
+        >>> grouped = keras_ga.ClassMajor(
+        ...     images=np.zeros([3, 4, 8, 8, 1], "float32"),
+        ...     counts=np.array([4, 4, 2]),  # the third class has 2 examples
+        ...     classes=np.array([10, 11, 12]))
+        >>> episodes = keras_ga.few_shot_episodes(
+        ...     grouped, ways=3, shots=1, queries=1, meta_batch_size=2, seed=0)
+        >>> episodes.element_spec["support_x"].shape
+        TensorShape([2, 3, 8, 8, 1])
+        >>> keras_ga.ClassMajor.from_array(np.zeros([5, 20, 28, 28])).counts
+        array([20, 20, 20, 20, 20])
     """
 
     images: np.ndarray
@@ -110,6 +122,15 @@ def group_by_class(images, labels) -> ClassMajor:
         TypeError: when `labels` are not integers.
         ValueError: when `images` and `labels` differ in length, or
             `labels` is not one-dimensional or empty.
+
+    Examples:
+        >>> images = np.arange(5.0)[:, None]  # five examples of one feature
+        >>> grouped = keras_ga.group_by_class(images, labels=[7, 3, 7, 3, 3])
+        >>> grouped.classes, grouped.counts
+        (array([3, 7]), array([3, 2]))
+        >>> grouped.images[..., 0]  # class 7 padded with a zero
+        array([[1., 3., 4.],
+               [0., 2., 0.]])
     """
     images = np.asarray(images)
     labels = _check_labels(labels)
@@ -163,6 +184,13 @@ def materialize(dataset: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
             or empty, its labels are not scalars (a batched dataset, or
             one-hot labels), or its elements are neither pairs nor dicts
             with `image` and `label`.
+
+    Examples:
+        >>> pairs = tf.data.Dataset.from_tensor_slices(
+        ...     (tf.zeros([6, 2]), tf.range(6)))
+        >>> images, labels = keras_ga.sampler.materialize(pairs)
+        >>> images.shape, labels.tolist()
+        ((6, 2), [0, 1, 2, 3, 4, 5])
     """
     return _read_pairs(dataset, "dataset")
 
@@ -367,6 +395,16 @@ def few_shot_episodes(
             unknown `corruption`.
         TypeError: for non-integer labels or sizes, unsupported dtypes, or
             a `start` of another type.
+
+    Examples:
+        >>> images = np.random.default_rng(0).uniform(size=(100, 8, 8, 1))
+        >>> labels = np.repeat(np.arange(10), 10)  # 10 classes of 10 examples
+        >>> episodes = keras_ga.few_shot_episodes(
+        ...     images, labels, ways=5, shots=1, queries=2, meta_batch_size=4,
+        ...     seed=0)
+        >>> batch = next(iter(episodes))
+        >>> tuple(batch["support_x"].shape), tuple(batch["query_y"].shape)
+        ((4, 5, 8, 8, 1), (4, 10))
     """
     for name, value in (
         ("ways", ways),

@@ -1,5 +1,6 @@
 """Tests of the inner optimizers: Adam's update, moments, MAML through it."""
 
+import functools
 import os
 import tempfile
 
@@ -12,6 +13,7 @@ from absl.testing import parameterized
 import keras_ga
 from keras_ga import inner_loop
 from keras_ga import inner_optimizers
+from tests import support
 
 D = 3
 LR = 0.05
@@ -19,12 +21,7 @@ LR = 0.05
 
 def linear_base():
     keras.utils.set_random_seed(0)
-    return keras.Sequential(
-        [
-            keras.Input((D,), dtype="float64"),
-            keras.layers.Dense(1, use_bias=False, dtype="float64"),
-        ]
-    )
+    return support.linear_base(D)
 
 
 def mlp_base():
@@ -38,20 +35,7 @@ def mlp_base():
     )
 
 
-def linear_episode(n, s=6, q=5, seed=0):
-    rng = np.random.default_rng(seed)
-    w = rng.normal(size=(n, D, 1))
-    sx, qx = rng.normal(size=(n, s, D)), rng.normal(size=(n, q, D))
-    return {
-        "support_x": sx,
-        "support_y": sx @ w + 0.1 * rng.normal(size=(n, s, 1)),
-        "query_x": qx,
-        "query_y": qx @ w,
-    }
-
-
-def mse_grad(theta, x, y):
-    return 2.0 / len(x) * x.T @ (x @ theta - y)
+linear_episode = functools.partial(support.linear_episode, dim=D)
 
 
 def numpy_adam(theta, x, y, steps, b1, b2=0.999, eps=1e-8, state=None):
@@ -59,7 +43,7 @@ def numpy_adam(theta, x, y, steps, b1, b2=0.999, eps=1e-8, state=None):
     count, m, v = state or (0, np.zeros_like(theta), np.zeros_like(theta))
     for _ in range(steps):
         count += 1
-        g = mse_grad(theta, x, y)
+        g = support.mse_grad(theta, x, y)
         m = b1 * m + (1 - b1) * g
         v = b2 * v + (1 - b2) * g * g
         lr_t = LR * np.sqrt(1 - b2**count) / (1 - b1**count)

@@ -1,5 +1,6 @@
 """Tests of MetaModel: meta-gradients, updates, BatchNorm, training, saving."""
 
+import functools
 import os
 import tempfile
 from unittest import mock
@@ -12,33 +13,17 @@ from absl.testing import parameterized
 
 import keras_ga
 from tests import conv_maml
+from tests import support
 
 D = 4  # input size of the linear-regression tasks
 
 
 def linear_base():
-    return keras.Sequential(
-        [
-            keras.Input((D,), dtype="float64"),
-            keras.layers.Dense(1, use_bias=False, dtype="float64"),
-        ]
-    )
+    return support.linear_base(D)
 
 
-def linear_episode(n, s=6, q=5, seed=0):
-    rng = np.random.default_rng(seed)
-    w = rng.normal(size=(n, D, 1))
-    sx, qx = rng.normal(size=(n, s, D)), rng.normal(size=(n, q, D))
-    return {
-        "support_x": sx,
-        "support_y": sx @ w + 0.1 * rng.normal(size=(n, s, 1)),
-        "query_x": qx,
-        "query_y": qx @ w,
-    }
-
-
-def mse_grad(theta, x, y):
-    return 2.0 / len(x) * x.T @ (x @ theta - y)
+linear_episode = functools.partial(support.linear_episode, dim=D)
+mse_grad = support.mse_grad
 
 
 def closed_form(theta, task, alpha, steps):

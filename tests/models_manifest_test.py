@@ -7,7 +7,6 @@ folder: ship it, then re-evaluate it.
 """
 
 import copy
-import dataclasses
 import json
 import os
 import shutil
@@ -22,27 +21,10 @@ from absl.testing import parameterized
 import keras_ga
 from benchmarks import _models
 from examples import train
-from examples.configs import omniglot
 from tests import support
 
-TINY = dataclasses.replace(
-    omniglot.PRESETS["fomaml_5way_1shot"],
-    ways=3,
-    meta_batch_size=2,
-    iterations=2,
-    eval_every=2,
-    val_tasks=0,
-    eval_tasks=4,
-    eval_batch_size=2,
-    filters=4,
-    data_dir=str(support.data_dir()),
-)
-
-
-def make_tempdir(test_or_class):
-    path = tempfile.mkdtemp()
-    test_or_class.addClassCleanup(shutil.rmtree, path, ignore_errors=True)
-    return path
+TINY = support.tiny_omniglot(iterations=2, eval_every=2, val_tasks=0)
+make_tempdir = support.make_tempdir
 
 
 class ShippedModelsTest(absltest.TestCase):

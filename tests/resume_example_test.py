@@ -16,7 +16,6 @@ import json
 import os
 import shutil
 import signal
-import tempfile
 import time
 
 import keras
@@ -25,32 +24,19 @@ from absl.testing import absltest
 
 import keras_ga  # noqa: F401 (registers the MetaModel for load_model)
 from examples import train
-from examples.configs import omniglot
 from tests import resume_example_worker as worker
 from tests import support
 
 # Epochs of 2 meta-steps, a backup at each, validation every 2nd epoch.
-OMNIGLOT = dataclasses.replace(
-    omniglot.PRESETS["fomaml_5way_1shot"],
-    ways=3,
+OMNIGLOT = support.tiny_omniglot(
     queries=1,
-    meta_batch_size=2,
     iterations=8,
     eval_every=4,
     checkpoint_every=2,
     val_tasks=2,
-    eval_tasks=4,
-    eval_batch_size=2,
     non_transductive=False,
-    filters=4,
-    data_dir=str(support.data_dir()),
 )
-
-
-def make_tempdir(test_or_class):
-    path = tempfile.mkdtemp()
-    test_or_class.addClassCleanup(shutil.rmtree, path, ignore_errors=True)
-    return path
+make_tempdir = support.make_tempdir
 
 
 def final_weights(run_dir):

@@ -47,6 +47,27 @@ def register(cls: type[Algorithm]) -> type[Algorithm]:
     Raises:
         TypeError: if `cls` is not an `Algorithm` subclass.
         ValueError: if its `name` is empty or already registered.
+
+    Examples:
+        Reptile without its rule for the moving statistics, under a new name:
+
+        >>> @keras_ga.algorithms.register
+        ... class PlainReptile(keras_ga.algorithms.Algorithm):
+        ...     name = "plain_reptile"
+        ...
+        ...     def train(self, theta, learner):
+        ...         phi, _ = learner.adapt(theta)
+        ...         grads = keras_ga.algorithms.difference(theta, phi)
+        ...         query = learner.query(phi)
+        ...         return keras_ga.algorithms.task_results(
+        ...             theta, phi, grads, query)
+        >>> model = keras_ga.MetaModel(
+        ...     keras_ga.mlp((1,), 1, (8,)), algo="plain_reptile")
+        >>> model.compile(optimizer="sgd", loss="mse")
+        >>> batch = next(iter(keras_ga.datasets.sine_tasks(
+        ...     shots=5, queries=5, meta_batch_size=4, seed=0)))
+        >>> model.run_tasks(batch, training=True).loss.shape
+        TensorShape([4])
     """
     if not (isinstance(cls, type) and issubclass(cls, Algorithm)):
         raise TypeError(
@@ -70,7 +91,12 @@ def register(cls: type[Algorithm]) -> type[Algorithm]:
 
 
 def names() -> tuple[str, ...]:
-    """The names of the registered algorithms, in registration order."""
+    """The names of the registered algorithms, in registration order.
+
+    Examples:
+        >>> keras_ga.algorithms.names()[:3]  # the built-in rules come first
+        ('maml', 'fomaml', 'reptile')
+    """
     return tuple(_REGISTRY)
 
 
@@ -80,6 +106,11 @@ def get(name: str) -> Algorithm:
     Raises:
         ValueError: for a name that is not registered (the message lists
             the registered ones, as for `MetaModel`'s `algo`).
+
+    Examples:
+        >>> rule = keras_ga.algorithms.get("fomaml")
+        >>> type(rule).__name__, rule.name
+        ('FOMAML', 'fomaml')
     """
     _checks.check_one_of("algo", name, list(names()))
     return _REGISTRY[name]()

@@ -37,6 +37,16 @@ class TaskResults(NamedTuple):
             in by `MetaModel`; `None` in what a rule returns).
         states: per non-trainable variable, its value after the task (the
             meta-model's moving statistics are the mean over tasks).
+
+    Examples:
+        >>> base = keras_ga.mlp((1,), 1, (8,))
+        >>> model = keras_ga.MetaModel(base, algo="fomaml")
+        >>> model.compile(optimizer="sgd", loss="mse")
+        >>> batch = next(iter(keras_ga.datasets.sine_tasks(
+        ...     shots=5, queries=5, meta_batch_size=4, seed=0)))
+        >>> results = model.run_tasks(batch, training=True)
+        >>> results.loss.shape, results.predictions.shape  # 4 tasks, 5 queries
+        (TensorShape([4]), TensorShape([4, 5, 1]))
     """
 
     outer_grads: list
@@ -49,7 +59,15 @@ class TaskResults(NamedTuple):
 
 
 def difference(theta, phi) -> list:
-    """theta - phi, per variable."""
+    """theta - phi, per variable.
+
+    Examples:
+        >>> theta = [tf.constant([1.0, 2.0]), tf.constant(3.0)]
+        >>> phi = [tf.constant([0.5, 2.0]), tf.constant(1.0)]
+        >>> diff = keras_ga.algorithms.difference(theta, phi)
+        >>> [d.numpy().tolist() for d in diff]
+        [[0.5, 0.0], 2.0]
+    """
     return [t - p for t, p in zip(theta, phi)]
 
 
@@ -66,6 +84,18 @@ def task_results(
         query: the query pass after adaptation.
         states: the non-trainable state to report; defaults to the state
             after the query pass.
+
+    Examples:
+        >>> from keras_ga import inner_loop
+        >>> theta, phi = [tf.constant([1.0, 2.0])], [tf.constant([0.5, 1.0])]
+        >>> query = inner_loop.LossOutput(
+        ...     loss=tf.constant(0.1), predictions=tf.zeros([5, 1]), state=[])
+        >>> results = keras_ga.algorithms.task_results(
+        ...     theta, phi, [None], query)
+        >>> results.updates[0].numpy().tolist()  # theta - phi
+        [0.5, 1.0]
+        >>> results.outer_grads[0].numpy().tolist()  # None becomes zeros
+        [0.0, 0.0]
     """
     return TaskResults(
         outer_grads=inner_loop.zeros_for_none(outer_grads, theta),

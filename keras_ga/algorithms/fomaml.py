@@ -17,6 +17,12 @@ class FOMAML(base.Algorithm):
 
     The inner loop stops the gradient at every step, so no second
     derivative is taken.
+
+    Examples:
+        >>> keras_ga.algorithms.FOMAML.name  # the `algo` of `MetaModel`
+        'fomaml'
+        >>> base = keras_ga.mlp((1,), 1, (8,))
+        >>> model = keras_ga.MetaModel(base, algo="fomaml")
     """
 
     name = "fomaml"

@@ -17,6 +17,12 @@ class MAML(base.Algorithm):
 
     The gradient of each task is taken inside its own tape, so backprop
     through the inner loop holds the activations of one task at a time.
+
+    Examples:
+        >>> keras_ga.algorithms.MAML.name  # the `algo` of `MetaModel`
+        'maml'
+        >>> base = keras_ga.mlp((1,), 1, (8,))
+        >>> model = keras_ga.MetaModel(base, algo="maml")
     """
 
     name = "maml"

@@ -18,6 +18,15 @@ class Reptile(base.Algorithm):
     sub-batches, and the moving statistics follow the last inner step's
     sub-batch rather than the query pass: the query set is not part of
     Reptile's training.
+
+    Examples:
+        >>> base = keras_ga.mlp((1,), 1, (8,))
+        >>> model = keras_ga.MetaModel(base, algo="reptile")
+        >>> rule = keras_ga.algorithms.get("reptile")
+        >>> rule.default_inner_batch_size(10, steps=5)  # 5 sub-batches of 2
+        2
+        >>> rule.default_inner_batch_size(10, steps=5, batch_statistics=True)
+        10
     """
 
     name = "reptile"

@@ -83,6 +83,16 @@ def load_miniimagenet(
             image that cannot be decoded.
         FileNotFoundError: when neither format is found, the `images/`
             folder is missing, or a CSV row names a missing image.
+
+    Example:
+
+    Needs the miniImageNet split files and images in `data_dir` or
+    `$KERAS_GA_DATA`:
+
+    ```python
+    test = keras_ga.datasets.load_miniimagenet("test")
+    print(test.images.shape)  # (20, 600, 84, 84, 3), uint8
+    ```
     """
     _checks.check_one_of("split", split, SPLITS)
     size = _common.check_image_size(image_size)
@@ -147,6 +157,16 @@ def miniimagenet_episodes(
     Returns:
         A `tf.data.Dataset` of episode dicts with images
         `[meta_batch_size, examples, height, width, 3]` float32 in [0, 1].
+
+    Example:
+
+    ```python
+    train = keras_ga.datasets.miniimagenet_episodes(
+        "train", ways=5, shots=1, queries=15, meta_batch_size=4, seed=0)
+    test = keras_ga.datasets.miniimagenet_episodes(
+        "test", ways=5, shots=1, queries=15, meta_batch_size=4, seed=1,
+        num_tasks=600)
+    ```
     """
     return sampler.few_shot_episodes(
         load_miniimagenet(

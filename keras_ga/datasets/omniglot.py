@@ -118,6 +118,17 @@ def load_omniglot(
         FileNotFoundError: when the data is neither on disk nor obtainable;
             the message says where it was looked for and why a download
             failed.
+
+    Example:
+
+    Needs the Omniglot files in `data_dir` or `$KERAS_GA_DATA` (or a
+    download):
+
+    ```python
+    splits = keras_ga.datasets.load_omniglot("vinyals")
+    print(splits["train"].shape)  # (4800, 20, 28, 28, 1): 1200 characters x 4
+    print(splits["test"].shape)  # (1692, 20, 28, 28, 1): 423 characters x 4
+    ```
     """
     splits = _load_uint8(
         protocol,

@@ -204,6 +204,14 @@ def sine_task_params(
 
     Returns:
         `(amplitude, phase)`, float32 arrays of shape `[num_tasks]`.
+
+    Examples:
+        >>> amplitude, phase = keras_ga.datasets.sine_task_params(3, seed=1)
+        >>> batch = next(iter(keras_ga.datasets.sine_tasks(
+        ...     shots=5, queries=5, meta_batch_size=3, seed=1)))
+        >>> x, y = batch["support_x"][0], batch["support_y"][0]  # task 0
+        >>> np.allclose(y, amplitude[0] * np.sin(x - phase[0]), atol=1e-5)
+        True
     """
     _checks.check_count("num_tasks", num_tasks)
     params = _param_sampler(seed, amplitude_range, phase_range)
