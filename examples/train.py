@@ -423,8 +423,9 @@ def episodes(config: FewShotConfig, split: str, shots=None, **kwargs):
     """The episode dataset of `split` of `config.dataset`.
 
     Args:
-        config: gives the dataset, Omniglot's split protocol, ways, shots,
-            image size and data folder.
+        config: gives the dataset, Omniglot's split protocol and whether
+            tasks stay within one alphabet, ways, shots, image size and
+            data folder.
         split: `"train"`, `"val"` or `"test"`.
         shots: support examples per class; default `config.shots`.
         **kwargs: `queries`, `meta_batch_size`, `seed`, `num_tasks`, as in
@@ -432,6 +433,7 @@ def episodes(config: FewShotConfig, split: str, shots=None, **kwargs):
     """
     if config.dataset == "omniglot":
         kwargs["protocol"] = config.protocol
+        kwargs["within_alphabet"] = config.within_alphabet
     return _DATASETS[config.dataset]["episodes"](
         split,
         ways=config.ways,

@@ -330,6 +330,7 @@ def few_shot_episodes(
     start=0,
     corrupt_fraction: float = 0.0,
     corruption: str = "shuffle",
+    class_groups=None,
 ) -> tf.data.Dataset:
     """Builds a `tf.data.Dataset` of N-way K-shot classification meta-batches.
 
@@ -377,6 +378,12 @@ def few_shot_episodes(
         corruption: `"shuffle"` or `"permute"`, what a corrupted task's
             labels become (see the module docstring). Applied after
             `transform`.
+        class_groups: `None` (tasks draw their classes from all classes),
+            or one integer group id per class (in the class order of
+            `data`, e.g. the alphabet of each Omniglot character): each
+            task then draws its group uniformly among the groups with at
+            least `ways` classes, and its classes within that group (the
+            original one-shot tasks, within one alphabet).
 
     Returns:
         A `tf.data.Dataset` of episode dicts, prefetched. Its
@@ -392,7 +399,8 @@ def few_shot_episodes(
             array that looks like a stack of examples, a dataset that is
             endless, batched or has one-hot labels, a bad `start` (see
             `task_indices`), a `corrupt_fraction` outside [0, 1] or an
-            unknown `corruption`.
+            unknown `corruption`, or `class_groups` of another length than
+            the classes or without a group of `ways` classes.
         TypeError: for non-integer labels or sizes, unsupported dtypes, or
             a `start` of another type.
 
@@ -421,7 +429,8 @@ def few_shot_episodes(
     )
     grouped = _as_class_major(data, labels)
     _check_sizes(grouped, ways, shots + queries)
-    sample = _task_sampler(grouped, ways, shots, queries, seed)
+    groups = _check_groups(class_groups, grouped.images.shape[0], ways)
+    sample = _task_sampler(grouped, ways, shots, queries, seed, groups)
     if shuffle_examples:
         sample = _with_shuffled_examples(sample)
     if transform is not None:
@@ -546,7 +555,28 @@ def _storage(images: np.ndarray) -> np.ndarray:
     )
 
 
-def _task_sampler(grouped: ClassMajor, ways, shots, queries, seed):
+def _check_groups(class_groups, num_classes, ways):
+    """`class_groups` as int32 ids, and the groups of `ways` classes."""
+    if class_groups is None:
+        return None
+    ids = np.asarray(class_groups)
+    if ids.shape != (num_classes,) or not np.issubdtype(ids.dtype, np.integer):
+        raise ValueError(
+            "`class_groups` must hold one integer group id per class "
+            f"({num_classes}). Received: class_groups of shape {ids.shape} "
+            f"and dtype {ids.dtype}."
+        )
+    names, sizes = np.unique(ids, return_counts=True)
+    if not np.any(sizes >= ways):
+        raise ValueError(
+            "`class_groups` must have a group of at least `ways` classes "
+            f"for tasks within one group. Received: ways={ways} and groups "
+            f"of at most {sizes.max()} classes."
+        )
+    return ids.astype(np.int32), names[sizes >= ways].astype(np.int32)
+
+
+def _task_sampler(grouped: ClassMajor, ways, shots, queries, seed, groups):
     num_classes, per_class_max = grouped.images.shape[:2]
     example_shape = grouped.images.shape[2:]
     flat = tf.constant(_storage(grouped.images).reshape(-1, *example_shape))
@@ -561,6 +591,8 @@ def _task_sampler(grouped: ClassMajor, ways, shots, queries, seed):
         class_key, example_key = tf.unstack(tf.random.split(key, 2))
         # top_k of uniform scores: a uniformly random ordered subset.
         class_scores = tf.random.stateless_uniform([num_classes], class_key)
+        if groups is not None:
+            class_scores = _within_one_group(class_scores, class_key, *groups)
         classes = tf.math.top_k(class_scores, ways).indices
         scores = tf.random.stateless_uniform([ways, per_class_max], example_key)
         if ragged:
@@ -577,6 +609,19 @@ def _task_sampler(grouped: ClassMajor, ways, shots, queries, seed):
         return dict(zip(EPISODE_KEYS, task, strict=True)), key
 
     return sample
+
+
+def _within_one_group(class_scores, key, class_groups, eligible):
+    """Scores with the classes outside one random eligible group at -1."""
+    pick = tf.random.stateless_uniform(
+        [],
+        tf.random.fold_in(key, 1),
+        maxval=len(eligible),
+        dtype=tf.int32,
+    )
+    group = tf.gather(tf.constant(eligible), pick)
+    inside = tf.equal(tf.constant(class_groups), group)
+    return tf.where(inside, class_scores, -1.0)
 
 
 def _with_shuffled_examples(sample):

@@ -241,6 +241,16 @@ class ReptileReferenceTest(parameterized.TestCase):
         with self.assertRaisesRegex(ValueError, "`protocol`.*miniimagenet"):
             tiny_few_shot(miniimagenet, protocol="lake")
 
+    def test_within_alphabet_tasks(self):
+        config = tiny_few_shot(
+            omniglot, data_dir=DATA, protocol="lake", within_alphabet=True
+        )
+        self.assertIn("--within_alphabet=true", train.command_line(config, "x"))
+        task = next(iter(train.fixed_tasks(config, "test", 2, seed=0)))
+        self.assertEqual(task["support_x"].shape[:2], (2, 3))
+        with self.assertRaisesRegex(ValueError, "`within_alphabet`.*Omniglot"):
+            tiny_few_shot(miniimagenet, within_alphabet=True)
+
     def test_bad_batch_sizes_are_refused(self):
         with self.assertRaisesRegex(ValueError, "`train_shots`.*Received"):
             tiny_few_shot(omniglot, train_shots=0)

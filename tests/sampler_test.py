@@ -91,6 +91,40 @@ class FewShotEpisodesTest(parameterized.TestCase):
                     self.assertEqual(label_class.setdefault(label, cls), cls)
             self.assertLen(set(label_class.values()), ways)
 
+    def test_class_groups_keep_each_task_within_one_group(self):
+        groups = np.arange(NUM_CLASSES) % 3  # 3 groups of 4 (or more)
+        # Group 2 of classes 2, 5, 8, 11 made too small for 4 ways.
+        groups[[5, 8, 11]] = 1
+        seen = set()
+        for task in _tasks(
+            _episodes(
+                ways=4, shots=1, queries=1, num_tasks=40, class_groups=groups
+            )
+        ):
+            classes, _ = _decode(task["support_x"])
+            self.assertLen(set(groups[classes]), 1)
+            seen.add(int(groups[classes[0]]))
+        # Only the groups with >= 4 classes, and both of them.
+        self.assertEqual(seen, {0, 1})
+
+    def test_one_group_for_all_classes_is_the_ungrouped_stream(self):
+        grouped = _tasks(
+            _episodes(num_tasks=8, class_groups=np.zeros(NUM_CLASSES, int))
+        )
+        for a, b in zip(_tasks(_episodes(num_tasks=8)), grouped, strict=True):
+            for key in a:
+                np.testing.assert_array_equal(a[key], b[key])
+
+    def test_bad_class_groups(self):
+        with self.assertRaisesRegex(ValueError, "`class_groups` must hold one"):
+            _episodes(class_groups=np.zeros(NUM_CLASSES - 1, int))
+        with self.assertRaisesRegex(ValueError, "`class_groups` must hold one"):
+            _episodes(class_groups=np.zeros(NUM_CLASSES))
+        with self.assertRaisesRegex(
+            ValueError, "at least `ways` classes.*ways=3.*at most 2"
+        ):
+            _episodes(ways=3, class_groups=np.arange(NUM_CLASSES) // 2)
+
     def test_relabelling_order_is_random(self):
         orders = set()
         for task in _tasks(_episodes(num_tasks=40, shuffle_examples=False)):

@@ -75,6 +75,14 @@ def _check(config) -> None:
             "`long_eval_inner_steps` must be a non-negative int (0: no "
             f"second meta-test). Received: long_eval_inner_steps={long_steps}."
         )
+    if getattr(config, "within_alphabet", False) and (
+        config.dataset != "omniglot"
+    ):
+        raise ValueError(
+            "`within_alphabet` applies to Omniglot, whose classes have "
+            f"alphabets. Received: within_alphabet=True with dataset="
+            f"{config.dataset!r}."
+        )
     if getattr(config, "protocol", "vinyals") != "vinyals" and (
         config.dataset != "omniglot"
     ):
@@ -124,6 +132,11 @@ class FewShotConfig:
         "evaluation characters for testing, no rotations; Lake et al.'s "
         "original one-shot protocol).",
         OMNIGLOT_PROTOCOLS,
+    )
+    within_alphabet: bool = _field(
+        False,
+        "Omniglot: draw each task's characters from one alphabet (Lake et "
+        "al.'s one-shot tasks) instead of from the whole split.",
     )
     ways: int = _field(5, "Classes per task (N-way).")
     shots: int = _field(

@@ -171,6 +171,7 @@ def omniglot_episodes(
     start=0,
     corrupt_fraction: float = 0.0,
     corruption: str = "shuffle",
+    within_alphabet: bool = False,
 ):
     """Episode dataset of one Omniglot split, in one call.
 
@@ -187,6 +188,10 @@ def omniglot_episodes(
         start: as in `keras_ga.sampler.few_shot_episodes`.
         corrupt_fraction: as in `keras_ga.sampler.few_shot_episodes`.
         corruption: as in `keras_ga.sampler.few_shot_episodes`.
+        within_alphabet: whether each task's characters come from one
+            alphabet (drawn uniformly among the split's alphabets with at
+            least `ways` classes), as in Lake et al.'s one-shot runs,
+            rather than from the whole split.
         protocol: as in `load_omniglot`.
         data_dir: as in `load_omniglot`.
         image_size: as in `load_omniglot`.
@@ -220,7 +225,7 @@ def omniglot_episodes(
             "`split='val'` needs validation characters: pass `num_val > 0`. "
             f"Received: num_val={num_val}."
         )
-    splits = _load_uint8(
+    splits, alphabets = _load_uint8(
         protocol,
         data_dir=data_dir,
         image_size=image_size,
@@ -231,7 +236,11 @@ def omniglot_episodes(
         download=download,
         num_workers=None,
         verbose=verbose,
+        with_alphabets=True,
     )
+    groups = None
+    if within_alphabet:
+        groups = np.unique(alphabets[split], return_inverse=True)[1]
     return sampler.few_shot_episodes(
         splits[split],
         ways=ways,
@@ -245,6 +254,7 @@ def omniglot_episodes(
         start=start,
         corrupt_fraction=corrupt_fraction,
         corruption=corruption,
+        class_groups=groups,
     )
 
 
@@ -319,7 +329,9 @@ def _source_stamps(sources):
     return stamps
 
 
-def _load_uint8(protocol, *, rotations, num_val, split_seed, **kwargs):
+def _load_uint8(
+    protocol, *, rotations, num_val, split_seed, with_alphabets=False, **kwargs
+):
     _checks.check_one_of("protocol", protocol, PROTOCOLS)
     size = _common.check_image_size(kwargs["image_size"])
     if rotations is None:
@@ -332,10 +344,20 @@ def _load_uint8(protocol, *, rotations, num_val, split_seed, **kwargs):
     images, names = load_characters(**kwargs)
     background = np.char.startswith(names.astype(str), PARTS[0])
     indices = _split_characters(protocol, background, num_val, split_seed)
-    return {
+    splits = {
         split: _as_classes(images[index], rotations)
         for split, index in indices.items()
     }
+    if not with_alphabets:
+        return splits
+    # "<part>/<Alphabet>/characterNN": a rotated character is 4 classes of
+    # its alphabet (class 4 * c + k, see `_as_classes`).
+    alphabet = np.array([str(n).split("/")[1] for n in names])
+    alphabets = {
+        split: np.repeat(alphabet[index], 4 if rotations else 1)
+        for split, index in indices.items()
+    }
+    return splits, alphabets
 
 
 def _split_characters(protocol, background, num_val, split_seed):
