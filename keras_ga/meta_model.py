@@ -294,13 +294,15 @@ class MetaModel(keras.Model):
 
         Example:
 
-        ```python
-        model = keras_ga.MetaModel(keras_ga.mlp(1, 1), algo="maml")
-        model.compile(
-            optimizer=keras.optimizers.Adam(1e-3), loss="mse", metrics=["mae"]
-        )
-        model.metrics_names  # ['loss', 'mae', 'pre_loss', 'pre_mae']
-        ```
+        >>> base = keras_ga.mlp((1,), 1, (40, 40))
+        >>> model = keras_ga.MetaModel(base, algo="maml")
+        >>> model.compile(
+        ...     optimizer=keras.optimizers.Adam(1e-3),
+        ...     loss="mse",
+        ...     metrics=["mae"],
+        ... )
+        >>> model.metrics_names
+        ['loss', 'mae', 'pre_loss', 'pre_mae']
         """
         kwargs = _inputs.check_compile(loss, kwargs)
         if kwargs.get("jit_compile", "auto") == "auto":
@@ -574,11 +576,15 @@ class MetaModel(keras.Model):
 
         Example:
 
-        ```python
-        ep = next(iter(test_tasks))  # a meta-batch; adapt to its task 0
-        fast = meta_model.adapt(ep["support_x"][0], ep["support_y"][0])
-        pred = fast(ep["query_x"][0], training=True)  # transductive
-        ```
+        >>> model = keras_ga.MetaModel(
+        ...     keras_ga.mlp((1,), 1, (40, 40)), inner_learning_rate=0.01
+        ... )
+        >>> model.compile(optimizer="adam", loss="mse")
+        >>> x = np.linspace(-5.0, 5.0, 10, dtype="float32")[:, None]
+        >>> fast = model.adapt(x, np.sin(x), steps=5)
+        >>> mse = lambda m: float(np.mean((m(x) - np.sin(x)) ** 2))
+        >>> mse(fast) < mse(model)  # `model` predicts with theta
+        True
         """
         x, y, steps = _adaptation.check_task(self, x, y, steps)
         return _adaptation.adapt(self, x, y, steps, seed)
