@@ -7,8 +7,9 @@ TensorFlow 2.21), and it is guarded: when the private API is missing it
 takes a public fallback or raises an error that says what to do.
 
 `MetaModel._maybe_symbolic_build` overrides a private hook of Keras'
-TensorFlow trainer and calls the first two functions below; a Keras
-version without that hook never calls it, and its own build applies.
+TensorFlow trainer and calls the first two functions below (through
+`keras_ga.distribute.build_inputs`); a Keras version without that hook
+never calls it, and its own build applies.
 
 This module imports neither Keras nor TensorFlow, so that `batch_norm`,
 which is written on `keras.ops`, keeps no TensorFlow import of its own.

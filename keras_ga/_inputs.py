@@ -12,10 +12,15 @@ from __future__ import annotations
 
 import inspect
 
+import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_ga import _checks
+from keras_ga import _diagnostics
+from keras_ga import algorithms
 from keras_ga import episode as episode_lib
+from keras_ga import task_execution as execution_lib
 
 # The logs key under which a step reports labels outside the model's
 # outputs; `raise_on_bad_labels` removes it before Keras sees the logs.
@@ -33,6 +38,98 @@ _STEPS_OF = {
     ("fit", "validation_data"): "validation_steps",
     ("evaluate", "x"): "steps",
 }
+
+
+def check_backend() -> None:
+    """Refuses a Keras backend other than TensorFlow.
+
+    Raises:
+        RuntimeError: naming the backend in use.
+    """
+    if keras.backend.backend() != "tensorflow":
+        raise RuntimeError(
+            "keras_ga.MetaModel needs the TensorFlow backend (set "
+            "KERAS_BACKEND=tensorflow before importing keras). Received: "
+            f"backend={keras.backend.backend()!r}"
+        )
+
+
+def check_arguments(
+    model,
+    algo,
+    inner_steps,
+    inner_learning_rate,
+    eval_inner_steps,
+    inner_batch_size,
+    eval_inner_batch_size,
+    weight_diagnostics,
+    parallel_tasks,
+    task_execution,
+) -> None:
+    """Checks the arguments of `MetaModel(...)`, in their order there.
+
+    Raises:
+        TypeError: when `model` is not a `keras.Model`.
+        ValueError: naming the first argument that breaks its rule (see
+            `MetaModel`'s arguments).
+    """
+    if not isinstance(model, keras.Model):
+        raise TypeError(
+            "`model` must be a keras.Model. "
+            f"Received: model={model!r} of type {type(model).__name__}"
+        )
+    if not model.built or not model.trainable_variables:
+        raise ValueError(
+            "`model` must be built and have trainable weights: call it "
+            "on a batch or give it a `keras.Input` first. "
+            f"Received: model={model.name!r} with built={model.built} "
+            f"and {len(model.trainable_variables)} trainable variables."
+        )
+    check_model(model)
+    algorithms.get(algo)  # checks `algo`
+    _checks.check_positive_int("inner_steps", inner_steps)
+    _checks.check_positive_float("inner_learning_rate", inner_learning_rate)
+    optional_counts = {
+        "eval_inner_steps": eval_inner_steps,
+        "inner_batch_size": inner_batch_size,
+        "eval_inner_batch_size": eval_inner_batch_size,
+    }
+    for name, value in optional_counts.items():
+        if value is not None:
+            _checks.check_positive_int(name, value)
+    _diagnostics.check(weight_diagnostics)
+    if parallel_tasks is not None:
+        _checks.check_positive_int("parallel_tasks", parallel_tasks)
+    _checks.check_one_of(
+        "task_execution", task_execution, list(execution_lib.EXECUTIONS)
+    )
+
+
+def check_compile(loss, kwargs: dict) -> dict:
+    """Checks `MetaModel.compile`'s `loss` and Keras arguments.
+
+    Returns:
+        `kwargs` without `loss_weights` and `weighted_metrics` (given as
+        `None`).
+
+    Raises:
+        ValueError: for `loss=None`, and for `loss_weights` or
+            `weighted_metrics` given: tasks are weighted by `weighting`.
+    """
+    if loss is None:
+        raise ValueError(
+            "`loss` is required: it is the per-task loss of the inner and "
+            "outer loops. Received: loss=None"
+        )
+    for unsupported in ("loss_weights", "weighted_metrics"):
+        value = kwargs.pop(unsupported, None)
+        if value is not None:
+            raise ValueError(
+                f"MetaModel.compile does not support `{unsupported}`: "
+                "tasks are weighted by `weighting`. Received: "
+                f"{unsupported}={value!r}"
+            )
+    return kwargs
 
 
 def check_model(model) -> None:
@@ -62,6 +159,16 @@ def bind(method, model, args, kwargs) -> dict:
     del arguments["self"]
     arguments.update(arguments.pop("kwargs", {}))
     return arguments
+
+
+def call_arguments(method: str, model, args, kwargs) -> dict:
+    """The arguments of `keras.Model.<method>` given to `model`, checked.
+
+    `bind`, then `check_call`: what `MetaModel.fit`, `evaluate`,
+    `train_on_batch` and `test_on_batch` pass on to Keras, by name.
+    """
+    arguments = bind(getattr(keras.Model, method), model, args, kwargs)
+    return check_call(method, arguments)
 
 
 def check_call(method: str, arguments: dict) -> dict:

@@ -16,6 +16,11 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from keras_ga import _compat
+from keras_ga import _inputs
+from keras_ga import distribute
+from keras_ga import episode as episode_lib
+
 _ACCURACY = ("accuracy", "acc")
 
 # Keras' names (and aliases) of the losses and metrics that compare targets
@@ -140,3 +145,68 @@ def merge_task_axis(t: tf.Tensor) -> tf.Tensor:
     """`[N, Q, ...]` to `[N * Q, ...]`: every task's query examples."""
     shape = tf.shape(t)
     return tf.reshape(t, tf.concat([[shape[0] * shape[1]], shape[2:]], 0))
+
+
+def containers(model, metrics: list) -> tuple:
+    """The query and `pre_` metric containers of a compiled `MetaModel`.
+
+    Args:
+        model: the `MetaModel`, just compiled with `metrics`.
+        metrics: the checked `compile(metrics=...)` list.
+
+    Returns:
+        `(query_metrics, pre_metrics)`, or `(None, None)` without metrics.
+    """
+    if not metrics:
+        return None, None
+    query = _compat.compile_metrics(model)
+    return query, _compat.prefixed_compile_metrics(query, metrics, "pre_")
+
+
+def build(model, data) -> None:
+    """Builds `model`'s metric containers from a meta-batch's shapes.
+
+    Keras would build them by calling the `MetaModel` on the episode: they
+    are built from the query set and the base model's predictions instead.
+    """
+    ep = episode_lib.as_episode(data)
+    y = merge_task_axis(ep["query_y"])
+    predictions = model.base(merge_task_axis(ep["query_x"]))
+    for container in (model.query_metrics, model.pre_metrics):
+        if container is not None and not container.built:
+            container.build(y, predictions)
+
+
+def record(model, data, task_results) -> dict:
+    """Updates the loss and metrics of `model` (a `MetaModel`) for a step.
+
+    Args:
+        model: the `MetaModel` whose trackers are updated.
+        data: the meta-batch of the step.
+        task_results: the step's `TaskResults`, stacked over its tasks.
+
+    Returns:
+        The step's logs: every metric of `model.metrics`, and the entries
+        of `keras_ga._inputs.label_logs`.
+    """
+    ep = episode_lib.as_episode(data)
+    y = merge_task_axis(ep["query_y"])
+    # Per-task values: the tracker's mean is then the exact mean over all
+    # tasks, also when replicas hold different numbers of tasks.
+    model.loss_tracker.update_state(task_results.loss)
+    if model.query_metrics is not None:
+        update(
+            model.query_metrics, y, merge_task_axis(task_results.predictions)
+        )
+    if model.pre_adaptation_metrics:
+        model.pre_loss_tracker.update_state(task_results.pre_loss)
+        if model.pre_metrics is not None:
+            update(
+                model.pre_metrics,
+                y,
+                merge_task_axis(task_results.pre_predictions),
+            )
+    logs = results(model.metrics)
+    labels = [ep["support_y"], ep["query_y"]]
+    logs.update(_inputs.label_logs(labels, task_results.predictions))
+    return distribute.keras_logs(logs)

@@ -147,3 +147,32 @@ def keras_logs(logs: dict) -> dict:
     if not multi_worker():
         return logs
     return {name: tf.reshape(value, [1]) for name, value in logs.items()}
+
+
+def build_inputs(model, iterator, data_batch):
+    """What `MetaModel`'s symbolic build is given under a strategy.
+
+    Keras builds a model's metrics and optimizer from the first batch, which
+    it averages over replicas: that needs equal per-replica meta-batches,
+    and `MultiWorkerMirroredStrategy` refuses it for a dict of tensors.
+    Shapes are all the build needs, so under the strategy `model` was
+    created in, the build gets one replica's part of the first batch.
+
+    Args:
+        model: the `MetaModel`.
+        iterator: Keras' epoch iterator, or `None`.
+        data_batch: a batch, or `None`.
+
+    Returns:
+        `(strategy, iterator, data_batch)`: the strategy `model` was created
+        under (`None` outside any, and then the arguments as given), and
+        what the build takes under it (no iterator, and one replica's part
+        of its first batch).
+    """
+    strategy = _compat.explicit_strategy(model)
+    if iterator is not None and strategy is not None:
+        batch = _compat.first_distributed_batch(iterator)
+        if batch is not None:
+            data_batch = local_batch(batch, strategy)
+        iterator = None
+    return strategy, iterator, data_batch

@@ -17,18 +17,23 @@ The weights w come from `weighting`: `"uniform"` (1/N, plain MAML /
 Reptile) or `"agreement"` (gradient agreement, Eq. 13 of Eshratifar et al.,
 on g_i = theta - theta_i).
 
-How the code is laid out: `MetaModel` orchestrates. Each algorithm is a
-per-task rule in `keras_ga.algorithms` (registered by name: `algo`); the
-inner loop (stateless forward pass, task loss, adaptation steps) is
-`keras_ga.inner_loop`; running the rule over the tasks of a meta-batch
-(`tf.map_fn` or `tf.vectorized_map`) is `keras_ga.task_execution`; query
-metric resolution is `keras_ga._metrics`; workarounds that need private
-Keras or TensorFlow APIs are in `keras_ga._compat`. Tasks run in one graph
-for any N and inner steps in a `tf.while_loop` (one graph for any k). Each
-task computes its own outer gradient, so second-order backprop holds the
-activations of one task at a time rather than of the whole meta-batch; the
-per-task gradients are stacked [N, ...] and combined once the weights,
-which need every task's g_i, are known.
+How the code is laid out: `MetaModel` orchestrates (its arguments,
+`compile`, metrics, the Keras steps, its config and the methods for new
+tasks), and each piece of the work lives in the module of its concept.
+Each algorithm is a per-task rule in `keras_ga.algorithms` (registered by
+name: `algo`); the inner loop (stateless forward pass, task loss,
+adaptation steps) is `keras_ga.inner_loop`; adapting the meta-model's
+parameters to the tasks of a meta-batch or to a new task is
+`keras_ga._adaptation`, which runs the rule over the tasks (`tf.map_fn` or
+`tf.vectorized_map`) with `keras_ga.task_execution`; query metrics are
+`keras_ga._metrics`, the weight diagnostics `keras_ga._diagnostics`, the
+checks of arguments and data `keras_ga._inputs`; workarounds that need
+private Keras or TensorFlow APIs are in `keras_ga._compat`. Tasks run in
+one graph for any N and inner steps in a `tf.while_loop` (one graph for
+any k). Each task computes its own outer gradient, so second-order
+backprop holds the activations of one task at a time rather than of the
+whole meta-batch; the per-task gradients are stacked [N, ...] and combined
+once the weights, which need every task's g_i, are known.
 
 BatchNormalization: adaptation and the query pass use batch statistics (as
 the MAML and Reptile reference code do). Inner loops never write to the
@@ -65,16 +70,14 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from keras_ga import _checks
-from keras_ga import _compat
+from keras_ga import _adaptation
+from keras_ga import _diagnostics
 from keras_ga import _inputs
 from keras_ga import _metrics
 from keras_ga import agreement
 from keras_ga import algorithms
 from keras_ga import batch_norm
 from keras_ga import distribute
-from keras_ga import episode as episode_lib
-from keras_ga import inner_loop
 from keras_ga import inner_optimizers
 from keras_ga import protocols
 from keras_ga import task_execution as execution_lib
@@ -92,15 +95,6 @@ TaskResults = algorithms.TaskResults
 # anyway (tf.function or strategy.run around train_step) cost about 3 s of
 # source transformation per trace of the conv MAML step.
 _no_autograph = tf.autograph.experimental.do_not_convert
-
-
-def _check_backend():
-    if keras.backend.backend() != "tensorflow":
-        raise RuntimeError(
-            "keras_ga.MetaModel needs the TensorFlow backend (set "
-            "KERAS_BACKEND=tensorflow before importing keras). Received: "
-            f"backend={keras.backend.backend()!r}"
-        )
 
 
 @keras.saving.register_keras_serializable(package="keras_ga")
@@ -219,37 +213,19 @@ class MetaModel(keras.Model):
         weight_diagnostics=None,
         **kwargs,
     ):
-        _check_backend()
+        _inputs.check_backend()
         super().__init__(**kwargs)
-        if not isinstance(model, keras.Model):
-            raise TypeError(
-                "`model` must be a keras.Model. "
-                f"Received: model={model!r} of type {type(model).__name__}"
-            )
-        if not model.built or not model.trainable_variables:
-            raise ValueError(
-                "`model` must be built and have trainable weights: call it "
-                "on a batch or give it a `keras.Input` first. "
-                f"Received: model={model.name!r} with built={model.built} "
-                f"and {len(model.trainable_variables)} trainable variables."
-            )
-        _inputs.check_model(model)
-        algorithms.get(algo)  # checks `algo`
-        _checks.check_positive_int("inner_steps", inner_steps)
-        _checks.check_positive_float("inner_learning_rate", inner_learning_rate)
-        if eval_inner_steps is not None:
-            _checks.check_positive_int("eval_inner_steps", eval_inner_steps)
-        if inner_batch_size is not None:
-            _checks.check_positive_int("inner_batch_size", inner_batch_size)
-        if eval_inner_batch_size is not None:
-            _checks.check_positive_int(
-                "eval_inner_batch_size", eval_inner_batch_size
-            )
-        _check_weight_diagnostics(weight_diagnostics)
-        if parallel_tasks is not None:
-            _checks.check_positive_int("parallel_tasks", parallel_tasks)
-        _checks.check_one_of(
-            "task_execution", task_execution, list(TASK_EXECUTIONS)
+        _inputs.check_arguments(
+            model,
+            algo,
+            inner_steps,
+            inner_learning_rate,
+            eval_inner_steps,
+            inner_batch_size,
+            eval_inner_batch_size,
+            weight_diagnostics,
+            parallel_tasks,
+            task_execution,
         )
         self.weighting = agreement.get(weighting)
         self.base = (
@@ -281,10 +257,7 @@ class MetaModel(keras.Model):
         self.pre_loss_tracker = keras.metrics.Mean(name="pre_loss")
         self.weight_min_tracker = keras.metrics.Mean(name="weight_min")
         self.weight_neg_tracker = keras.metrics.Mean(name="weight_neg_frac")
-        self.diagnostic_trackers = [
-            keras.metrics.Mean(name=name)
-            for name in ("weight_corr", "weight_std", "weight_max")
-        ]
+        self.diagnostic_trackers = _diagnostics.trackers()
         self.task_loss = None
         # Keras' compile-metrics containers (see `_metrics`), or None.
         self.query_metrics = None
@@ -313,20 +286,25 @@ class MetaModel(keras.Model):
                 second-order max-pooling gradient is approximate, and its
                 conv steps are slower on CPU; benchmarks/RESULTS.md,
                 "Speed").
+
+        Raises:
+            ValueError: for `loss=None`, for `loss_weights` or
+                `weighted_metrics`, and for `metrics` that do not suit
+                `loss` (accuracy with a regression loss).
+
+        Example:
+
+        >>> base = keras_ga.mlp((1,), 1, (40, 40))
+        >>> model = keras_ga.MetaModel(base, algo="maml")
+        >>> model.compile(
+        ...     optimizer=keras.optimizers.Adam(1e-3),
+        ...     loss="mse",
+        ...     metrics=["mae"],
+        ... )
+        >>> model.metrics_names
+        ['loss', 'mae', 'pre_loss', 'pre_mae']
         """
-        if loss is None:
-            raise ValueError(
-                "`loss` is required: it is the per-task loss of the inner and "
-                "outer loops. Received: loss=None"
-            )
-        for unsupported in ("loss_weights", "weighted_metrics"):
-            value = kwargs.pop(unsupported, None)
-            if value is not None:
-                raise ValueError(
-                    f"MetaModel.compile does not support `{unsupported}`: "
-                    "tasks are weighted by `weighting`. Received: "
-                    f"{unsupported}={value!r}"
-                )
+        kwargs = _inputs.check_compile(loss, kwargs)
         if kwargs.get("jit_compile", "auto") == "auto":
             kwargs["jit_compile"] = (
                 execution_lib.batches_over_tasks(self.base)
@@ -342,12 +320,9 @@ class MetaModel(keras.Model):
         if not self.optimizer.built:
             self.optimizer.build(self.trainable_variables)
         self.task_loss = keras.losses.get(loss)
-        self.query_metrics = self.pre_metrics = None
-        if self._metric_args:
-            self.query_metrics = _compat.compile_metrics(self)
-            self.pre_metrics = _compat.prefixed_compile_metrics(
-                self.query_metrics, self._metric_args, "pre_"
-            )
+        self.query_metrics, self.pre_metrics = _metrics.containers(
+            self, self._metric_args
+        )
         self._compile_args = {"loss": loss, "metrics": self._metric_args}
 
     def get_compile_config(self):
@@ -355,12 +330,10 @@ class MetaModel(keras.Model):
         if config is None:
             return None
         config = dict(config)
-        config["loss"] = keras.saving.serialize_keras_object(
-            self._compile_args["loss"]
-        )
-        config["metrics"] = keras.saving.serialize_keras_object(
-            self._compile_args["metrics"]
-        )
+        for key in ("loss", "metrics"):
+            config[key] = keras.saving.serialize_keras_object(
+                self._compile_args[key]
+            )
         return config
 
     def compile_from_config(self, config):
@@ -438,35 +411,6 @@ class MetaModel(keras.Model):
             config["eval_protocol"] = protocols.from_transductive(transductive)
         return cls(**config)
 
-    # The per-task work, handed to the algorithm's rule.
-
-    def _check_compiled(self):
-        if self.task_loss is None:
-            raise RuntimeError("Compile the MetaModel (with a `loss`) first.")
-
-    def _parameters(self):
-        """theta and the non-trainable state, as tensors of their values."""
-        theta = [tf.convert_to_tensor(v) for v in self.base.trainable_variables]
-        state = [
-            tf.convert_to_tensor(v) for v in self.base.non_trainable_variables
-        ]
-        return theta, state
-
-    @property
-    def _algorithm(self) -> algorithms.Algorithm:
-        return algorithms.get(self.algo)
-
-    def _inner_loop(self) -> inner_loop.InnerLoop:
-        optimizer = self.inner_optimizer.functional(self.inner_learning_rate)
-        return inner_loop.InnerLoop(self.base, self.task_loss, optimizer)
-
-    def _inner_opt_state(self, loop, theta):
-        """The carried inner optimizer state as the loop takes it, or None."""
-        if not self.inner_optimizer_state:
-            return None
-        values = [tf.convert_to_tensor(v) for v in self.inner_optimizer_state]
-        return tf.nest.pack_sequence_as(loop.optimizer.init(theta), values)
-
     @property
     def transductive(self) -> bool:
         """Deprecated: whether `eval_protocol` is `"transductive"`."""
@@ -477,15 +421,11 @@ class MetaModel(keras.Model):
         protocols.warn_transductive("eval_protocol")
         self.eval_protocol = protocols.from_transductive(bool(value))
 
-    def _inner_batch_size(self, support_size, training=True):
-        if not training and self.eval_inner_batch_size is not None:
-            return min(self.eval_inner_batch_size, support_size)
-        if self.inner_batch_size is not None:
-            return min(self.inner_batch_size, support_size)
-        return self._algorithm.default_inner_batch_size(
-            support_size,
-            self.inner_steps,
-            batch_statistics=batch_norm.has_batch_norm(self.base),
+    @property
+    def resolved_task_execution(self) -> str:
+        """`task_execution`, with `"auto"` resolved for the base model."""
+        return execution_lib.resolve(
+            self.task_execution, self.base, self.jit_compile
         )
 
     @_no_autograph
@@ -509,78 +449,12 @@ class MetaModel(keras.Model):
                 `keras_ga.protocols`); ignored when training, whose query
                 passes use batch statistics.
         """
-        self._check_compiled()
-        ep = episode_lib.as_episode(data)
-        steps = steps or (
-            self.inner_steps if training else self.eval_inner_steps
-        )
-        protocol = (
-            protocols.TRANSDUCTIVE
-            if training
-            else protocols.resolve(
+        _adaptation.check_compiled(self)
+        if not training:
+            protocol = protocols.resolve(
                 protocol, transductive, self.eval_protocol, "protocol"
             )
-        )
-        theta, state = self._parameters()
-        iteration = tf.cast(self.optimizer.iterations, tf.int32)
-        # Seeds use the task's index in the global meta-batch, so that a
-        # task sees the same sub-batches whichever replica runs it.
-        offset = distribute.task_offset(tf.shape(ep["support_x"])[0])
-        loop, rule = self._inner_loop(), self._algorithm
-        opt_state = self._inner_opt_state(loop, theta)
-
-        def one_task(index, *task):
-            learner = inner_loop.TaskLearner(
-                loop,
-                state,
-                *task,
-                steps=steps,
-                batch_size=self._inner_batch_size(task[0].shape[0], training),
-                seed=[iteration, offset + index],
-                opt_state=opt_state,
-            )
-            if training:
-                results = rule.train(theta, learner)
-            else:
-                results = rule.evaluate(theta, learner, protocol)
-            results = self._with_pre_adaptation(
-                results, theta, learner, protocol
-            )
-            if opt_state is None:
-                return results
-            # The carried moments travel with the non-trainable state: the
-            # step stores their mean over tasks (see `_update_state`).
-            final = tf.nest.flatten(learner.final_opt_state)
-            return results._replace(states=[*results.states, *final])
-
-        carried = tf.nest.flatten(opt_state) if opt_state is not None else []
-        return execution_lib.run(
-            one_task,
-            ep,
-            self.resolved_task_execution,
-            model=self.base,
-            theta=theta,
-            state=[*state, *carried],
-            parallel_tasks=self.parallel_tasks,
-        )
-
-    def _with_pre_adaptation(self, results, theta, learner, protocol):
-        if not self.pre_adaptation_metrics:
-            return results._replace(
-                pre_loss=tf.zeros_like(results.loss),
-                pre_predictions=tf.zeros_like(results.predictions),
-            )
-        pre = learner.query(theta, protocol)
-        return results._replace(
-            pre_loss=pre.loss, pre_predictions=pre.predictions
-        )
-
-    @property
-    def resolved_task_execution(self) -> str:
-        """`task_execution`, with `"auto"` resolved for the base model."""
-        return execution_lib.resolve(
-            self.task_execution, self.base, self.jit_compile
-        )
+        return _adaptation.run_tasks(self, data, training, steps, protocol)
 
     # Keras steps.
 
@@ -599,125 +473,51 @@ class MetaModel(keras.Model):
         # `loss_scale_factor`): scale them as the loss would have been.
         grads = [self.optimizer.scale_loss(g) for g in grads]
         self.optimizer.apply(grads, self.base.trainable_variables)
-        self._update_state(results.states)
-        self.weight_min_tracker.update_state(distribute.task_min(weights))
-        self.weight_neg_tracker.update_state(
-            distribute.task_mean(tf.cast(weights < 0, weights.dtype))
-        )
-        if self.weight_diagnostics is not None:
-            self._update_diagnostics(data, results, weights)
-        return self._update_metrics(data, results)
-
-    def _update_diagnostics(self, data, results, weights):
-        if self.weight_diagnostics == "update_norm":
-            quantity = agreement.update_norms(results.updates)
-        else:
-            quantity = self.weight_diagnostics(episode_lib.as_episode(data))
-        stats = agreement.weight_statistics(
-            weights, quantity, all_reduce=distribute.replica_sum()
-        )
-        stats["weight_max"] = -distribute.task_min(-weights)
-        for tracker in self.diagnostic_trackers:
-            tracker.update_state(stats[tracker.name])
+        _adaptation.store_state(self, results.states)
+        _diagnostics.record(self, data, results, weights)
+        return _metrics.record(self, data, results)
 
     @_no_autograph
     def test_step(self, data):
         results = self.run_tasks(data, training=False)
-        logs = self._update_metrics(data, results)
-        skip = [self.weight_min_tracker.name, self.weight_neg_tracker.name]
-        skip += [tracker.name for tracker in self.diagnostic_trackers]
-        return {k: v for k, v in logs.items() if k not in skip}
+        logs = _metrics.record(self, data, results)
+        return _diagnostics.without_weight_logs(logs)
 
     @_no_autograph
     def predict_step(self, data):
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
         return self(x, training=False)
 
-    def _update_state(self, states):
-        variables = self.base.non_trainable_variables
-        variables = [*variables, *self.inner_optimizer_state]
-        for var, stacked in zip(variables, states):
-            if stacked.dtype.is_floating:
-                var.assign(distribute.task_mean(stacked))
-            else:
-                var.assign(stacked[0])
-
-    def _update_metrics(self, data, results):
-        ep = episode_lib.as_episode(data)
-        y = _metrics.merge_task_axis(ep["query_y"])
-        # Per-task values: the tracker's mean is then the exact mean over all
-        # tasks, also when replicas hold different numbers of tasks.
-        self.loss_tracker.update_state(results.loss)
-        if self.query_metrics is not None:
-            _metrics.update(
-                self.query_metrics,
-                y,
-                _metrics.merge_task_axis(results.predictions),
-            )
-        if self.pre_adaptation_metrics:
-            self.pre_loss_tracker.update_state(results.pre_loss)
-            if self.pre_metrics is not None:
-                _metrics.update(
-                    self.pre_metrics,
-                    y,
-                    _metrics.merge_task_axis(results.pre_predictions),
-                )
-        logs = _metrics.results(self.metrics)
-        labels = [ep["support_y"], ep["query_y"]]
-        logs.update(_inputs.label_logs(labels, results.predictions))
-        return distribute.keras_logs(logs)
-
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         # Overrides a private hook of Keras' TensorFlow trainer (see
-        # `_compat`). Keras builds metrics and optimizer from the first
-        # batch, which it averages over replicas: that needs equal
-        # per-replica meta-batches, and MultiWorkerMirroredStrategy refuses
-        # it for a dict of tensors. Shapes are all the build needs: give it
-        # one replica's part.
-        strategy = _compat.explicit_strategy(self)
-        if iterator is not None and strategy is not None:
-            batch = _compat.first_distributed_batch(iterator)
-            if batch is not None:
-                data_batch = distribute.local_batch(batch, strategy)
-            iterator = None
+        # `_compat`): under tf.distribute, build from one replica's part
+        # of the first batch (see `distribute.build_inputs`).
+        strategy, iterator, data_batch = distribute.build_inputs(
+            self, iterator, data_batch
+        )
         if strategy is not None and data_batch is not None:
-            # Keras would build the metrics by calling the MetaModel on the
-            # episode: build them from the query set and the base model.
             with strategy.scope():
-                self._build_metrics(data_batch)
+                _metrics.build(self, data_batch)
         super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
-
-    def _build_metrics(self, data):
-        ep = episode_lib.as_episode(data)
-        y = _metrics.merge_task_axis(ep["query_y"])
-        predictions = self.base(_metrics.merge_task_axis(ep["query_x"]))
-        for container in (self.query_metrics, self.pre_metrics):
-            if container is not None and not container.built:
-                container.build(y, predictions)
 
     # Keras entry points: arguments checked before Keras sees them (see
     # `_inputs`), and labels outside the model's outputs raised after each
     # step, also under XLA.
 
     def fit(self, *args, **kwargs):
-        kwargs = _inputs.bind(keras.Model.fit, self, args, kwargs)
-        return super().fit(**_inputs.check_call("fit", kwargs))
+        return super().fit(**_inputs.call_arguments("fit", self, args, kwargs))
 
     def evaluate(self, *args, **kwargs):
-        kwargs = _inputs.bind(keras.Model.evaluate, self, args, kwargs)
-        return super().evaluate(**_inputs.check_call("evaluate", kwargs))
+        kwargs = _inputs.call_arguments("evaluate", self, args, kwargs)
+        return super().evaluate(**kwargs)
 
     def train_on_batch(self, *args, **kwargs):
-        kwargs = _inputs.bind(keras.Model.train_on_batch, self, args, kwargs)
-        return super().train_on_batch(
-            **_inputs.check_call("train_on_batch", kwargs)
-        )
+        kwargs = _inputs.call_arguments("train_on_batch", self, args, kwargs)
+        return super().train_on_batch(**kwargs)
 
     def test_on_batch(self, *args, **kwargs):
-        kwargs = _inputs.bind(keras.Model.test_on_batch, self, args, kwargs)
-        return super().test_on_batch(
-            **_inputs.check_call("test_on_batch", kwargs)
-        )
+        kwargs = _inputs.call_arguments("test_on_batch", self, args, kwargs)
+        return super().test_on_batch(**kwargs)
 
     def make_train_function(self, force=False):
         super().make_train_function(force=force)
@@ -773,18 +573,21 @@ class MetaModel(keras.Model):
             (`"moving_stats"`), or use `keras_ga.protocols.predict(fast,
             x, query_x, protocol)`, which also does
             `"support_plus_query"`.
+
+        Example:
+
+        >>> model = keras_ga.MetaModel(
+        ...     keras_ga.mlp((1,), 1, (40, 40)), inner_learning_rate=0.01
+        ... )
+        >>> model.compile(optimizer="adam", loss="mse")
+        >>> x = np.linspace(-5.0, 5.0, 10, dtype="float32")[:, None]
+        >>> fast = model.adapt(x, np.sin(x), steps=5)
+        >>> mse = lambda m: float(np.mean((m(x) - np.sin(x)) ** 2))
+        >>> mse(fast) < mse(model)  # `model` predicts with theta
+        True
         """
-        x, y, steps = self._adapt_args(x, y, steps)
-        theta, state = self._parameters()
-        phi, _ = self._adapt_function(
-            theta, state, x, y, steps, tf.constant([seed, 0])
-        )
-        fast = _copy_model(self.base)
-        for var, value in zip(fast.trainable_variables, phi):
-            var.assign(value)
-        for var, value in zip(fast.non_trainable_variables, state):
-            var.assign(value)
-        return fast
+        x, y, steps = _adaptation.check_task(self, x, y, steps)
+        return _adaptation.adapt(self, x, y, steps, seed)
 
     def adapt_and_predict(
         self,
@@ -826,84 +629,10 @@ class MetaModel(keras.Model):
                 task["support_x"], task["support_y"], task["query_x"])
         ```
         """
-        x, y, steps = self._adapt_args(x, y, steps)
+        x, y, steps = _adaptation.check_task(self, x, y, steps)
         protocol = protocols.resolve(
             protocol, transductive, self.eval_protocol, "protocol"
         )
-        return self._adapt_and_predict_function(
-            x,
-            y,
-            tf.convert_to_tensor(query_x),
-            steps,
-            protocol,
-            tf.constant([seed, 0]),
+        return _adaptation.adapt_and_predict(
+            self, x, y, query_x, steps, protocol, seed
         )
-
-    def _adapt_args(self, x, y, steps):
-        if steps is not None:
-            _checks.check_positive_int("steps", steps)
-        self._check_compiled()
-        x, y = _inputs.check_adapt_inputs(self.base, x, y)
-        _inputs.check_adapt_labels(self.base, x, y)
-        return x, y, steps or self.eval_inner_steps
-
-    def _adapt_and_predict(self, x, y, query_x, steps, protocol, seed):
-        theta, state = self._parameters()
-        phi, _ = self._adapt(theta, state, x, y, steps, seed)
-        outputs, _, _ = protocols.forward(
-            self.base, phi, state, x, query_x, protocol
-        )
-        return outputs
-
-    @property
-    def _adapt_and_predict_function(self):
-        if getattr(self, "_adapt_and_predict_fn", None) is None:
-            # Traced once per input shape: the inner loop needs the
-            # support size as a static number (the sub-batch size).
-            self._adapt_and_predict_fn = tf.function(self._adapt_and_predict)
-        return self._adapt_and_predict_fn
-
-    def _adapt(self, theta, state, x, y, steps, seed):
-        """(theta_i, last state) of `steps` first-order steps on (x, y)."""
-        loop = self._inner_loop()
-        phi, last_state, _ = loop.run(
-            theta,
-            state,
-            x,
-            y,
-            steps=steps,
-            batch_size=self._inner_batch_size(x.shape[0], training=False),
-            seed=seed,
-            second_order=False,
-            opt_state=self._inner_opt_state(loop, theta),
-        )
-        return phi, last_state
-
-    @property
-    def _adapt_function(self):
-        # One tf.function per model, traced once per input shape (the
-        # sub-batch size needs the support size as a static number).
-        if getattr(self, "_adapt_fn", None) is None:
-            self._adapt_fn = tf.function(self._adapt)
-        return self._adapt_fn
-
-
-def _check_weight_diagnostics(value):
-    if value is None or callable(value):
-        return
-    if value not in agreement.DIAGNOSTIC_QUANTITIES:
-        raise ValueError(
-            "`weight_diagnostics` must be None, one of "
-            f"{list(agreement.DIAGNOSTIC_QUANTITIES)} or a function "
-            f"episode -> [N]. Received: weight_diagnostics={value!r}"
-        )
-
-
-def _copy_model(model):
-    try:
-        copy = keras.models.clone_model(model)
-    except (ValueError, TypeError, NotImplementedError):
-        copy = model.__class__.from_config(model.get_config())
-    if not copy.built:
-        copy.build(model.input_shape if hasattr(model, "input_shape") else None)
-    return copy

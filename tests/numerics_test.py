@@ -13,6 +13,7 @@ from absl.testing import absltest
 from absl.testing import parameterized
 
 import keras_ga
+from keras_ga import _adaptation
 
 
 def bn_mlp(stock=True, units=8):
@@ -132,10 +133,11 @@ class ManyTasksTest(parameterized.TestCase):
             fast = model.adapt_and_predict(sx, sy, qx, protocol=protocol)
             slow = model.adapt(sx, sy)(qx, training=trans)
             np.testing.assert_allclose(fast, slow, rtol=1e-5, atol=1e-6)
-        fn = model._adapt_and_predict_function
+        fn = _adaptation.adapt_and_predict_function(model)
         self.assertEqual(fn.experimental_get_tracing_count(), 1)
         self.assertEqual(
-            model._adapt_function.experimental_get_tracing_count(), 1
+            _adaptation.adapt_function(model).experimental_get_tracing_count(),
+            1,
         )
 
     def test_sub_batches_and_a_new_shape(self):
@@ -156,7 +158,7 @@ class ManyTasksTest(parameterized.TestCase):
                 rtol=1e-5,
                 atol=1e-6,
             )
-        fn = model._adapt_and_predict_function
+        fn = _adaptation.adapt_and_predict_function(model)
         self.assertEqual(fn.experimental_get_tracing_count(), 2)
 
     def test_repeated_evaluate_tasks_reuse_one_trace(self):
@@ -245,14 +247,14 @@ class ReptileSubBatchTest(parameterized.TestCase):
     @parameterized.parameters(True, False)
     def test_batch_norm_model_steps_on_the_whole_support_set(self, stock):
         model = self._model(bn_mlp(stock), inner_steps=5)
-        self.assertEqual(model._inner_batch_size(5), 5)
-        self.assertEqual(model._inner_batch_size(25), 25)
+        self.assertEqual(_adaptation.inner_batch_size(model, 5), 5)
+        self.assertEqual(_adaptation.inner_batch_size(model, 25), 25)
 
     def test_model_without_batch_norm_keeps_ceil_s_over_k(self):
         base = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
         model = self._model(base, inner_steps=5)
-        self.assertEqual(model._inner_batch_size(5), 1)
-        self.assertEqual(model._inner_batch_size(23), 5)
+        self.assertEqual(_adaptation.inner_batch_size(model, 5), 1)
+        self.assertEqual(_adaptation.inner_batch_size(model, 23), 5)
 
     @parameterized.parameters("maml", "reptile")
     def test_sub_batch_of_one_is_refused_with_batch_norm(self, algo):

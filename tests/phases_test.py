@@ -5,6 +5,7 @@ import numpy as np
 from absl.testing import absltest
 
 import keras_ga
+from keras_ga import _adaptation
 
 D = 3
 
@@ -105,9 +106,15 @@ class EvalInnerBatchSizeTest(absltest.TestCase):
         model = linear_model(
             algo="reptile", inner_batch_size=2, eval_inner_batch_size=4
         )
-        self.assertEqual(model._inner_batch_size(6, training=True), 2)
-        self.assertEqual(model._inner_batch_size(6, training=False), 4)
-        self.assertEqual(model._inner_batch_size(3, training=False), 3)
+        self.assertEqual(
+            _adaptation.inner_batch_size(model, 6, training=True), 2
+        )
+        self.assertEqual(
+            _adaptation.inner_batch_size(model, 6, training=False), 4
+        )
+        self.assertEqual(
+            _adaptation.inner_batch_size(model, 3, training=False), 3
+        )
         again = keras_ga.MetaModel.from_config(model.get_config())
         self.assertEqual(again.eval_inner_batch_size, 4)
 
