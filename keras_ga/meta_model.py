@@ -17,44 +17,13 @@ The weights w come from `weighting`: `"uniform"` (1/N, plain MAML /
 Reptile) or `"agreement"` (gradient agreement, Eq. 13 of Eshratifar et al.,
 on g_i = theta - theta_i).
 
-How the code is laid out: `MetaModel` orchestrates (its arguments,
-`compile`, metrics, the Keras steps, its config and the methods for new
-tasks), and each piece of the work lives in the module of its concept.
-Each algorithm is a per-task rule in `keras_ga.algorithms` (registered by
-name: `algo`); the inner loop (stateless forward pass, task loss,
-adaptation steps) is `keras_ga.inner_loop`; adapting the meta-model's
-parameters to the tasks of a meta-batch or to a new task is
-`keras_ga._adaptation`, which runs the rule over the tasks (`tf.map_fn` or
-`tf.vectorized_map`) with `keras_ga.task_execution`; query metrics are
-`keras_ga._metrics`, the weight diagnostics `keras_ga._diagnostics`, the
-checks of arguments and data `keras_ga._inputs`; workarounds that need
-private Keras or TensorFlow APIs are in `keras_ga._compat`. Tasks run in
-one graph for any N and inner steps in a `tf.while_loop` (one graph for
-any k). Each task computes its own outer gradient, so second-order
-backprop holds the activations of one task at a time rather than of the
-whole meta-batch; the per-task gradients are stacked [N, ...] and combined
-once the weights, which need every task's g_i, are known.
-
-BatchNormalization: adaptation and the query pass use batch statistics (as
-the MAML and Reptile reference code do). Inner loops never write to the
-meta-model's variables; the moving statistics are updated once per
-meta-step, with the mean over tasks of the statistics of the query pass
-after adaptation (of the last inner step for Reptile), so that evaluation
-with moving statistics (`eval_protocol="moving_stats"`) describes adapted
-models. Stock Keras BatchNormalization layers are turned, in place, into
-`keras_ga.layers.BatchNormalization`, whose second derivatives are exact.
-
-Mixed precision (`keras.mixed_precision.set_global_policy("mixed_float16")`):
-the forward passes run in float16, the weights, task losses, inner updates
-and outer gradients are float32, and the outer gradient is scaled as the
-compiled `LossScaleOptimizer` expects, so the outer update is float32's
-within float16 round-off. The task losses are not scaled inside the inner
-loop and the per-task gradients: gradients below float16's range flush to
-zero there.
-
-Which model is trained: always the model given, in place, as Keras trains
-the models it is given (`meta_model.base is model`), with or without
-BatchNormalization.
+`MetaModel` orchestrates: its arguments, `compile`, metrics, the Keras
+steps, its config and the methods for new tasks. The work lives in the
+module of its concept: the per-task rules in `keras_ga.algorithms`, the
+inner loop in `keras_ga.inner_loop`, adaptation over a meta-batch or a new
+task in `keras_ga._adaptation` (tasks run with `keras_ga.task_execution`),
+the evaluation protocols in `keras_ga.protocols`. BatchNormalization,
+mixed precision and which model is trained: see the README's "Pitfalls".
 
 References:
     Finn, Abbeel, Levine. Model-Agnostic Meta-Learning for Fast Adaptation
