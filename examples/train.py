@@ -532,7 +532,9 @@ def inner_optimizer(config: FewShotConfig):
     )
 
 
-def outer_optimizer(config: FewShotConfig) -> keras.optimizers.Optimizer:
+def outer_optimizer(
+    config: FewShotConfig | SineConfig,
+) -> keras.optimizers.Optimizer:
     """`config`'s outer optimizer, with its learning-rate schedule.
 
     `outer_schedule="linear"` anneals the learning rate linearly from
@@ -545,7 +547,7 @@ def outer_optimizer(config: FewShotConfig) -> keras.optimizers.Optimizer:
         rate = keras.optimizers.schedules.PolynomialDecay(
             rate, decay_steps=config.iterations, end_learning_rate=0.0
         )
-    if config.outer_optimizer == "sgd":
+    if getattr(config, "outer_optimizer", "adam") == "sgd":
         return keras.optimizers.SGD(rate)
     return keras.optimizers.Adam(rate)
 
@@ -657,10 +659,7 @@ def build_sine_model(config: SineConfig, weighting: str, initial_weights=None):
         pre_adaptation_metrics=False,
         weight_diagnostics="update_norm",
     )
-    model.compile(
-        optimizer=keras.optimizers.Adam(config.outer_learning_rate),
-        loss="mse",
-    )
+    model.compile(optimizer=outer_optimizer(config), loss="mse")
     return model
 
 
@@ -737,7 +736,7 @@ class WeightProbe(keras.callbacks.Callback):
 
     def _record(self, epoch) -> dict:
         if self._probe is None:
-            self._probe = tf.function(self._weights)
+            self._probe = tf.function(self._weights, autograph=False)
         record = {"epoch": epoch, "amplitude": [], "weight": []}
         record["update_norm"] = []
         for episode, params in self.tasks:

@@ -364,7 +364,7 @@ class SineExampleTest(absltest.TestCase):
 
 PRESET_MODULES = {"omniglot": omniglot, "miniimagenet": miniimagenet}
 PRESET_NAME = re.compile(
-    r"(?P<algo>[a-z]+)_(?P<ways>\d+)way_(?P<shots>\d+)shot"
+    r"(?P<algo>[a-z]+)_(?P<ways>\d+)way_(?P<shots>\d+)shot(_nontrans)?"
 )
 
 

@@ -303,6 +303,12 @@ class SineConfig:
     outer_learning_rate: float = _field(
         3e-3, "Adam learning rate of the outer (meta) update."
     )
+    outer_schedule: str = _field(
+        "constant",
+        "Outer learning rate over the run: constant, or linear (annealed "
+        "linearly to 0 at the last meta-step).",
+        SCHEDULES,
+    )
     meta_batch_size: int = _field(10, "Training tasks per meta-step.")
     iterations: int = _field(6000, "Meta-steps of training per run.")
     eval_every: int = _field(
