@@ -644,7 +644,9 @@ def build_sine_model(config: SineConfig, weighting: str, initial_weights=None):
     `weight_max`, besides `weight_min` and `weight_neg_frac`).
     """
     keras.utils.set_random_seed(config.seed)
-    base = models.mlp(1, 1, (config.hidden, config.hidden))
+    base = models.mlp(
+        (1,), 1, (config.hidden, config.hidden), activation=config.activation
+    )
     if initial_weights is not None:
         base.set_weights(initial_weights)
     model = keras_ga.MetaModel(

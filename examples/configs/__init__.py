@@ -289,6 +289,13 @@ class SineConfig:
         100, "Query points per validation and test task."
     )
     hidden: int = _field(64, "Units of each of the MLP's two hidden layers.")
+    activation: str = _field(
+        "relu",
+        "Activation of the MLP's hidden layers: relu (MAML's sine network) "
+        "or tanh (the Reptile sine demonstration's, whose Figure 1 setting "
+        "the gradient agreement paper repeats).",
+        ("relu", "tanh"),
+    )
     inner_steps: int = _field(5, "Inner SGD steps per task in training.")
     eval_inner_steps: int = _field(
         5, "Inner SGD steps per task at validation and test."
