@@ -137,11 +137,11 @@ def variables(mode, weights, steps: int, learning_rate: float) -> list:
     Examples:
         >>> base = keras_ga.mlp((1,), 1, (4,))
         >>> rates = keras_ga.inner_rates.variables(
-        ...     "per_layer_per_step", base.trainable_variables, 2, 0.1)
+        ...     "per_layer_per_step", base.trainable_variables, 2, 0.5)
         >>> [tuple(r.shape) for r in rates]
         [(2,), (2,), (2,), (2,)]
         >>> rates[0].numpy().tolist()
-        [0.1, 0.1]
+        [0.5, 0.5]
     """
     if mode is None:
         return []
@@ -172,10 +172,10 @@ def step_sizes(mode: str, rates) -> Callable[[tf.Tensor], list]:
         `"per_layer_per_step"`, the scalars `rate[min(t, steps - 1)]`.
 
     Examples:
-        >>> rates = [tf.constant([0.1, 0.2])]
+        >>> rates = [tf.constant([0.25, 0.5])]
         >>> sizes = keras_ga.inner_rates.step_sizes("per_layer_per_step", rates)
         >>> [float(sizes(t)[0]) for t in range(3)]  # the last rate repeats
-        [0.1, 0.2, 0.2]
+        [0.25, 0.5, 0.5]
     """
     rates = list(rates)
     if mode == PER_PARAMETER:
