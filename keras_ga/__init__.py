@@ -10,6 +10,7 @@ from keras_ga import datasets
 from keras_ga import episode
 from keras_ga import evaluation
 from keras_ga import inner_optimizers
+from keras_ga import inner_rates
 from keras_ga import layers
 from keras_ga import models
 from keras_ga import protocols
@@ -52,6 +53,7 @@ __all__ = [
     "evaluation",
     "exact_batch_norm",
     "inner_optimizers",
+    "inner_rates",
     "few_shot_episodes",
     "group_by_class",
     "layers",

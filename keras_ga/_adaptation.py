@@ -7,7 +7,8 @@ and arguments):
 - `run_tasks`: every task of a meta-batch adapted and handed to the rule
   of `algo` (`keras_ga.algorithms`), over the task axis
   (`keras_ga.task_execution`), with the query pass before adaptation
-  (`pre_adaptation_metrics`) and the inner optimizer's carried state.
+  (`pre_adaptation_metrics`), the inner optimizer's carried state and the
+  learned inner rates (`keras_ga.inner_rates`).
 - `store_state`: the meta-model's non-trainable state after a training
   step, the mean over tasks.
 - `adapt` and `adapt_and_predict`: one new task, through compiled
@@ -27,6 +28,7 @@ from keras_ga import batch_norm
 from keras_ga import distribute
 from keras_ga import episode as episode_lib
 from keras_ga import inner_loop
+from keras_ga import inner_rates
 from keras_ga import protocols
 from keras_ga import task_execution as execution_lib
 
@@ -46,8 +48,14 @@ def parameters(model):
 
 
 def _inner_loop(model) -> inner_loop.InnerLoop:
-    optimizer = model.inner_optimizer.functional(model.inner_learning_rate)
-    return inner_loop.InnerLoop(model.base, model.task_loss, optimizer)
+    """The inner loop of `model`, stepping with its learned rates if any."""
+    if not model.inner_rates:
+        optimizer = model.inner_optimizer.functional(model.inner_learning_rate)
+        return inner_loop.InnerLoop(model.base, model.task_loss, optimizer)
+    rates = tuple(tf.convert_to_tensor(r) for r in model.inner_rates)
+    sizes = inner_rates.step_sizes(model.learn_inner_rates, rates)
+    optimizer = model.inner_optimizer.functional(sizes)
+    return inner_loop.InnerLoop(model.base, model.task_loss, optimizer, rates)
 
 
 def _inner_opt_state(model, loop, theta):
@@ -111,6 +119,7 @@ def run_tasks(
         else:
             results = rule.evaluate(theta, learner, protocol)
         results = _with_pre_adaptation(model, results, theta, learner, protocol)
+        results = _with_rate_grads(results, loop.rates)
         if opt_state is None:
             return results
         # The carried moments travel with the non-trainable state: the
@@ -126,6 +135,7 @@ def run_tasks(
         model=model.base,
         theta=theta,
         state=[*state, *carried],
+        rates=loop.rates,
         parallel_tasks=model.parallel_tasks,
     )
 
@@ -138,6 +148,14 @@ def _with_pre_adaptation(model, results, theta, learner, protocol):
         )
     pre = learner.query(theta, protocol)
     return results._replace(pre_loss=pre.loss, pre_predictions=pre.predictions)
+
+
+def _with_rate_grads(results, rates):
+    """`results` with zeros for the rates' gradients a rule did not give."""
+    grads = results.rate_grads
+    if grads is None:
+        grads = [None] * len(rates)
+    return results._replace(rate_grads=inner_loop.zeros_for_none(grads, rates))
 
 
 def store_state(model, states) -> None:

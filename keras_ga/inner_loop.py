@@ -54,8 +54,15 @@ class InnerOptimizer(NamedTuple):
     update: Callable[[list, list, Any], tuple[list, Any]]
 
 
-def sgd(learning_rate: float) -> InnerOptimizer:
-    """Plain SGD, `params - learning_rate * grads`, with no state.
+def sgd(learning_rate) -> InnerOptimizer:
+    """Plain SGD, `params - learning_rate * grads`.
+
+    Args:
+        learning_rate: a float, the step size of every step (the rule then
+            has no state); or a function `t -> step sizes` of the step t
+            (counting from 0), one tensor per parameter that broadcasts
+            against it, as `keras_ga.inner_rates.step_sizes` gives for
+            learned rates (the state is then t, an int32 scalar).
 
     Example:
 
@@ -64,6 +71,8 @@ def sgd(learning_rate: float) -> InnerOptimizer:
     params, opt_state = opt.update(params, grads, opt.init(params))
     ```
     """
+    if callable(learning_rate):
+        return _scheduled_sgd(learning_rate)
 
     def init(params):
         del params
@@ -75,6 +84,23 @@ def sgd(learning_rate: float) -> InnerOptimizer:
             for p, g in zip(params, grads)
         ]
         return params, opt_state
+
+    return InnerOptimizer(init, update)
+
+
+def _scheduled_sgd(step_sizes) -> InnerOptimizer:
+    """SGD whose step sizes are `step_sizes(t)` at step t (the state)."""
+
+    def init(params):
+        del params
+        return tf.constant(0, tf.int32)
+
+    def update(params, grads, t):
+        sizes = step_sizes(t)
+        params = [
+            p - tf.cast(a, p.dtype) * g for p, g, a in zip(params, grads, sizes)
+        ]
+        return params, t + 1
 
     return InnerOptimizer(init, update)
 
@@ -198,11 +224,15 @@ class InnerLoop:
         model: the base model (called statelessly, never written to).
         loss_fn: the per-task loss, `loss_fn(y_true, y_pred)`.
         optimizer: the `InnerOptimizer` of the adaptation steps.
+        rates: the learned inner learning rates that `optimizer` steps
+            with, as tensors (see `keras_ga.inner_rates`); empty when the
+            step size is fixed. Rules differentiate the outer loss in them.
     """
 
     model: keras.Model
     loss_fn: Callable
     optimizer: InnerOptimizer
+    rates: tuple = ()
 
     def loss(self, params, state, x, y, training: bool = True) -> LossOutput:
         """The mean task loss of (x, y) plus the layers' own losses."""
@@ -381,6 +411,13 @@ class TaskLearner:
         )
         self.outputs["opt_state"] = opt_state
         return phi, last_state
+
+    @property
+    def rates(self) -> list:
+        """The learned inner learning rates of the loop, as tensors (`[]`
+        when the step size is fixed): the outer loss's gradient in them is
+        the rates' `rate_grads` (see `keras_ga.inner_rates`)."""
+        return list(self.loop.rates)
 
     @property
     def final_opt_state(self):

@@ -66,8 +66,12 @@ class SGD:
 
     carries_state = False
 
-    def functional(self, learning_rate: float) -> inner_loop.InnerOptimizer:
-        """The pure functions of one inner loop (`keras_ga.inner_loop`)."""
+    def functional(self, learning_rate) -> inner_loop.InnerOptimizer:
+        """The pure functions of one inner loop (`keras_ga.inner_loop`).
+
+        `learning_rate` is a float, or a function of the step giving the
+        learned rates' step sizes (`keras_ga.inner_rates.step_sizes`).
+        """
         return inner_loop.sgd(learning_rate)
 
     def state_variables(self, variables) -> list:

@@ -48,6 +48,7 @@ from keras_ga import algorithms
 from keras_ga import batch_norm
 from keras_ga import distribute
 from keras_ga import inner_optimizers
+from keras_ga import inner_rates
 from keras_ga import protocols
 from keras_ga import task_execution as execution_lib
 
@@ -83,7 +84,8 @@ class MetaModel(keras.Model):
             (1/N), or a weighting object such as `AgreementWeighting()`.
         inner_steps: inner optimizer steps of adaptation per task during
             training.
-        inner_learning_rate: the step size of the inner optimizer's steps.
+        inner_learning_rate: the step size of the inner optimizer's steps
+            (with `learn_inner_rates`, the learned rates' initial value).
         inner_optimizer: the inner-loop optimizer: `"sgd"` (default),
             `"adam"` or a `keras_ga.inner_optimizers.SGD` / `Adam` (its
             betas, epsilon and whether its moments reset for every task
@@ -129,6 +131,16 @@ class MetaModel(keras.Model):
             A function must be registered with
             `keras.saving.register_keras_serializable` for the model to be
             saved.
+        learn_inner_rates: `None` (default: the fixed step size
+            `inner_learning_rate`), `"per_parameter"` (Meta-SGD: a learned
+            rate for every weight, the same at every inner step) or
+            `"per_layer_per_step"` (MAML++: a learned scalar per weight
+            variable and inner step). The rates are the trainable
+            variables `inner_rates`, trained by the outer optimizer with
+            the base weights (second order for `"maml"`, first order for
+            `"fomaml"`; Reptile is refused), saved with the model and used
+            by every adaptation (`evaluate`, `adapt`, ...). Inner SGD
+            only. See `keras_ga.inner_rates`.
         exact_batch_norm: turn the stock `BatchNormalization` layers of
             `model` (Sequential, functional or subclassed) into
             `keras_ga.layers.BatchNormalization` (exact second
@@ -160,6 +172,14 @@ class MetaModel(keras.Model):
     fast = model.adapt(support_x, support_y)
     fast.predict(query_x)
     ```
+
+    Learned inner rates (Meta-SGD), initialised to `inner_learning_rate`:
+
+    >>> model = keras_ga.MetaModel(
+    ...     keras_ga.mlp((1,), 1, (8,)), inner_learning_rate=0.01,
+    ...     learn_inner_rates="per_parameter")
+    >>> [tuple(rate.shape) for rate in model.inner_rates]  # as the weights
+    [(1, 8), (8,), (8, 1), (1,)]
     """
 
     def __init__(
@@ -180,6 +200,7 @@ class MetaModel(keras.Model):
         eval_inner_batch_size: int | None = None,
         eval_protocol: str | None = None,
         weight_diagnostics=None,
+        learn_inner_rates: str | None = None,
         **kwargs,
     ):
         _inputs.check_backend()
@@ -216,6 +237,17 @@ class MetaModel(keras.Model):
         # Adam(moments="carry"): [count, *m, *v], non-trainable.
         self.inner_optimizer_state = self.inner_optimizer.state_variables(
             self.base.trainable_variables
+        )
+        inner_rates.check(
+            learn_inner_rates, algorithms.get(algo), self.inner_optimizer
+        )
+        self.learn_inner_rates = learn_inner_rates
+        # Meta-parameters apart from the base model's weights.
+        self.inner_rates = inner_rates.variables(
+            learn_inner_rates,
+            self.base.trainable_variables,
+            inner_steps,
+            self.inner_learning_rate,
         )
         self.weight_diagnostics = weight_diagnostics
         self.pre_adaptation_metrics = bool(pre_adaptation_metrics)
@@ -362,6 +394,7 @@ class MetaModel(keras.Model):
             "weight_diagnostics": keras.saving.serialize_keras_object(
                 self.weight_diagnostics
             ),
+            "learn_inner_rates": self.learn_inner_rates,
         }
 
     @classmethod
@@ -437,11 +470,15 @@ class MetaModel(keras.Model):
             results.updates, all_reduce=distribute.replica_sum()
         )
         grads = agreement.weighted_sum(weights, results.outer_grads)
+        # The learned inner rates take the same task weights.
+        grads += agreement.weighted_sum(weights, results.rate_grads)
         # The grads are those of the unscaled losses, while `apply` divides
         # by the loss scale (`LossScaleOptimizer` under mixed precision, or
         # `loss_scale_factor`): scale them as the loss would have been.
         grads = [self.optimizer.scale_loss(g) for g in grads]
-        self.optimizer.apply(grads, self.base.trainable_variables)
+        self.optimizer.apply(
+            grads, [*self.base.trainable_variables, *self.inner_rates]
+        )
         _adaptation.store_state(self, results.states)
         _diagnostics.record(self, data, results, weights)
         return _metrics.record(self, data, results)

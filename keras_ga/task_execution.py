@@ -97,13 +97,14 @@ def resolve(execution: str, model: keras.Model, jit_compile: bool) -> str:
     return "vectorized"
 
 
-def output_signature(theta, state, predictions) -> TaskResults:
+def output_signature(theta, state, predictions, rates=()) -> TaskResults:
     """The `tf.map_fn` signature of one task's `TaskResults`.
 
     Args:
         theta: the meta-parameters (one spec per variable).
         state: the non-trainable state (one spec per variable).
         predictions: the `tf.TensorSpec` of one task's query predictions.
+        rates: the learned inner learning rates (one spec per rate).
     """
     params = [tf.TensorSpec(t.shape, t.dtype) for t in theta]
     loss = tf.TensorSpec([], theta[0].dtype)
@@ -115,6 +116,7 @@ def output_signature(theta, state, predictions) -> TaskResults:
         predictions=predictions,
         pre_predictions=predictions,
         states=[tf.TensorSpec(s.shape, s.dtype) for s in state],
+        rate_grads=[tf.TensorSpec(r.shape, r.dtype) for r in rates],
     )
 
 
@@ -133,6 +135,7 @@ def run(
     model: keras.Model,
     theta,
     state,
+    rates=(),
     parallel_tasks: int | None = None,
 ) -> TaskResults:
     """`fn` applied to every task of `episode`, stacked over the tasks.
@@ -146,6 +149,7 @@ def run(
         model: the base model (for the shape of its predictions).
         theta: the meta-parameters.
         state: the non-trainable state.
+        rates: the learned inner learning rates (`keras_ga.inner_rates`).
         parallel_tasks: `tf.map_fn`'s `parallel_iterations`.
 
     Returns:
@@ -162,7 +166,7 @@ def run(
         # stateless RNG of sub-batches, convs).
         return tf.vectorized_map(one, elems, fallback_to_while_loop=True)
     signature = output_signature(
-        theta, state, prediction_spec(model, episode["query_x"])
+        theta, state, prediction_spec(model, episode["query_x"]), rates
     )
     return tf.map_fn(
         one,

@@ -144,6 +144,7 @@ class RuleTest(parameterized.TestCase):
                 "predictions",
                 "pre_predictions",
                 "states",
+                "rate_grads",
             ),
         )
         self.assertIs(keras_ga.meta_model.TaskResults, algorithms.TaskResults)

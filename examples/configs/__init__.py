@@ -273,8 +273,8 @@ class FewShotConfig:
 class SineConfig:
     """Settings of the sine experiment (its two runs share them).
 
-    The defaults are the gradient agreement paper's section 4.1
-    (`examples/configs/sine.py`, preset `reptile_10shot`).
+    The defaults are preset `reptile_10shot` of `examples/configs/sine.py`
+    (the gradient agreement paper's section 4.1).
     """
 
     algo: str = _field(
@@ -311,13 +311,13 @@ class SineConfig:
         3e-3, "Adam learning rate of the outer (meta) update."
     )
     outer_schedule: str = _field(
-        "constant",
+        "linear",
         "Outer learning rate over the run: constant, or linear (annealed "
         "linearly to 0 at the last meta-step).",
         SCHEDULES,
     )
     meta_batch_size: int = _field(10, "Training tasks per meta-step.")
-    iterations: int = _field(6000, "Meta-steps of training per run.")
+    iterations: int = _field(20000, "Meta-steps of training per run.")
     eval_every: int = _field(
         1000, "Meta-steps per Keras epoch; validation runs after each."
     )

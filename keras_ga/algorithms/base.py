@@ -37,6 +37,11 @@ class TaskResults(NamedTuple):
             in by `MetaModel`; `None` in what a rule returns).
         states: per non-trainable variable, its value after the task (the
             meta-model's moving statistics are the mean over tasks).
+        rate_grads: per learned inner learning rate (`MetaModel`'s
+            `inner_rates`, see `keras_ga.inner_rates`), the task's
+            contribution to its outer gradient; `None` in what a rule
+            returns when it gives none (evaluation), which `MetaModel`
+            fills with zeros. `[]` without learned rates.
 
     Examples:
         >>> base = keras_ga.mlp((1,), 1, (8,))
@@ -56,6 +61,7 @@ class TaskResults(NamedTuple):
     predictions: tf.Tensor
     pre_predictions: tf.Tensor | None
     states: list
+    rate_grads: list | None = None
 
 
 def difference(theta, phi) -> list:
@@ -72,7 +78,12 @@ def difference(theta, phi) -> list:
 
 
 def task_results(
-    theta, phi, outer_grads, query: inner_loop.LossOutput, states=None
+    theta,
+    phi,
+    outer_grads,
+    query: inner_loop.LossOutput,
+    states=None,
+    rate_grads=None,
 ) -> TaskResults:
     """The `TaskResults` of a rule, before the pre-adaptation fields.
 
@@ -84,6 +95,8 @@ def task_results(
         query: the query pass after adaptation.
         states: the non-trainable state to report; defaults to the state
             after the query pass.
+        rate_grads: the task's outer gradient per learned inner rate
+            (`learner.rates`), or `None` when the rule gives none.
 
     Examples:
         >>> from keras_ga import inner_loop
@@ -105,6 +118,7 @@ def task_results(
         predictions=query.predictions,
         pre_predictions=None,
         states=query.state if states is None else states,
+        rate_grads=rate_grads,
     )
 
 
@@ -133,7 +147,10 @@ class Algorithm(abc.ABC):
 
     Subclasses set `name` (the `algo` argument of `MetaModel`), implement
     `train` and may override `evaluate` and `default_inner_batch_size`.
-    Register them with `keras_ga.algorithms.register`.
+    Register them with `keras_ga.algorithms.register`. A rule that
+    returns the gradient of the learned inner rates (`learner.rates`) in
+    `rate_grads` sets `learns_inner_rates = True`; `MetaModel` refuses
+    `learn_inner_rates` for the others.
 
     Example:
 
@@ -155,6 +172,7 @@ class Algorithm(abc.ABC):
     """
 
     name: str = ""
+    learns_inner_rates: bool = False
 
     def default_inner_batch_size(
         self, support_size: int, steps: int, batch_statistics: bool = False

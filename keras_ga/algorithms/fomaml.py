@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from keras_ga import inner_loop
 from keras_ga.algorithms import base
 
 
@@ -16,7 +17,9 @@ class FOMAML(base.Algorithm):
     """First-order MAML: grad L_query evaluated at theta_i.
 
     The inner loop stops the gradient at every step, so no second
-    derivative is taken.
+    derivative is taken. Learned inner rates (`keras_ga.inner_rates`) get
+    the first-order gradient: the query gradient at theta_i pulled back
+    through the inner loop with its gradients held constant.
 
     Examples:
         >>> keras_ga.algorithms.FOMAML.name  # the `algo` of `MetaModel`
@@ -26,11 +29,25 @@ class FOMAML(base.Algorithm):
     """
 
     name = "fomaml"
+    learns_inner_rates = True
 
     def train(self, theta, learner) -> base.TaskResults:
-        phi, _ = learner.adapt(theta, second_order=False)
+        rates = learner.rates
+        with tf.GradientTape(watch_accessed_variables=False) as rate_tape:
+            rate_tape.watch(rates)
+            phi, _ = learner.adapt(theta, second_order=False)
         with tf.GradientTape() as tape:
             tape.watch(phi)
             query = learner.query(phi)
         grads = tape.gradient(query.loss, phi)
-        return base.task_results(theta, phi, grads, query)
+        rate_grads = None
+        if rates:
+            # d phi / d rate with the inner gradients constant: -g_t.
+            rate_grads = rate_tape.gradient(
+                phi,
+                rates,
+                output_gradients=inner_loop.zeros_for_none(grads, phi),
+            )
+        return base.task_results(
+            theta, phi, grads, query, rate_grads=rate_grads
+        )

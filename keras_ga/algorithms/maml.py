@@ -17,6 +17,8 @@ class MAML(base.Algorithm):
 
     The gradient of each task is taken inside its own tape, so backprop
     through the inner loop holds the activations of one task at a time.
+    Learned inner rates (`keras_ga.inner_rates`) get theirs from the same
+    tape.
 
     Examples:
         >>> keras_ga.algorithms.MAML.name  # the `algo` of `MetaModel`
@@ -26,11 +28,16 @@ class MAML(base.Algorithm):
     """
 
     name = "maml"
+    learns_inner_rates = True
 
     def train(self, theta, learner) -> base.TaskResults:
+        rates = learner.rates
         with tf.GradientTape() as tape:
             tape.watch(theta)
+            tape.watch(rates)
             phi, _ = learner.adapt(theta, second_order=True)
             query = learner.query(phi)
-        grads = tape.gradient(query.loss, theta)
-        return base.task_results(theta, phi, grads, query)
+        grads, rate_grads = tape.gradient(query.loss, (theta, rates))
+        return base.task_results(
+            theta, phi, grads, query, rate_grads=rate_grads
+        )
