@@ -4,7 +4,7 @@ Loads each run's `checkpoint.keras` and `config.json` (written by
 `examples.train.train_and_evaluate`, for example through
 `python -m examples.omniglot`) and meta-tests it on `--eval_tasks` tasks
 of the test split, with the run's own dataset, ways, shots, query size,
-test seed and adaptation steps, both transductive and not
+test seed and adaptation steps, under the three protocols
 (`examples.train.meta_test`); prints a Markdown table and, with
 `--results`, appends JSON lines. Data: `--data_dir`, else the run's own
 `data_dir`, else `$KERAS_GA_DATA`.
@@ -25,6 +25,7 @@ from absl import flags
 
 from examples import train
 from examples.configs import FewShotConfig
+from keras_ga import protocols
 
 flags.DEFINE_integer("eval_tasks", 600, "Test tasks per run.")
 flags.DEFINE_integer(
@@ -71,16 +72,20 @@ def main(argv):
     run_dirs = argv[1:]
     if not run_dirs:
         raise app.UsageError("Pass one or more run folders.")
-    print("| ways | algo | weighting | transductive % | non-transductive % |")
-    print("|---|---|---|---|---|")
+    columns = " | ".join(f"{p} %" for p in protocols.PROTOCOLS)
+    print(f"| ways | algo | weighting | {columns} |")
+    print("|---|---|---|" + "---|" * len(protocols.PROTOCOLS))
     for run_dir in run_dirs:
         config, results = reevaluate(
             run_dir, FLAGS.eval_tasks, FLAGS.eval_batch_size, FLAGS.data_dir
         )
-        cells = [f"{100 * r.mean:.2f} +- {100 * r.ci95:.2f}" for r in results]
+        by_protocol = {
+            r.protocol: f"{100 * r.mean:.2f} +- {100 * r.ci95:.2f}"
+            for r in results
+        }
+        cells = " | ".join(by_protocol[p] for p in protocols.PROTOCOLS)
         print(
-            f"| {config.ways} | {config.algo} | {config.weighting} | "
-            f"{cells[0]} | {cells[1]} |",
+            f"| {config.ways} | {config.algo} | {config.weighting} | {cells} |",
             flush=True,
         )
         if FLAGS.results:
