@@ -1,15 +1,19 @@
 r"""Few-shot Omniglot with MAML, first-order MAML or Reptile.
 
-Meta-trains the conv4 network (`keras_ga.models.conv4`, 64 filters, global
-average pooling as in MAML's Omniglot network) on the 1200 training
+Meta-trains the conv4 network (`keras_ga.models.conv4`, 64 filters; global
+average pooling as in MAML's Omniglot network, or stride-2 convolutions
+with flattened features for the Reptile presets) on the 1200 training
 characters of the Vinyals split (x4 rotations), then meta-tests on
 `--eval_tasks` tasks of the 423 test characters, transductively (query
 batch statistics, the papers' protocol) and non-transductively.
 
 `--preset` names a configuration of `examples/configs/omniglot.py` (the
-MAML paper's settings, for example `maml_5way_1shot` or
-`reptile_20way_1shot`); the other flags override its fields. The full
-budget takes hours on a CPU; pass a smaller `--iterations` to try it:
+MAML paper's settings, for example `maml_5way_1shot`, and the Reptile
+reference's commands, for example `reptile_5way_1shot`); the other flags
+override its fields. `--protocol=lake` uses Lake et al.'s background /
+evaluation split and `--within_alphabet` draws each task from one
+alphabet. The full budget takes hours on a CPU; pass a smaller
+`--iterations` to try it:
 
     python -m examples.omniglot --preset=maml_5way_1shot \
         --weighting=agreement --iterations=200 --meta_batch_size=8 \
