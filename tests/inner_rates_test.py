@@ -23,14 +23,7 @@ linear_episode = functools.partial(support.linear_episode, dim=D)
 
 
 def mlp_base():
-    keras.utils.set_random_seed(0)
-    return keras.Sequential(
-        [
-            keras.Input((D,), dtype="float64"),
-            keras.layers.Dense(6, activation="tanh", dtype="float64"),
-            keras.layers.Dense(1, dtype="float64"),
-        ]
-    )
+    return support.tanh_base(D)
 
 
 def meta_model(mode, algo="maml", steps=2, weighting="uniform", **kw):

@@ -108,6 +108,20 @@ def linear_base(dim: int):
     )
 
 
+def tanh_base(dim: int):
+    """A seeded float64 MLP `[dim] -> 6 tanh -> [1]`, for second-order checks."""
+    import keras  # Here, not at the top: workers import this module first.
+
+    keras.utils.set_random_seed(0)
+    return keras.Sequential(
+        [
+            keras.Input((dim,), dtype="float64"),
+            keras.layers.Dense(6, activation="tanh", dtype="float64"),
+            keras.layers.Dense(1, dtype="float64"),
+        ]
+    )
+
+
 def linear_episode(n, s=6, q=5, seed=0, *, dim: int) -> dict:
     """N linear-regression tasks `y = x @ w_i` in `dim` inputs, float64.
 
