@@ -49,13 +49,18 @@ def parameters(model):
 
 def _inner_loop(model) -> inner_loop.InnerLoop:
     """The inner loop of `model`, stepping with its learned rates if any."""
-    if not model.inner_rates:
-        optimizer = model.inner_optimizer.functional(model.inner_learning_rate)
-        return inner_loop.InnerLoop(model.base, model.task_loss, optimizer)
     rates = tuple(tf.convert_to_tensor(r) for r in model.inner_rates)
-    sizes = inner_rates.step_sizes(model.learn_inner_rates, rates)
-    optimizer = model.inner_optimizer.functional(sizes)
-    return inner_loop.InnerLoop(model.base, model.task_loss, optimizer, rates)
+    if rates:
+        sizes = inner_rates.step_sizes(model.learn_inner_rates, rates)
+    else:
+        sizes = model.inner_learning_rate
+    return inner_loop.InnerLoop(
+        model.base,
+        model.task_loss,
+        model.inner_optimizer.functional(sizes),
+        rates,
+        model._partition,
+    )
 
 
 def _inner_opt_state(model, loop, theta):
@@ -63,7 +68,9 @@ def _inner_opt_state(model, loop, theta):
     if not model.inner_optimizer_state:
         return None
     values = [tf.convert_to_tensor(v) for v in model.inner_optimizer_state]
-    return tf.nest.pack_sequence_as(loop.optimizer.init(theta), values)
+    return tf.nest.pack_sequence_as(
+        loop.optimizer.init(loop.adapted(theta)), values
+    )
 
 
 def inner_batch_size(model, support_size: int, training: bool = True) -> int:

@@ -36,6 +36,7 @@ from typing import NamedTuple
 import keras
 import tensorflow as tf
 
+from keras_ga import anil
 from keras_ga import protocols
 
 
@@ -227,12 +228,15 @@ class InnerLoop:
         rates: the learned inner learning rates that `optimizer` steps
             with, as tensors (see `keras_ga.inner_rates`); empty when the
             step size is fixed. Rules differentiate the outer loss in them.
+        partition: which weights adapt (`keras_ga.anil`); `None`: all.
+            The optimizer and the rates cover the adapted weights only.
     """
 
     model: keras.Model
     loss_fn: Callable
     optimizer: InnerOptimizer
     rates: tuple = ()
+    partition: anil.Partition | None = None
 
     def loss(self, params, state, x, y, training: bool = True) -> LossOutput:
         """The mean task loss of (x, y) plus the layers' own losses."""
@@ -314,28 +318,27 @@ class InnerLoop:
             second_order: whether gradients flow through the inner
                 gradients (MAML) or stop at them.
             opt_state: the inner optimizer's state before the first step;
-                `None` means `optimizer.init(theta)`.
+                `None` means `optimizer.init` of the adapted weights.
 
         Returns:
             An `Adaptation`: the adapted weights, the non-trainable state
             of the last step and the optimizer's final state.
         """
-        sub_batch = _sub_batches(x, y, batch_size, seed)
+        theta, state = list(theta), list(state)
+        task = self._objective(theta, state, x, y, batch_size, seed)
         update = self.optimizer.update
 
         def body(t, params, opt_state, _):
-            bx, by = sub_batch(t)
-            grads, new_state = self.grads(params, state, bx, by)
+            grads, new_state = task.grads(params, t)
             if not second_order:
                 grads = [tf.stop_gradient(g) for g in grads]
             params, opt_state = update(params, grads, opt_state)
             return t + 1, params, opt_state, new_state
 
-        theta = list(theta)
         if opt_state is None:
-            opt_state = self.optimizer.init(theta)
-        init = (tf.constant(0), theta, opt_state, list(state))
-        _, phi, opt_state, last_state = tf.while_loop(
+            opt_state = self.optimizer.init(task.params)
+        init = (tf.constant(0), task.params, opt_state, task.state)
+        _, params, opt_state, last_state = tf.while_loop(
             lambda t, *_: t < steps,
             body,
             init,
@@ -343,7 +346,90 @@ class InnerLoop:
             # differentiate through it.
             maximum_iterations=steps,
         )
-        return Adaptation(phi, last_state, opt_state)
+        return Adaptation(*task.assemble(params, last_state), opt_state)
+
+    def adapted(self, theta) -> list:
+        """The entries of `theta` that the inner steps update."""
+        if self.partition is None:
+            return list(theta)
+        return self.partition.adapted_of(theta)
+
+    def _objective(self, theta, state, x, y, batch_size, seed) -> _Objective:
+        """What the inner steps of one task update, and their gradients."""
+        part = self.partition
+        if part is None:
+            sub_batch = _sub_batches(x, y, batch_size, seed)
+
+            def grads(params, t):
+                return self.grads(params, state, *sub_batch(t))
+
+            return _Objective(theta, state, grads, lambda p, s: (p, s))
+        if not part.reuses_body(batch_size, x.shape[0]):
+            return self._partial_objective(theta, state, x, y, batch_size, seed)
+        return self._head_objective(theta, state, x, y, batch_size, seed)
+
+    def _partial_objective(self, theta, state, x, y, batch_size, seed):
+        """The whole model at every step, stepping the adapted weights."""
+        part = self.partition
+        sub_batch = _sub_batches(x, y, batch_size, seed)
+
+        def grads(adapted, t):
+            bx, by = sub_batch(t)
+            with tf.GradientTape() as tape:
+                tape.watch(adapted)
+                params = part.merge(theta, adapted)
+                loss, _, new_state = self.loss(params, state, bx, by)
+            grads = tape.gradient(loss, adapted)
+            return zeros_for_none(grads, adapted), new_state
+
+        def assemble(adapted, last_state):
+            return part.merge(theta, adapted), last_state
+
+        return _Objective(part.adapted_of(theta), state, grads, assemble)
+
+    def _head_objective(self, theta, state, x, y, batch_size, seed):
+        """The body once on the support set, then the head at every step."""
+        part = self.partition
+        features, body_state = part.body.stateless_call(
+            [theta[i] for i in part.body_theta],
+            [state[i] for i in part.body_state],
+            x,
+            training=True,
+        )
+        sub_batch = _sub_batches(features, y, batch_size, seed)
+        head_state = [state[i] for i in part.head_state]
+
+        def grads(adapted, t):
+            bx, by = sub_batch(t)
+            with tf.GradientTape() as tape:
+                tape.watch(adapted)
+                params = part.merge(theta, adapted)
+                head = [params[i] for i in part.head_theta]
+                outputs, new_state, reg = forward(
+                    part.head, head, head_state, bx, training=True
+                )
+                loss = self._loss_output(params, by, outputs, new_state, reg)
+            grads = tape.gradient(loss.loss, adapted)
+            return zeros_for_none(grads, adapted), new_state
+
+        def assemble(adapted, last_head_state):
+            merged = list(state)
+            for i, value in zip(part.body_state, body_state):
+                merged[i] = value
+            for i, value in zip(part.head_state, last_head_state):
+                merged[i] = value
+            return part.merge(theta, adapted), merged
+
+        return _Objective(part.adapted_of(theta), head_state, grads, assemble)
+
+
+class _Objective(NamedTuple):
+    """The inner problem of one task, as `InnerLoop.run` steps it."""
+
+    params: list  # what the steps update, at their initial values
+    state: list  # the loop's initial "last state"
+    grads: Callable  # (params, t) -> (grads, the new state of step t)
+    assemble: Callable  # (params, last state) -> (theta_i, the model's state)
 
 
 def _sub_batches(x, y, batch_size, seed):

@@ -45,6 +45,7 @@ from keras_ga import _inputs
 from keras_ga import _metrics
 from keras_ga import agreement
 from keras_ga import algorithms
+from keras_ga import anil
 from keras_ga import batch_norm
 from keras_ga import distribute
 from keras_ga import inner_optimizers
@@ -141,6 +142,12 @@ class MetaModel(keras.Model):
             `"fomaml"`; Reptile is refused), saved with the model and used
             by every adaptation (`evaluate`, `adapt`, ...). Inner SGD
             only. See `keras_ga.inner_rates`.
+        adapt_layers: `None` (default: every weight adapts) or a list of
+            layer names whose weights alone adapt in the inner loop (ANIL:
+            the head, such as `["logits"]`); the other weights are
+            meta-learned by the outer step only. The inner optimizer's
+            state and the learned rates cover the adapted weights.
+            Refused with `algo="reptile"`. See `keras_ga.anil`.
         exact_batch_norm: turn the stock `BatchNormalization` layers of
             `model` (Sequential, functional or subclassed) into
             `keras_ga.layers.BatchNormalization` (exact second
@@ -201,6 +208,7 @@ class MetaModel(keras.Model):
         eval_protocol: str | None = None,
         weight_diagnostics=None,
         learn_inner_rates: str | None = None,
+        adapt_layers=None,
         **kwargs,
     ):
         _inputs.check_backend()
@@ -233,10 +241,14 @@ class MetaModel(keras.Model):
         self.eval_protocol = protocols.resolve(
             eval_protocol, transductive, "transductive", "eval_protocol"
         )
+        self.adapt_layers = anil.check(self.base, adapt_layers, algo)
+        # Which weights adapt; not tracked by Keras (a plain dataclass).
+        self._partition = anil.partition(self.base, self.adapt_layers)
+        adapted = anil.adapted_variables(self.base, self._partition)
         self.inner_optimizer = inner_optimizers.get(inner_optimizer)
         # Adam(moments="carry"): [count, *m, *v], non-trainable.
         self.inner_optimizer_state = self.inner_optimizer.state_variables(
-            self.base.trainable_variables
+            adapted
         )
         inner_rates.check(
             learn_inner_rates, algorithms.get(algo), self.inner_optimizer
@@ -245,7 +257,7 @@ class MetaModel(keras.Model):
         # Meta-parameters apart from the base model's weights.
         self.inner_rates = inner_rates.variables(
             learn_inner_rates,
-            self.base.trainable_variables,
+            adapted,
             inner_steps,
             self.inner_learning_rate,
         )
@@ -395,6 +407,9 @@ class MetaModel(keras.Model):
                 self.weight_diagnostics
             ),
             "learn_inner_rates": self.learn_inner_rates,
+            "adapt_layers": (
+                None if self.adapt_layers is None else list(self.adapt_layers)
+            ),
         }
 
     @classmethod
