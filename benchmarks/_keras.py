@@ -53,8 +53,13 @@ def build_model(
     parallel_tasks=None,
     task_execution="auto",
     jit_compile="auto",
+    adapt_layers=None,
 ) -> keras_ga.MetaModel:
-    """A compiled MetaModel of the workload (seeded, so repeatable)."""
+    """A compiled MetaModel of the workload (seeded, so repeatable).
+
+    `adapt_layers` is MetaModel's (ANIL); the other arguments are the
+    MetaModel's and `compile`'s of the same names.
+    """
     problem = workload.problem
     keras.utils.set_random_seed(0)
     model = keras_ga.MetaModel(
@@ -69,6 +74,7 @@ def build_model(
         pre_adaptation_metrics=False,
         parallel_tasks=parallel_tasks,
         task_execution=task_execution,
+        adapt_layers=adapt_layers,
     )
     if problem.classification:
         loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)

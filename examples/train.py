@@ -444,8 +444,8 @@ def episodes(config: FewShotConfig, split: str, shots=None, **kwargs):
     )
 
 
-def train_shots(config: FewShotConfig) -> int:
-    """Support examples per class of `config`'s training tasks."""
+def train_shots(config: FewShotConfig | SineConfig) -> int:
+    """Support examples (per class) of `config`'s training tasks."""
     return config.train_shots or config.shots
 
 
@@ -465,7 +465,7 @@ def training_tasks(config: FewShotConfig | SineConfig, start=0):
         corruption=config.corruption,
     )
     if isinstance(config, SineConfig):
-        return sine_tasks(shots=config.shots, **kwargs)
+        return sine_tasks(shots=train_shots(config), **kwargs)
     return episodes(config, "train", shots=train_shots(config), **kwargs)
 
 
@@ -656,8 +656,9 @@ def build_sine_model(config: SineConfig, weighting: str, initial_weights=None):
         inner_steps=config.inner_steps,
         eval_inner_steps=config.eval_inner_steps,
         inner_learning_rate=config.inner_learning_rate,
-        # Every inner step sees the 10 support points (paper, Figure 1).
-        inner_batch_size=config.shots,
+        inner_batch_size=config.inner_batch_size or train_shots(config),
+        # Every test step sees the 10 support points (paper, Figure 1).
+        eval_inner_batch_size=config.shots,
         pre_adaptation_metrics=False,
         weight_diagnostics="update_norm",
     )
@@ -699,7 +700,7 @@ class WeightProbe(keras.callbacks.Callback):
         super().__init__()
         self.path = path
         self.tasks = sine_tasks(
-            shots=config.shots,
+            shots=train_shots(config),
             queries=config.queries,
             meta_batch_size=config.meta_batch_size,
             seed=config.eval_seed + 2,

@@ -259,6 +259,28 @@ class ReptileReferenceTest(parameterized.TestCase):
 
 
 class SineExampleTest(absltest.TestCase):
+    def test_training_tasks_take_train_shots_in_inner_mini_batches(self):
+        config = dataclasses.replace(
+            sine.PRESETS[sine.DEFAULT], train_shots=30, inner_batch_size=6
+        )
+        batch = next(iter(train.training_tasks(config)))
+        self.assertEqual(
+            batch["support_x"].shape, (config.meta_batch_size, 30, 1)
+        )
+        model = train.build_sine_model(config, "uniform")
+        self.assertEqual(model.inner_batch_size, 6)
+        self.assertEqual(model.eval_inner_batch_size, config.shots)
+        test = next(iter(train._sine_test_tasks(config, 10, seed=0)))
+        self.assertEqual(test["support_x"].shape[1], config.shots)
+        unset = dataclasses.replace(
+            config, train_shots=None, inner_batch_size=None
+        )
+        self.assertEqual(
+            train.build_sine_model(unset, "uniform").inner_batch_size, 10
+        )
+        with self.assertRaisesRegex(ValueError, "`train_shots`.*Received"):
+            dataclasses.replace(config, train_shots=0)
+
     def test_train_and_evaluate(self):
         output_dir = make_tempdir(self)
         config = dataclasses.replace(
@@ -593,7 +615,7 @@ class ResumeAndCorruptionSettingsTest(parameterized.TestCase):
         np.testing.assert_allclose(
             b["support_y"], a["support_y"] + 6.0, atol=1e-5
         )
-        self.assertEqual(b["support_y"].shape, (10, 10, 1))
+        self.assertEqual(b["support_y"].shape, (10, 50, 1))
 
     @parameterized.named_parameters(
         ("omniglot", omniglot, "reptile_20way_1shot"),

@@ -283,7 +283,12 @@ class SineConfig:
         "weighting).",
         ALGOS,
     )
-    shots: int = _field(10, "Support points per task.")
+    shots: int = _field(10, "Support points of validation and test tasks.")
+    train_shots: int | None = _field(
+        50,
+        "Support points of training tasks (the Reptile sine "
+        "demonstration's). Unset: shots.",
+    )
     queries: int = _field(10, "Query points per training task.")
     eval_queries: int = _field(
         100, "Query points per validation and test task."
@@ -307,6 +312,12 @@ class SineConfig:
         "for none.",
     )
     inner_learning_rate: float = _field(0.01, "Inner SGD step size.")
+    inner_batch_size: int | None = _field(
+        10,
+        "Support points per inner step in training (mini-batches cycle "
+        "through the shuffled support set). Unset: every support point. "
+        "Validation and test steps take every support point.",
+    )
     outer_learning_rate: float = _field(
         3e-3, "Adam learning rate of the outer (meta) update."
     )
