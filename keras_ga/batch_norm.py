@@ -27,6 +27,9 @@ layers of the model it is given into this one, in place
 
 from __future__ import annotations
 
+import contextlib
+import threading
+
 import keras
 from keras import ops
 
@@ -34,6 +37,34 @@ from keras_ga import _compat
 
 # The fused kernel silently raises smaller epsilons to this value.
 _FUSED_MIN_EPSILON = 1.001e-5
+
+# Set (per thread) while `element_wise()` is active.
+_ELEMENT_WISE = threading.local()
+
+
+@contextlib.contextmanager
+def element_wise():
+    """Within it, keras_ga's BatchNormalization uses the element-wise formula.
+
+    `keras_ga.task_execution` traces the tasks of `tf.vectorized_map`
+    within it: TensorFlow's vectorizer of the fused kernel (pfor's
+    `FusedBatchNormV3` converter) reshapes the kernel's third reserve
+    output, whose size does not grow with the channels, to one per task,
+    and the step fails ("Input to reshape is a tensor with 1 values").
+
+    Example:
+
+    ```python
+    with keras_ga.batch_norm.element_wise():
+        outputs = tf.vectorized_map(one_task, tasks)
+    ```
+    """
+    previous = getattr(_ELEMENT_WISE, "on", False)
+    _ELEMENT_WISE.on = True
+    try:
+        yield
+    finally:
+        _ELEMENT_WISE.on = previous
 
 
 @keras.saving.register_keras_serializable(package="keras_ga")
@@ -82,7 +113,8 @@ class BatchNormalization(keras.layers.BatchNormalization):
 
     def _can_fuse(self, inputs):
         return (
-            keras.backend.backend() == "tensorflow"
+            not getattr(_ELEMENT_WISE, "on", False)
+            and keras.backend.backend() == "tensorflow"
             and inputs.dtype == "float32"
             and self.axis in (-1, len(inputs.shape) - 1)
             and self.epsilon >= _FUSED_MIN_EPSILON

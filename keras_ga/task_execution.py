@@ -21,6 +21,7 @@ from collections.abc import Callable
 import keras
 import tensorflow as tf
 
+from keras_ga import batch_norm
 from keras_ga import episode as episode_lib
 from keras_ga.algorithms import TaskResults
 
@@ -163,8 +164,10 @@ def run(
 
     if execution == "vectorized":
         # Falls back to a loop only for ops pfor cannot batch (the
-        # stateless RNG of sub-batches, convs).
-        return tf.vectorized_map(one, elems, fallback_to_while_loop=True)
+        # stateless RNG of sub-batches, convs). The fused batch-norm
+        # kernel is one it batches wrongly (see `batch_norm.element_wise`).
+        with batch_norm.element_wise():
+            return tf.vectorized_map(one, elems, fallback_to_while_loop=True)
     signature = output_signature(
         theta, state, prediction_spec(model, episode["query_x"]), rates
     )
