@@ -5,6 +5,7 @@ uniform or gradient-agreement task weighting (`AgreementWeighting`).
 """
 
 from keras_ga import algorithms
+from keras_ga import anil
 from keras_ga import callbacks
 from keras_ga import datasets
 from keras_ga import episode
@@ -43,6 +44,7 @@ __all__ = [
     "MetaModel",
     "UniformWeighting",
     "algorithms",
+    "anil",
     "as_episode",
     "callbacks",
     "confidence_interval",

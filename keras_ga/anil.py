@@ -66,6 +66,17 @@ class Partition:
         random_body: whether a body layer draws random numbers (Dropout).
         batch_statistics_body: whether the body normalises with batch
             statistics in training.
+
+    Examples:
+        >>> base = keras_ga.mlp((1,), 1, (8, 8))
+        >>> head = base.layers[-1].name  # the output layer
+        >>> part = keras_ga.anil.partition(base, (head,))
+        >>> part.adapted  # its kernel and bias
+        (4, 5)
+        >>> len(part.body.layers)  # the two hidden layers run once per task
+        2
+        >>> part.reuses_body(batch_size=5, support_size=10)
+        True
     """
 
     adapted: tuple
@@ -104,6 +115,17 @@ def check(model: keras.Model, adapt_layers, algo: str) -> tuple | None:
             layer names (strings).
         ValueError: for an empty list, a repeated name, a name that is not
             a layer of `model` with trainable weights, or `algo="reptile"`.
+
+    Examples:
+        >>> base = keras_ga.mlp((1,), 1, (8,))
+        >>> keras_ga.anil.check(base, ["output"], "maml")
+        ('output',)
+        >>> keras_ga.anil.check(base, ["head"], "maml")
+        Traceback (most recent call last):
+          ...
+        ValueError: `adapt_layers` must name layers of the model with
+        trainable weights, among ['dense0', 'output']. Received:
+        adapt_layers=['head'] ('head' is not one)
     """
     if adapt_layers is None:
         return None
@@ -154,7 +176,16 @@ def check(model: keras.Model, adapt_layers, algo: str) -> tuple | None:
 def partition(model: keras.Model, adapt_layers) -> Partition | None:
     """The `Partition` of `model` for checked `adapt_layers` (see `check`).
 
-    Returns `None` for `adapt_layers=None` (every weight adapts).
+    Returns `None` for `adapt_layers=None` (every weight adapts). A
+    `keras.Sequential` is split into its body (the layers before the
+    first adapting one) and its head; other models are not split.
+
+    Examples:
+        >>> base = keras_ga.mlp((1,), 1, (8,))
+        >>> keras_ga.anil.partition(base, (base.layers[-1].name,)).adapted
+        (2, 3)
+        >>> keras_ga.anil.partition(base, None) is None
+        True
     """
     if adapt_layers is None:
         return None
@@ -205,7 +236,15 @@ def partition(model: keras.Model, adapt_layers) -> Partition | None:
 
 
 def adapted_variables(model: keras.Model, part: Partition | None) -> list:
-    """The trainable variables of `model` that adapt (all without `part`)."""
+    """The trainable variables of `model` that adapt (all without `part`).
+
+    Examples:
+        >>> base = keras_ga.mlp((1,), 1, (8,))
+        >>> part = keras_ga.anil.partition(base, (base.layers[-1].name,))
+        >>> adapted = keras_ga.anil.adapted_variables(base, part)
+        >>> [tuple(v.shape) for v in adapted]
+        [(8, 1), (1,)]
+    """
     variables = model.trainable_variables
     return variables if part is None else part.adapted_of(variables)
 
