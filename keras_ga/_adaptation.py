@@ -109,6 +109,9 @@ def run_tasks(
     # task sees the same sub-batches whichever replica runs it.
     offset = distribute.task_offset(tf.shape(ep["support_x"])[0])
     loop, rule = _inner_loop(model), algorithms.get(model.algo)
+    if training and model.first_order:
+        # Derivative-order annealing: second-order MAML's first epochs.
+        rule = algorithms.get("fomaml")
     opt_state = _inner_opt_state(model, loop, theta)
 
     def one_task(index, *task):

@@ -1,4 +1,5 @@
-"""Keras callbacks for meta-training: resumable episode streams.
+"""Keras callbacks for meta-training: resumable episode streams, and
+MAML++'s derivative-order annealing (`DerivativeOrderAnnealing`).
 
 A meta-training run killed mid-way resumes from its last
 `keras.callbacks.BackupAndRestore` backup, optimizer state included. For the
@@ -71,3 +72,62 @@ class EpisodeStreamStart(keras.callbacks.Callback):
                 f"an optimizer ({type(self.model).__name__})."
             )
         self.step.assign(int(optimizer.iterations.numpy()))
+
+
+class DerivativeOrderAnnealing(keras.callbacks.Callback):
+    """Second-order MAML that trains first-order for its first epochs.
+
+    MAML++'s derivative-order annealing (Antoniou et al., "How to train your
+    MAML", ICLR 2019): during the first `first_order_epochs` epochs of `fit`
+    a `MetaModel(algo="maml")` takes first-order MAML's outer gradient
+    (the query gradient at theta_i, no second derivatives: cheaper, and
+    stabler early on), then MAML's. The switch sets the model's
+    `first_order` and rebuilds its train function once, so the step is
+    traced once for each phase. A resumed `fit` (`initial_epoch` at or past
+    `first_order_epochs`) trains second-order from its first epoch.
+
+    Args:
+        first_order_epochs: how many epochs train first-order, a
+            non-negative int (0: second order throughout).
+
+    Example:
+
+    ```python
+    model = keras_ga.MetaModel(base, algo="maml", inner_steps=5)
+    model.compile(optimizer="adam", loss=loss)
+    model.fit(tasks, epochs=100, steps_per_epoch=500, callbacks=[
+        keras_ga.callbacks.DerivativeOrderAnnealing(first_order_epochs=50)])
+    ```
+    """
+
+    def __init__(self, first_order_epochs: int):
+        super().__init__()
+        if (
+            isinstance(first_order_epochs, bool)
+            or not isinstance(first_order_epochs, int)
+            or first_order_epochs < 0
+        ):
+            raise ValueError(
+                "`first_order_epochs` must be a non-negative int. Received: "
+                f"first_order_epochs={first_order_epochs!r}"
+            )
+        self.first_order_epochs = first_order_epochs
+
+    def on_train_begin(self, logs=None):
+        algo = getattr(self.model, "algo", None)
+        if algo != "maml":
+            raise ValueError(
+                "`DerivativeOrderAnnealing` anneals second-order MAML: it "
+                "needs a `keras_ga.MetaModel` with algo='maml'. Received: "
+                f"a {type(self.model).__name__} with algo={algo!r}."
+            )
+
+    def on_epoch_begin(self, epoch, logs=None):
+        first_order = epoch < self.first_order_epochs
+        if self.model.first_order != first_order:
+            self.model.first_order = first_order  # drops the train function
+            self.model.make_train_function()
+
+    def on_train_end(self, logs=None):
+        # Later `fit` calls without the callback train as `algo` says.
+        self.model.first_order = False

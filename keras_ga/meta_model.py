@@ -429,6 +429,31 @@ class MetaModel(keras.Model):
         return cls(**config)
 
     @property
+    def first_order(self) -> bool:
+        """Whether `algo="maml"` trains first-order for now (as `"fomaml"`).
+
+        `False` unless set: `keras_ga.callbacks.DerivativeOrderAnnealing`
+        sets it for MAML++'s first-order first epochs. Changing it drops
+        the traced train function, so that the next `fit` or
+        `train_on_batch` traces the step anew (inside `fit`, call
+        `make_train_function()` after changing it, as the callback does).
+        Only `algo="maml"` takes it.
+        """
+        return getattr(self, "_first_order", False)
+
+    @first_order.setter
+    def first_order(self, value: bool):
+        if value and self.algo != "maml":
+            raise ValueError(
+                "`first_order` (derivative-order annealing) applies to "
+                f"algo='maml' only. Received: first_order={value!r} for "
+                f"algo={self.algo!r}"
+            )
+        if bool(value) != self.first_order:
+            self.train_function = None
+        self._first_order = bool(value)
+
+    @property
     def transductive(self) -> bool:
         """Deprecated: whether `eval_protocol` is `"transductive"`."""
         return self.eval_protocol == protocols.TRANSDUCTIVE

@@ -1,4 +1,4 @@
-"""Tests of keras_ga.callbacks.EpisodeStreamStart.
+"""Tests of keras_ga.callbacks: EpisodeStreamStart, DerivativeOrderAnnealing.
 
 `resume_test.py` checks the whole recipe: a run killed by SIGKILL and
 resumed with it ends on the uninterrupted run's weights.
@@ -11,6 +11,7 @@ from absl.testing import absltest
 
 import keras_ga
 from keras_ga.datasets import sine_tasks
+from tests import support
 
 TASKS = 2
 
@@ -104,3 +105,112 @@ class EpisodeStreamStartTest(absltest.TestCase):
 
 if __name__ == "__main__":
     absltest.main()
+
+
+def tanh_model(algo="maml"):
+    model = keras_ga.MetaModel(
+        support.tanh_base(3),
+        algo=algo,
+        weighting="uniform",
+        inner_steps=2,
+        inner_learning_rate=0.1,
+    )
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    return model
+
+
+class Phases(keras.callbacks.Callback):
+    """Records, per epoch, the order used and the train function's traces."""
+
+    def __init__(self):
+        super().__init__()
+        self.first_order, self.functions = [], {}
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.first_order.append(self.model.first_order)
+        function = self.model.train_function
+        self.functions[id(function)] = function
+
+
+def trace_count(function):
+    """Traces of the tf.function inside a MetaModel's train function."""
+    inner = function
+    while not hasattr(inner, "experimental_get_tracing_count"):
+        inner = inner.__closure__[0].cell_contents
+    return inner.experimental_get_tracing_count()
+
+
+class DerivativeOrderAnnealingTest(absltest.TestCase):
+    def test_first_order_maml_step_is_fomaml_step(self):
+        ep = support.linear_episode(3, dim=3, seed=2)
+        maml, fomaml = tanh_model(), tanh_model("fomaml")
+        maml.first_order = True
+        a = maml.run_tasks(ep, training=True).outer_grads
+        b = fomaml.run_tasks(ep, training=True).outer_grads
+        for x, y in zip(a, b):
+            np.testing.assert_allclose(x.numpy(), y.numpy(), rtol=1e-12)
+        maml.first_order = False
+        c = maml.run_tasks(ep, training=True).outer_grads
+        self.assertGreater(max(np.abs(x - y).max() for x, y in zip(a, c)), 1e-6)
+
+    def test_fit_switches_once_and_traces_once_per_phase(self):
+        ep = support.linear_episode(2, dim=3, seed=3)
+        data = tf.data.Dataset.from_tensors(ep).repeat()
+        model, phases = tanh_model(), Phases()
+        model.fit(
+            data,
+            epochs=4,
+            steps_per_epoch=2,
+            verbose=0,
+            callbacks=[
+                keras_ga.callbacks.DerivativeOrderAnnealing(2),
+                phases,
+            ],
+        )
+        self.assertEqual(phases.first_order, [True, True, False, False])
+        self.assertLen(phases.functions, 2)
+        self.assertEqual(
+            [trace_count(f) for f in phases.functions.values()], [1, 1]
+        )
+        self.assertFalse(model.first_order)
+        # The weights are those of 2 x 2 first-order steps, then 2 x 2
+        # second-order ones.
+        replay = tanh_model()
+        for first_order in (True, True, False, False):
+            replay.first_order = first_order
+            for _ in range(2):
+                replay.train_on_batch(ep)
+        for x, y in zip(model.base.weights, replay.base.weights):
+            np.testing.assert_allclose(x.numpy(), y.numpy(), rtol=1e-10)
+
+    def test_resumed_fit_past_the_first_order_epochs(self):
+        model, phases = tanh_model(), Phases()
+        model.fit(
+            tf.data.Dataset.from_tensors(
+                support.linear_episode(2, dim=3)
+            ).repeat(),
+            epochs=4,
+            initial_epoch=2,
+            steps_per_epoch=1,
+            verbose=0,
+            callbacks=[keras_ga.callbacks.DerivativeOrderAnnealing(2), phases],
+        )
+        self.assertEqual(phases.first_order, [False, False])
+        self.assertLen(phases.functions, 1)
+
+    def test_refusals(self):
+        for bad in (-1, 1.5, True, None):
+            with self.assertRaisesRegex(ValueError, "first_order_epochs"):
+                keras_ga.callbacks.DerivativeOrderAnnealing(bad)
+        model = tanh_model("fomaml")
+        with self.assertRaisesRegex(ValueError, "algo='maml' only"):
+            model.first_order = True
+        with self.assertRaisesRegex(ValueError, "algo='fomaml'"):
+            model.fit(
+                tf.data.Dataset.from_tensors(
+                    support.linear_episode(2, dim=3)
+                ).repeat(),
+                steps_per_epoch=1,
+                verbose=0,
+                callbacks=[keras_ga.callbacks.DerivativeOrderAnnealing(1)],
+            )
