@@ -852,9 +852,10 @@ def weight_summary(records: list[dict]) -> list[dict]:
 
     For each record of a `WeightProbe`: the epoch, the fraction of
     negative weights, the correlation of the weights with the amplitude
-    and with ||g_i||, the correlation of ||g_i|| with the amplitude, and
-    the ratio of the mean weight of the highest-amplitude fifth of the
-    tasks to that of the lowest fifth.
+    and with ||g_i||, the correlation of ||g_i|| with the amplitude, the
+    mean weight of the lowest- and of the highest-amplitude fifth of the
+    tasks, and the ratio of their mean absolute weights (how much more
+    the outer step listens to the largest waves, in either direction).
     """
     out = []
     for r in records:
@@ -871,8 +872,10 @@ def weight_summary(records: list[dict]) -> list[dict]:
                 "corr_weight_amplitude": _corr(weight, amplitude),
                 "corr_weight_update_norm": _corr(weight, norm),
                 "corr_update_norm_amplitude": _corr(norm, amplitude),
-                "high_to_low_amplitude_weight": float(
-                    np.mean(high) / np.mean(low)
+                "mean_weight_low_fifth": float(np.mean(low)),
+                "mean_weight_high_fifth": float(np.mean(high)),
+                "high_to_low_amplitude_abs_weight": float(
+                    np.mean(np.abs(high)) / np.mean(np.abs(low))
                 ),
             }
         )
@@ -1008,7 +1011,7 @@ def _sine_table(summary: dict) -> str:
             f"{100 * w['negative_fraction']:.0f}% negative, "
             f"corr(weight, amplitude) {w['corr_weight_amplitude']:.2f}, "
             f"corr(||g_i||, amplitude) {w['corr_update_norm_amplitude']:.2f}, "
-            "highest- to lowest-amplitude fifth "
-            f"{w['high_to_low_amplitude_weight']:.1f}x\n"
+            "mean |weight| of the highest- over the lowest-amplitude fifth "
+            f"{w['high_to_low_amplitude_abs_weight']:.1f}x\n"
         )
     return text

@@ -350,11 +350,19 @@ class SineExampleTest(absltest.TestCase):
         with open(path) as f:
             records = json.load(f)
         self.assertLen(records, 3)
-        for record in records:
+        for record, summary in zip(records, weights):
             self.assertLen(record["amplitude"], 200)
             per_batch = np.reshape(record["weight"], (20, 10))
             # Eq. 13: sum_i w_i <= 1, with equality when no score is < 0.
             self.assertTrue(np.all(per_batch.sum(axis=1) <= 1.0 + 1e-5))
+            order = np.argsort(record["amplitude"])
+            low = np.asarray(record["weight"])[order[:40]]
+            high = np.asarray(record["weight"])[order[-40:]]
+            self.assertAlmostEqual(summary["mean_weight_low_fifth"], low.mean())
+            self.assertAlmostEqual(
+                summary["high_to_low_amplitude_abs_weight"],
+                np.abs(high).mean() / np.abs(low).mean(),
+            )
         with open(os.path.join(output_dir, "weights.png"), "rb") as f:
             self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
         with open(os.path.join(output_dir, "results.md")) as f:
