@@ -14,6 +14,7 @@ from keras_ga import inner_optimizers
 from keras_ga import inner_rates
 from keras_ga import layers
 from keras_ga import models
+from keras_ga import multi_step_loss
 from keras_ga import protocols
 from keras_ga import sampler
 from keras_ga._version import __version__ as __version__
@@ -61,6 +62,7 @@ __all__ = [
     "layers",
     "mlp",
     "models",
+    "multi_step_loss",
     "paired_difference",
     "protocols",
     "sampler",

@@ -29,6 +29,7 @@ from keras_ga import distribute
 from keras_ga import episode as episode_lib
 from keras_ga import inner_loop
 from keras_ga import inner_rates
+from keras_ga import multi_step_loss
 from keras_ga import protocols
 from keras_ga import task_execution as execution_lib
 
@@ -113,6 +114,10 @@ def run_tasks(
         # Derivative-order annealing: second-order MAML's first epochs.
         rule = algorithms.get("fomaml")
     opt_state = _inner_opt_state(model, loop, theta)
+    step_weights = None
+    if training and model.multi_step_loss:
+        multi_step_loss.check_steps(steps, model.inner_steps)
+        step_weights = tf.convert_to_tensor(model.step_loss_weights)
 
     def one_task(index, *task):
         learner = inner_loop.TaskLearner(
@@ -123,6 +128,7 @@ def run_tasks(
             batch_size=inner_batch_size(model, task[0].shape[0], training),
             seed=[iteration, offset + index],
             opt_state=opt_state,
+            step_loss_weights=step_weights,
         )
         if training:
             results = rule.train(theta, learner)
@@ -231,7 +237,7 @@ def adapt_and_predict(model, x, y, query_x, steps, protocol, seed):
 def _adapt(model, theta, state, x, y, steps, seed):
     """(theta_i, last state) of `steps` first-order steps on (x, y)."""
     loop = _inner_loop(model)
-    phi, last_state, _ = loop.run(
+    adaptation = loop.run(
         theta,
         state,
         x,
@@ -242,7 +248,7 @@ def _adapt(model, theta, state, x, y, steps, seed):
         second_order=False,
         opt_state=_inner_opt_state(model, loop, theta),
     )
-    return phi, last_state
+    return adaptation.phi, adaptation.state
 
 
 def adapt_function(model):

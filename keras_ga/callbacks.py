@@ -1,5 +1,6 @@
 """Keras callbacks for meta-training: resumable episode streams, and
-MAML++'s derivative-order annealing (`DerivativeOrderAnnealing`).
+MAML++'s derivative-order annealing (`DerivativeOrderAnnealing`) and
+multi-step loss annealing (`MultiStepLossAnnealing`).
 
 A meta-training run killed mid-way resumes from its last
 `keras.callbacks.BackupAndRestore` backup, optimizer state included. For the
@@ -14,6 +15,8 @@ from __future__ import annotations
 
 import keras
 import tensorflow as tf
+
+from keras_ga import multi_step_loss
 
 
 class EpisodeStreamStart(keras.callbacks.Callback):
@@ -131,3 +134,55 @@ class DerivativeOrderAnnealing(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         # Later `fit` calls without the callback train as `algo` says.
         self.model.first_order = False
+
+
+class MultiStepLossAnnealing(keras.callbacks.Callback):
+    """Anneals the multi-step loss's importance towards the last step.
+
+    At the start of every epoch of `fit`, assigns MAML++'s importance vector
+    of that epoch (`keras_ga.multi_step_loss.importance`) to the model's
+    `step_loss_weights`: uniform at epoch 0, moving linearly to the last
+    step, which alone counts from epoch `epochs` on. The vector is a
+    variable, so the step is not traced again; a resumed `fit` assigns the
+    vector of its first epoch.
+
+    Args:
+        epochs: the epochs of the annealing, a positive int (MAML++ used
+            15 of its 100).
+
+    Example:
+
+    ```python
+    model = keras_ga.MetaModel(base, algo="maml", inner_steps=5,
+                               multi_step_loss=True)
+    model.compile(optimizer="adam", loss=loss)
+    model.fit(tasks, epochs=100, steps_per_epoch=500, callbacks=[
+        keras_ga.callbacks.MultiStepLossAnnealing(epochs=15)])
+    ```
+    """
+
+    def __init__(self, epochs: int):
+        super().__init__()
+        if (
+            isinstance(epochs, bool)
+            or not isinstance(epochs, int)
+            or epochs < 1
+        ):
+            raise ValueError(
+                f"`epochs` must be a positive int. Received: epochs={epochs!r}"
+            )
+        self.epochs = epochs
+
+    def on_train_begin(self, logs=None):
+        if getattr(self.model, "step_loss_weights", None) is None:
+            raise ValueError(
+                "`MultiStepLossAnnealing` anneals the multi-step loss: it "
+                "needs a `keras_ga.MetaModel` with multi_step_loss=True. "
+                f"Received: a {type(self.model).__name__} without it."
+            )
+
+    def on_epoch_begin(self, epoch, logs=None):
+        weights = self.model.step_loss_weights
+        weights.assign(
+            multi_step_loss.importance(epoch, weights.shape[0], self.epochs)
+        )

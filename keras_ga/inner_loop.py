@@ -187,6 +187,8 @@ class Adaptation(NamedTuple):
     phi: list  # the adapted weights theta_i
     state: list  # the non-trainable state of the last step
     opt_state: Any  # the inner optimizer's state after the last step
+    # sum_t weights[t] * step_loss(theta_{t+1}) when `run` is given them.
+    step_loss: Any = None
 
 
 class LossOutput(NamedTuple):
@@ -279,7 +281,7 @@ class InnerLoop:
         self, theta, state, x, y, *, steps, batch_size, seed, second_order
     ):
         """`(phi, last_state)` of `run` from the optimizer's initial state."""
-        phi, last_state, _ = self.run(
+        adaptation = self.run(
             theta,
             state,
             x,
@@ -289,7 +291,7 @@ class InnerLoop:
             seed=seed,
             second_order=second_order,
         )
-        return phi, last_state
+        return adaptation.phi, adaptation.state
 
     def run(
         self,
@@ -303,6 +305,8 @@ class InnerLoop:
         seed,
         second_order,
         opt_state=None,
+        step_loss=None,
+        step_weights=None,
     ) -> Adaptation:
         """theta_i after `steps` optimizer steps on (x, y).
 
@@ -319,6 +323,12 @@ class InnerLoop:
                 gradients (MAML) or stop at them.
             opt_state: the inner optimizer's state before the first step;
                 `None` means `optimizer.init` of the adapted weights.
+            step_loss: `None`, or a function `phi_t -> scalar` evaluated
+                on the weights after every step (the multi-step loss of
+                `keras_ga.multi_step_loss`).
+            step_weights: with `step_loss`, `[steps]` weights: the
+                `Adaptation`'s `step_loss` is their weighted sum of the
+                step losses.
 
         Returns:
             An `Adaptation`: the adapted weights, the non-trainable state
@@ -328,17 +338,21 @@ class InnerLoop:
         task = self._objective(theta, state, x, y, batch_size, seed)
         update = self.optimizer.update
 
-        def body(t, params, opt_state, _):
+        def body(t, params, opt_state, _, total):
             grads, new_state = task.grads(params, t)
             if not second_order:
                 grads = [tf.stop_gradient(g) for g in grads]
             params, opt_state = update(params, grads, opt_state)
-            return t + 1, params, opt_state, new_state
+            if step_loss is not None:
+                phi, _ = task.assemble(params, new_state)
+                total += tf.cast(step_weights[t], total.dtype) * step_loss(phi)
+            return t + 1, params, opt_state, new_state, total
 
         if opt_state is None:
             opt_state = self.optimizer.init(task.params)
-        init = (tf.constant(0), task.params, opt_state, task.state)
-        _, params, opt_state, last_state = tf.while_loop(
+        total = tf.zeros([], theta[0].dtype)
+        init = (tf.constant(0), task.params, opt_state, task.state, total)
+        _, params, opt_state, last_state, total = tf.while_loop(
             lambda t, *_: t < steps,
             body,
             init,
@@ -346,7 +360,10 @@ class InnerLoop:
             # differentiate through it.
             maximum_iterations=steps,
         )
-        return Adaptation(*task.assemble(params, last_state), opt_state)
+        phi, last_state = task.assemble(params, last_state)
+        if step_loss is None:
+            total = None
+        return Adaptation(phi, last_state, opt_state, total)
 
     def adapted(self, theta) -> list:
         """The entries of `theta` that the inner steps update."""
@@ -462,7 +479,12 @@ class TaskLearner:
         seed: the stateless seed of the sub-batch order.
         opt_state: the inner optimizer's state before the first step;
             `None` means the optimizer's `init`.
-        outputs: what `adapt` records for `MetaModel` (`final_opt_state`).
+        step_loss_weights: `None`, or the `[steps]` importance weights of
+            the multi-step loss (`keras_ga.multi_step_loss`): `adapt` then
+            also sums the weighted query losses after every step, which
+            `outer_loss` returns.
+        outputs: what `adapt` records for `MetaModel` (`final_opt_state`)
+            and for `outer_loss`.
     """
 
     loop: InnerLoop
@@ -475,6 +497,7 @@ class TaskLearner:
     batch_size: int
     seed: Any
     opt_state: Any = None
+    step_loss_weights: Any = None
     outputs: dict = dataclasses.field(default_factory=dict, compare=False)
 
     def adapt(self, theta, second_order: bool = False):
@@ -484,7 +507,13 @@ class TaskLearner:
         kept in `final_opt_state` (of the last call), which `MetaModel`
         reads for `Adam(moments="carry")`.
         """
-        phi, last_state, opt_state = self.loop.run(
+        step_loss = None
+        if self.step_loss_weights is not None:
+
+            def step_loss(phi):
+                return self.query(phi).loss
+
+        adaptation = self.loop.run(
             theta,
             self.state,
             self.support_x,
@@ -494,9 +523,28 @@ class TaskLearner:
             seed=self.seed,
             second_order=second_order,
             opt_state=self.opt_state,
+            step_loss=step_loss,
+            step_weights=self.step_loss_weights,
         )
-        self.outputs["opt_state"] = opt_state
-        return phi, last_state
+        self.outputs["opt_state"] = adaptation.opt_state
+        self.outputs["step_loss"] = adaptation.step_loss
+        return adaptation.phi, adaptation.state
+
+    @property
+    def multi_step(self) -> bool:
+        """Whether the outer loss is the multi-step loss."""
+        return self.step_loss_weights is not None
+
+    def outer_loss(self, query: LossOutput) -> tf.Tensor:
+        """The loss the outer step differentiates, after `adapt`.
+
+        `query.loss` (the query loss of theta_i), or with
+        `step_loss_weights` the multi-step loss: the weighted sum over the
+        inner steps of the query loss after each step (transductive).
+        """
+        if not self.multi_step:
+            return query.loss
+        return self.outputs["step_loss"]
 
     @property
     def rates(self) -> list:

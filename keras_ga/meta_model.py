@@ -50,6 +50,7 @@ from keras_ga import batch_norm
 from keras_ga import distribute
 from keras_ga import inner_optimizers
 from keras_ga import inner_rates
+from keras_ga import multi_step_loss as multi_step_loss_lib
 from keras_ga import protocols
 from keras_ga import task_execution as execution_lib
 
@@ -148,6 +149,12 @@ class MetaModel(keras.Model):
             meta-learned by the outer step only. The inner optimizer's
             state and the learned rates cover the adapted weights.
             Refused with `algo="reptile"`. See `keras_ga.anil`.
+        multi_step_loss: whether training takes MAML++'s multi-step loss,
+            the query losses after every inner step weighted by
+            `step_loss_weights` (a non-trainable variable, uniform until
+            `keras_ga.callbacks.MultiStepLossAnnealing` anneals it towards
+            the last step), instead of the query loss after the last step.
+            For `"maml"` and `"fomaml"`. See `keras_ga.multi_step_loss`.
         exact_batch_norm: turn the stock `BatchNormalization` layers of
             `model` (Sequential, functional or subclassed) into
             `keras_ga.layers.BatchNormalization` (exact second
@@ -209,6 +216,7 @@ class MetaModel(keras.Model):
         weight_diagnostics=None,
         learn_inner_rates: str | None = None,
         adapt_layers=None,
+        multi_step_loss: bool = False,
         **kwargs,
     ):
         _inputs.check_backend()
@@ -261,6 +269,17 @@ class MetaModel(keras.Model):
             inner_steps,
             self.inner_learning_rate,
         )
+        self.multi_step_loss = multi_step_loss_lib.check(
+            multi_step_loss, algorithms.get(algo)
+        )
+        # MAML++'s importance of each training step's query loss.
+        self.step_loss_weights = None
+        if multi_step_loss:
+            self.step_loss_weights = keras.Variable(
+                multi_step_loss_lib.importance(0, inner_steps, 1),
+                trainable=False,
+                name="step_loss_weights",
+            )
         self.weight_diagnostics = weight_diagnostics
         self.pre_adaptation_metrics = bool(pre_adaptation_metrics)
         self.exact_batch_norm = bool(exact_batch_norm)
@@ -410,6 +429,7 @@ class MetaModel(keras.Model):
             "adapt_layers": (
                 None if self.adapt_layers is None else list(self.adapt_layers)
             ),
+            "multi_step_loss": self.multi_step_loss,
         }
 
     @classmethod

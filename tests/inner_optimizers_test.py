@@ -71,7 +71,7 @@ class AdamUpdateTest(parameterized.TestCase):
         )
         sx, sy, _, _ = task(linear_episode(1, seed=2), 0)
         theta = base.get_weights()[0]
-        phi, _, opt_state = loop.run(
+        phi, _, opt_state, _ = loop.run(
             [tf.constant(theta)],
             [],
             tf.constant(sx),

@@ -150,7 +150,9 @@ class Algorithm(abc.ABC):
     Register them with `keras_ga.algorithms.register`. A rule that
     returns the gradient of the learned inner rates (`learner.rates`) in
     `rate_grads` sets `learns_inner_rates = True`; `MetaModel` refuses
-    `learn_inner_rates` for the others.
+    `learn_inner_rates` for the others. A rule whose outer loss is
+    `learner.outer_loss(query)` sets `takes_multi_step_loss = True`;
+    `MetaModel` refuses `multi_step_loss` for the others.
 
     Example:
 
@@ -173,6 +175,7 @@ class Algorithm(abc.ABC):
 
     name: str = ""
     learns_inner_rates: bool = False
+    takes_multi_step_loss: bool = False
 
     def default_inner_batch_size(
         self, support_size: int, steps: int, batch_statistics: bool = False

@@ -17,9 +17,12 @@ class FOMAML(base.Algorithm):
     """First-order MAML: grad L_query evaluated at theta_i.
 
     The inner loop stops the gradient at every step, so no second
-    derivative is taken. Learned inner rates (`keras_ga.inner_rates`) get
-    the first-order gradient: the query gradient at theta_i pulled back
-    through the inner loop with its gradients held constant.
+    derivative is taken. With the multi-step loss
+    (`keras_ga.multi_step_loss`) the outer gradient is the weighted sum of
+    the query gradients at each step's weights. Learned inner rates
+    (`keras_ga.inner_rates`) get the first-order gradient: the query
+    gradient at theta_i pulled back through the inner loop with its
+    gradients held constant.
 
     Examples:
         >>> keras_ga.algorithms.FOMAML.name  # the `algo` of `MetaModel`
@@ -30,8 +33,11 @@ class FOMAML(base.Algorithm):
 
     name = "fomaml"
     learns_inner_rates = True
+    takes_multi_step_loss = True
 
     def train(self, theta, learner) -> base.TaskResults:
+        if learner.multi_step:
+            return self._train_multi_step(theta, learner)
         rates = learner.rates
         with tf.GradientTape(watch_accessed_variables=False) as rate_tape:
             rate_tape.watch(rates)
@@ -50,4 +56,24 @@ class FOMAML(base.Algorithm):
             )
         return base.task_results(
             theta, phi, grads, query, rate_grads=rate_grads
+        )
+
+    def _train_multi_step(self, theta, learner) -> base.TaskResults:
+        """sum_t v_t grad L_query(theta_t), each at its theta_t.
+
+        With the inner gradients held constant, theta_t = theta - (the
+        constant steps), so the derivative of the multi-step loss in theta
+        is the weighted sum of the query gradients at each theta_t; the
+        rates get the first-order gradient as above.
+        """
+        rates = learner.rates
+        with tf.GradientTape() as tape:
+            tape.watch(theta)
+            tape.watch(rates)
+            phi, _ = learner.adapt(theta, second_order=False)
+            query = learner.query(phi)
+            outer_loss = learner.outer_loss(query)
+        grads, rate_grads = tape.gradient(outer_loss, (theta, rates))
+        return base.task_results(
+            theta, phi, grads, query, rate_grads=rate_grads or None
         )

@@ -18,7 +18,8 @@ class MAML(base.Algorithm):
     The gradient of each task is taken inside its own tape, so backprop
     through the inner loop holds the activations of one task at a time.
     Learned inner rates (`keras_ga.inner_rates`) get theirs from the same
-    tape.
+    tape. With the multi-step loss (`keras_ga.multi_step_loss`) the tape
+    differentiates the weighted query losses after every step.
 
     Examples:
         >>> keras_ga.algorithms.MAML.name  # the `algo` of `MetaModel`
@@ -29,6 +30,7 @@ class MAML(base.Algorithm):
 
     name = "maml"
     learns_inner_rates = True
+    takes_multi_step_loss = True
 
     def train(self, theta, learner) -> base.TaskResults:
         rates = learner.rates
@@ -37,7 +39,8 @@ class MAML(base.Algorithm):
             tape.watch(rates)
             phi, _ = learner.adapt(theta, second_order=True)
             query = learner.query(phi)
-        grads, rate_grads = tape.gradient(query.loss, (theta, rates))
+        outer_loss = learner.outer_loss(query)
+        grads, rate_grads = tape.gradient(outer_loss, (theta, rates))
         return base.task_results(
             theta, phi, grads, query, rate_grads=rate_grads
         )
