@@ -3,8 +3,11 @@ r"""Sine-wave regression: Reptile against gradient agreement (paper 4.1).
 Meta-trains the MLP 1 -> 64 -> 64 -> 1 on sine tasks `a sin(x - phi)`
 (`a ~ U[0.1, 5]`, `phi ~ U[0, 2 pi]`, `x ~ U[-5, 5]`) with Reptile, once
 with uniform task weights (plain Reptile) and once with gradient agreement,
-from the same initial weights, on the same training tasks and budget. Each
-task adapts with `--inner_steps` (5) SGD steps on its 10 support points.
+from the same initial weights, on the same training tasks and budget. A
+training task has `--train_shots` (50) support points, which its
+`--inner_steps` (5) SGD steps take in mini-batches of `--inner_batch_size`
+(10); a test task adapts on its `--shots` (10) support points, every step
+on all of them.
 Both models are then meta-tested on the same `--eval_tasks` (1000) unseen
 tasks after `--eval_inner_steps` (5, the paper's) and after
 `--long_eval_inner_steps` (32) adaptation steps: the mean query MSE with
