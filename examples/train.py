@@ -226,6 +226,7 @@ def fit(
     """
     every = epoch_length(config)
     stream_start = keras_ga.EpisodeStreamStart()
+    callbacks = [*annealing_callbacks(config), *callbacks]
     model.fit(
         train_from(stream_start.step),
         steps_per_epoch=every,
@@ -237,6 +238,18 @@ def fit(
         shuffle=False,
     )
     return read_history(run_dir)
+
+
+def annealing_callbacks(config) -> list:
+    """MAML++'s annealing callbacks that `config` asks for (epochs > 0)."""
+    out = []
+    msl = getattr(config, "multi_step_loss_epochs", 0)
+    if msl:
+        out.append(keras_ga.callbacks.MultiStepLossAnnealing(msl))
+    first_order = getattr(config, "first_order_epochs", 0)
+    if first_order:
+        out.append(keras_ga.callbacks.DerivativeOrderAnnealing(first_order))
+    return out
 
 
 def run_callbacks(run_dir: str) -> list:
@@ -514,6 +527,13 @@ def build_few_shot_model(config: FewShotConfig):
         ),
         eval_inner_batch_size=config.eval_inner_batch_size,
         pre_adaptation_metrics=False,
+        learn_inner_rates=(
+            None
+            if config.learn_inner_rates == "none"
+            else config.learn_inner_rates
+        ),
+        adapt_layers=[n for n in config.adapt_layers.split(",") if n] or None,
+        multi_step_loss=config.multi_step_loss_epochs > 0,
     )
     model.compile(
         optimizer=outer_optimizer(config),
@@ -540,12 +560,19 @@ def outer_optimizer(
     `outer_schedule="linear"` anneals the learning rate linearly from
     `outer_learning_rate` at the first meta-step to 0 at the last (the
     Reptile reference's meta-step with `--meta-step-final 0`), a Keras
-    `PolynomialDecay` of power 1 over `iterations` steps.
+    `PolynomialDecay` of power 1 over `iterations` steps;
+    `outer_schedule="cosine"` is a Keras `CosineDecay` to
+    `outer_min_learning_rate` (MAML++'s annealing).
     """
     rate = config.outer_learning_rate
     if config.outer_schedule == "linear":
         rate = keras.optimizers.schedules.PolynomialDecay(
             rate, decay_steps=config.iterations, end_learning_rate=0.0
+        )
+    elif config.outer_schedule == "cosine":
+        final = getattr(config, "outer_min_learning_rate", 0.0)
+        rate = keras.optimizers.schedules.CosineDecay(
+            rate, decay_steps=config.iterations, alpha=final / rate
         )
     if getattr(config, "outer_optimizer", "adam") == "sgd":
         return keras.optimizers.SGD(rate)

@@ -19,6 +19,7 @@ from absl.testing import absltest
 from absl.testing import parameterized
 from PIL import Image
 
+import keras_ga
 from examples import _common
 from examples import configs
 from examples import train
@@ -394,7 +395,8 @@ class SineExampleTest(absltest.TestCase):
 
 PRESET_MODULES = {"omniglot": omniglot, "miniimagenet": miniimagenet}
 PRESET_NAME = re.compile(
-    r"(?P<algo>[a-z]+)_(?P<ways>\d+)way_(?P<shots>\d+)shot(_nontrans)?"
+    r"(?P<algo>[a-z]+?)(?P<pp>pp)?_(?P<ways>\d+)way_(?P<shots>\d+)shot"
+    r"(_nontrans)?"
 )
 
 
@@ -436,6 +438,85 @@ class PresetTest(parameterized.TestCase):
                 ),
                 name,
             )
+
+    @parameterized.parameters(5, 20)
+    def test_maml_plus_plus_presets(self, ways):
+        """The MAML++ reference's omniglot_maml++ configuration."""
+        config = omniglot.PRESETS[f"mamlpp_{ways}way_1shot"]
+        self.assertEqual(
+            (
+                config.algo,
+                config.ways,
+                config.shots,
+                config.queries,
+                config.meta_batch_size,
+                config.inner_steps,
+                config.eval_inner_steps,
+                config.inner_learning_rate,
+                config.learn_inner_rates,
+                config.multi_step_loss_epochs,
+                config.first_order_epochs,
+                config.outer_learning_rate,
+                config.outer_schedule,
+                config.outer_min_learning_rate,
+                config.iterations,
+                config.eval_every,
+                config.downsample,
+            ),
+            (
+                "maml",
+                ways,
+                1,
+                1,
+                8,
+                5,
+                5,
+                0.1,
+                "per_layer_per_step",
+                10,
+                0,
+                1e-3,
+                "cosine",
+                1e-5,
+                50000,
+                500,
+                "max_pool",
+            ),
+        )
+
+    def test_maml_plus_plus_options_reach_the_model_and_fit(self):
+        config = dataclasses.replace(
+            tiny_few_shot(omniglot),
+            inner_steps=2,
+            learn_inner_rates="per_layer_per_step",
+            adapt_layers="logits",
+            multi_step_loss_epochs=3,
+            first_order_epochs=1,
+            outer_schedule="cosine",
+            outer_min_learning_rate=1e-5,
+        )
+        model = train.build_few_shot_model(config)
+        self.assertEqual(
+            [tuple(r.shape) for r in model.inner_rates], [(2,)] * 2
+        )
+        self.assertEqual(model.adapt_layers, ("logits",))
+        self.assertTrue(model.multi_step_loss)
+        schedule = keras.optimizers.schedules.deserialize(
+            model.optimizer.get_config()["learning_rate"]
+        )
+        self.assertIsInstance(schedule, keras.optimizers.schedules.CosineDecay)
+        self.assertAlmostEqual(
+            float(schedule(config.iterations)), 1e-5, places=9
+        )
+        kinds = [type(c) for c in train.annealing_callbacks(config)]
+        self.assertEqual(
+            kinds,
+            [
+                keras_ga.callbacks.MultiStepLossAnnealing,
+                keras_ga.callbacks.DerivativeOrderAnnealing,
+            ],
+        )
+        self.assertEqual(train.annealing_callbacks(tiny_few_shot(omniglot)), [])
 
     def test_default_presets_keep_the_former_defaults(self):
         few_shot = omniglot.PRESETS[omniglot.DEFAULT]

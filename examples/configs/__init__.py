@@ -31,7 +31,8 @@ WEIGHTINGS = ("uniform", "agreement")
 DATASETS = ("omniglot", "miniimagenet")
 INNER_OPTIMIZERS = ("sgd", "adam")
 OUTER_OPTIMIZERS = ("adam", "sgd")
-SCHEDULES = ("constant", "linear")
+SCHEDULES = ("constant", "linear", "cosine")
+INNER_RATES = ("none", "per_parameter", "per_layer_per_step")
 
 
 def _field(default, help_text: str, choices: tuple[str, ...] | None = None):
@@ -210,10 +211,37 @@ class FewShotConfig:
     )
     outer_schedule: str = _field(
         "constant",
-        "Outer learning rate over the run: constant, or linear (annealed "
+        "Outer learning rate over the run: constant, linear (annealed "
         "linearly to 0 at the last meta-step, the Reptile reference's "
-        "--meta-step-final 0).",
+        "--meta-step-final 0) or cosine (cosine annealing to "
+        "outer_min_learning_rate at the last meta-step, MAML++'s).",
         SCHEDULES,
+    )
+    outer_min_learning_rate: float = _field(
+        0.0, "Outer learning rate at the last meta-step of cosine annealing."
+    )
+    learn_inner_rates: str = _field(
+        "none",
+        "Learned inner learning rates: none, per_parameter (Meta-SGD) or "
+        "per_layer_per_step (MAML++'s LSLR), initialised to "
+        "inner_learning_rate.",
+        INNER_RATES,
+    )
+    adapt_layers: str = _field(
+        "",
+        "Comma-separated names of the only layers that adapt in the inner "
+        "loop (ANIL: logits); empty for every layer.",
+    )
+    multi_step_loss_epochs: int = _field(
+        0,
+        "MAML++'s multi-step loss, annealed to the last step over this "
+        "many epochs (of eval_every meta-steps); 0 for the plain loss.",
+    )
+    first_order_epochs: int = _field(
+        0,
+        "MAML++'s derivative-order annealing: algo maml trains first-order "
+        "for this many epochs (of eval_every meta-steps), then second "
+        "order.",
     )
     iterations: int = _field(60000, "Meta-steps of training.")
     eval_every: int = _field(
