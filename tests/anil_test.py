@@ -61,32 +61,19 @@ def meta_model(base, adapt_layers=("out",), algo="maml", steps=2, **kw):
     return model
 
 
-def mse(base, params, x, y):
-    out, _ = base.stateless_call(params, [], x)
-    return tf.reduce_mean(tf.square(out - y))
-
-
 def hand_adapt(base, theta, adapted, x, y, steps):
     """theta_k of inner SGD on the weights whose indices are `adapted`."""
     params = [tf.constant(t) for t in theta]
     for _ in range(steps):
         with tf.GradientTape() as tape:
             tape.watch(params)
-            loss = mse(base, params, x, y)
+            loss = support.stateless_mse(base, params, x, y)
         grads = tape.gradient(loss, params)
         params = [
             p - LR * g if i in adapted else p
             for i, (p, g) in enumerate(zip(params, grads))
         ]
     return params
-
-
-def task(ep, i):
-    return [tf.constant(ep[k][i]) for k in keras_ga.EPISODE_KEYS]
-
-
-def values(variables):
-    return [v.numpy() for v in variables]
 
 
 class PartitionTest(parameterized.TestCase):
@@ -149,26 +136,17 @@ class MetaGradientTest(parameterized.TestCase):
         ep = linear_episode(1, seed=3)
         results = model.run_tasks(ep, training=True)
         grads = [g[0].numpy() for g in results.outer_grads]
-        theta = values(base.trainable_variables)
-        sx, sy, qx, qy = task(ep, 0)
+        theta = support.values(base.trainable_variables)
+        sx, sy, qx, qy = support.task(ep, 0)
 
         def loss_at(point):
             phi = hand_adapt(base, point, adapted, sx, sy, 2)
-            return float(mse(base, phi, qx, qy))
+            return float(support.stateless_mse(base, phi, qx, qy))
 
         self.assertAlmostEqual(
             float(results.loss[0]), loss_at(theta), places=12
         )
-        rng = np.random.default_rng(1)
-        h = 1e-6
-        for _ in range(3):
-            d = [rng.normal(size=t.shape) for t in theta]
-            fd = (
-                loss_at([t + h * u for t, u in zip(theta, d)])
-                - loss_at([t - h * u for t, u in zip(theta, d)])
-            ) / (2 * h)
-            analytic = sum(np.sum(g * u) for g, u in zip(grads, d))
-            self.assertLess(abs(analytic - fd) / abs(fd), 1e-6)
+        support.assert_matches_finite_differences(self, loss_at, theta, grads)
         # The body's weights do not adapt, but the meta-gradient reaches
         # them (through the support features of the head's inner steps).
         for i, g in enumerate(grads):
@@ -183,13 +161,13 @@ class MetaGradientTest(parameterized.TestCase):
         adapted = set(model._partition.adapted)
         ep = linear_episode(1, seed=4)
         results = model.run_tasks(ep, training=True)
-        sx, sy, qx, qy = task(ep, 0)
+        sx, sy, qx, qy = support.task(ep, 0)
         phi = hand_adapt(
-            base, values(base.trainable_variables), adapted, sx, sy, 3
+            base, support.values(base.trainable_variables), adapted, sx, sy, 3
         )
         with tf.GradientTape() as tape:
             tape.watch(phi)
-            loss = mse(base, phi, qx, qy)
+            loss = support.stateless_mse(base, phi, qx, qy)
         for got, want in zip(results.outer_grads, tape.gradient(loss, phi)):
             np.testing.assert_allclose(got[0].numpy(), want.numpy(), rtol=1e-10)
 
@@ -307,11 +285,11 @@ class AdaptationTest(parameterized.TestCase):
         base = deep_base()
         model = meta_model(base, ("h2",), steps=3)
         ep = linear_episode(1, seed=6)
-        sx, sy, qx, _ = task(ep, 0)
-        theta = values(base.trainable_variables)
+        sx, sy, qx, _ = support.task(ep, 0)
+        theta = support.values(base.trainable_variables)
         phi = hand_adapt(base, theta, {2, 3}, sx, sy, 3)
         fast = model.adapt(sx, sy)
-        for got, want in zip(values(fast.trainable_variables), phi):
+        for got, want in zip(support.values(fast.trainable_variables), phi):
             np.testing.assert_allclose(got, want.numpy(), rtol=1e-10)
         for i in (0, 1, 4, 5):
             np.testing.assert_array_equal(fast.trainable_variables[i], theta[i])

@@ -48,22 +48,13 @@ def spread_rates(model, seed=0):
         rate.assign(LR * rng.uniform(0.5, 1.5, size=rate.shape))
 
 
-def task(ep, i):
-    return [tf.constant(ep[k][i]) for k in keras_ga.EPISODE_KEYS]
-
-
-def mse(base, params, x, y):
-    out, _ = base.stateless_call(params, [], x)
-    return tf.reduce_mean(tf.square(out - y))
-
-
 def hand_adapt(base, theta, rates, mode, x, y, steps):
     """theta_k and the inner gradients g_t of SGD with learned rates."""
     params, inner_grads = [tf.constant(t) for t in theta], []
     for t in range(steps):
         with tf.GradientTape() as tape:
             tape.watch(params)
-            loss = mse(base, params, x, y)
+            loss = support.stateless_mse(base, params, x, y)
         grads = tape.gradient(loss, params)
         inner_grads.append([g.numpy() for g in grads])
         sizes = [
@@ -76,13 +67,11 @@ def hand_adapt(base, theta, rates, mode, x, y, steps):
 
 def post_adaptation_loss(base, theta, rates, mode, ep, steps):
     """L_query(theta_k(theta, rates)) of task 0, eagerly."""
-    sx, sy, qx, qy = task(ep, 0)
+    sx, sy, qx, qy = support.task(ep, 0)
     phi, _ = hand_adapt(base, theta, rates, mode, sx, sy, steps)
-    return float(mse(base, [tf.constant(p) for p in phi], qx, qy))
-
-
-def values(variables):
-    return [v.numpy() for v in variables]
+    return float(
+        support.stateless_mse(base, [tf.constant(p) for p in phi], qx, qy)
+    )
 
 
 class MetaGradientTest(parameterized.TestCase):
@@ -95,8 +84,8 @@ class MetaGradientTest(parameterized.TestCase):
         grads = [g[0].numpy() for g in results.outer_grads]
         rate_grads = [g[0].numpy() for g in results.rate_grads]
         theta, rates = (
-            values(model.base.trainable_variables),
-            values(model.inner_rates),
+            support.values(model.base.trainable_variables),
+            support.values(model.inner_rates),
         )
         rng = np.random.default_rng(1)
         for _ in range(3):
@@ -128,15 +117,15 @@ class MetaGradientTest(parameterized.TestCase):
         ep = linear_episode(1, seed=4)
         results = model.run_tasks(ep, training=True)
         theta, rates = (
-            values(model.base.trainable_variables),
-            values(model.inner_rates),
+            support.values(model.base.trainable_variables),
+            support.values(model.inner_rates),
         )
-        sx, sy, qx, qy = task(ep, 0)
+        sx, sy, qx, qy = support.task(ep, 0)
         phi, inner = hand_adapt(model.base, theta, rates, mode, sx, sy, 3)
         phi = [tf.constant(p) for p in phi]
         with tf.GradientTape() as tape:
             tape.watch(phi)
-            loss = mse(model.base, phi, qx, qy)
+            loss = support.stateless_mse(model.base, phi, qx, qy)
         query_grads = [g.numpy() for g in tape.gradient(loss, phi)]
         for i, got in enumerate(results.rate_grads):
             per_step = [-query_grads[i] * g[i] for g in inner]
@@ -157,10 +146,10 @@ class MetaGradientTest(parameterized.TestCase):
         results = model.run_tasks(ep, training=True)
         weights = model.weighting(results.updates).numpy()
         self.assertGreater(np.ptp(weights), 1e-3)  # not uniform
-        before = values(model.inner_rates)
+        before = support.values(model.inner_rates)
         model.train_on_batch(ep)
         for old, new, g in zip(
-            before, values(model.inner_rates), results.rate_grads
+            before, support.values(model.inner_rates), results.rate_grads
         ):
             # Keras' SGD keeps its learning rate in float32.
             lr = float(np.float32(0.1))
@@ -176,19 +165,23 @@ class AdaptationTest(parameterized.TestCase):
         spread_rates(model, seed=2)
         ep = linear_episode(2, seed=6)
         theta, rates = (
-            values(model.base.trainable_variables),
-            values(model.inner_rates),
+            support.values(model.base.trainable_variables),
+            support.values(model.inner_rates),
         )
-        sx, sy, qx, qy = task(ep, 0)
+        sx, sy, qx, qy = support.task(ep, 0)
         # Three steps: LSLR keeps its last rate for the third.
         phi, _ = hand_adapt(model.base, theta, rates, mode, sx, sy, 3)
         fast = model.adapt(sx, sy, steps=3)
-        for got, want in zip(values(fast.trainable_variables), phi):
+        for got, want in zip(support.values(fast.trainable_variables), phi):
             np.testing.assert_allclose(got, want, rtol=1e-10)
         pred = model.adapt_and_predict(sx, sy, qx, steps=3)
         np.testing.assert_allclose(pred.numpy(), fast(qx).numpy(), rtol=1e-10)
         phi, _ = hand_adapt(model.base, theta, rates, mode, sx, sy, 2)
-        want = float(mse(model.base, [tf.constant(p) for p in phi], qx, qy))
+        want = float(
+            support.stateless_mse(
+                model.base, [tf.constant(p) for p in phi], qx, qy
+            )
+        )
         results = model.run_tasks(ep, training=False)
         self.assertAlmostEqual(float(results.loss[0]), want, places=10)
         for g in results.rate_grads:
@@ -227,7 +220,7 @@ class SavingTest(parameterized.TestCase):
             [tuple(r.shape) for r in again.inner_rates],
             [tuple(r.shape) for r in model.inner_rates],
         )
-        for rate in values(again.inner_rates):
+        for rate in support.values(again.inner_rates):
             np.testing.assert_array_equal(rate, LR)
 
     @parameterized.parameters(*MODES)
@@ -239,19 +232,27 @@ class SavingTest(parameterized.TestCase):
         model.save(path)
         loaded = keras.models.load_model(path)
         self.assertEqual(loaded.learn_inner_rates, mode)
-        for a, b in zip(values(loaded.inner_rates), values(model.inner_rates)):
-            np.testing.assert_array_equal(a, b)
-        self.assertGreater(np.abs(values(loaded.inner_rates)[0] - LR).max(), 0)
-        sx, sy, _, _ = task(ep, 1)
         for a, b in zip(
-            values(loaded.adapt(sx, sy).trainable_variables),
-            values(model.adapt(sx, sy).trainable_variables),
+            support.values(loaded.inner_rates),
+            support.values(model.inner_rates),
+        ):
+            np.testing.assert_array_equal(a, b)
+        self.assertGreater(
+            np.abs(support.values(loaded.inner_rates)[0] - LR).max(), 0
+        )
+        sx, sy, _, _ = support.task(ep, 1)
+        for a, b in zip(
+            support.values(loaded.adapt(sx, sy).trainable_variables),
+            support.values(model.adapt(sx, sy).trainable_variables),
         ):
             np.testing.assert_array_equal(a, b)
         # The outer optimizer's slots of the rates travelled too.
         model.train_on_batch(ep)
         loaded.train_on_batch(ep)
-        for a, b in zip(values(loaded.inner_rates), values(model.inner_rates)):
+        for a, b in zip(
+            support.values(loaded.inner_rates),
+            support.values(model.inner_rates),
+        ):
             np.testing.assert_allclose(a, b, rtol=1e-12)
 
 

@@ -31,30 +31,17 @@ def meta_model(algo="maml", **kw):
     return model
 
 
-def mse(base, params, x, y):
-    out, _ = base.stateless_call(params, [], x)
-    return tf.reduce_mean(tf.square(out - y))
-
-
-def task(ep, i):
-    return [tf.constant(ep[k][i]) for k in keras_ga.EPISODE_KEYS]
-
-
 def hand_path(base, theta, x, y, steps):
     """[theta_1, ..., theta_steps] of inner SGD, eagerly."""
     params, path = [tf.constant(t) for t in theta], []
     for _ in range(steps):
         with tf.GradientTape() as tape:
             tape.watch(params)
-            loss = mse(base, params, x, y)
+            loss = support.stateless_mse(base, params, x, y)
         grads = tape.gradient(loss, params)
         params = [p - LR * g for p, g in zip(params, grads)]
         path.append(params)
     return path
-
-
-def values(variables):
-    return [v.numpy() for v in variables]
 
 
 class ImportanceTest(absltest.TestCase):
@@ -85,31 +72,22 @@ class MetaGradientTest(parameterized.TestCase):
         ep = support.linear_episode(1, seed=3, dim=D)
         results = model.run_tasks(ep, training=True)
         grads = [g[0].numpy() for g in results.outer_grads]
-        base, theta = model.base, values(model.base.trainable_variables)
-        sx, sy, qx, qy = task(ep, 0)
+        base, theta = model.base, support.values(model.base.trainable_variables)
+        sx, sy, qx, qy = support.task(ep, 0)
 
         def loss_at(point):
             path = hand_path(base, point, sx, sy, STEPS)
             return sum(
-                w * float(mse(base, phi, qx, qy))
+                w * float(support.stateless_mse(base, phi, qx, qy))
                 for w, phi in zip(weights, path)
             )
 
-        rng = np.random.default_rng(1)
-        h = 1e-6
-        for _ in range(3):
-            d = [rng.normal(size=t.shape) for t in theta]
-            fd = (
-                loss_at([t + h * u for t, u in zip(theta, d)])
-                - loss_at([t - h * u for t, u in zip(theta, d)])
-            ) / (2 * h)
-            analytic = sum(np.sum(g * u) for g, u in zip(grads, d))
-            self.assertLess(abs(analytic - fd) / abs(fd), 1e-6)
+        support.assert_matches_finite_differences(self, loss_at, theta, grads)
         # The reported loss is still the query loss after the last step.
         path = hand_path(base, theta, sx, sy, STEPS)
         self.assertAlmostEqual(
             float(results.loss[0]),
-            float(mse(base, path[-1], qx, qy)),
+            float(support.stateless_mse(base, path[-1], qx, qy)),
             places=12,
         )
 
@@ -119,13 +97,13 @@ class MetaGradientTest(parameterized.TestCase):
         weights = model.step_loss_weights.numpy().astype("float64")
         ep = support.linear_episode(1, seed=4, dim=D)
         results = model.run_tasks(ep, training=True)
-        base, theta = model.base, values(model.base.trainable_variables)
-        sx, sy, qx, qy = task(ep, 0)
+        base, theta = model.base, support.values(model.base.trainable_variables)
+        sx, sy, qx, qy = support.task(ep, 0)
         want = [np.zeros_like(t) for t in theta]
         for w, phi in zip(weights, hand_path(base, theta, sx, sy, STEPS)):
             with tf.GradientTape() as tape:
                 tape.watch(phi)
-                loss = mse(base, phi, qx, qy)
+                loss = support.stateless_mse(base, phi, qx, qy)
             for i, g in enumerate(tape.gradient(loss, phi)):
                 want[i] += w * g.numpy()
         for got, w in zip(results.outer_grads, want):

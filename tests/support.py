@@ -143,3 +143,47 @@ def linear_episode(n, s=6, q=5, seed=0, *, dim: int) -> dict:
 def mse_grad(theta, x, y):
     """The gradient of `mean((x @ theta - y)^2)` in theta, by hand."""
     return 2.0 / len(x) * x.T @ (x @ theta - y)
+
+
+def task(ep: dict, i: int) -> list:
+    """Task `i` of a meta-batch: `[support_x, support_y, query_x, query_y]`."""
+    import tensorflow as tf
+
+    return [tf.constant(ep[k][i]) for k in EPISODE_ORDER]
+
+
+# The order of `keras_ga.EPISODE_KEYS`, without importing keras_ga here.
+EPISODE_ORDER = ("support_x", "support_y", "query_x", "query_y")
+
+
+def stateless_mse(base, params, x, y):
+    """The mean squared error of `base` (no state) with weights `params`."""
+    import tensorflow as tf
+
+    out, _ = base.stateless_call(params, [], x)
+    return tf.reduce_mean(tf.square(out - y))
+
+
+def values(variables) -> list:
+    """The variables' values as NumPy arrays."""
+    return [v.numpy() for v in variables]
+
+
+def assert_matches_finite_differences(
+    test, loss_at, theta, grads, directions=3, h=1e-6, rtol=1e-6
+):
+    """`grads` against central differences of `loss_at` along directions.
+
+    Along `directions` random directions d (seeded), the derivative
+    `(loss_at(theta + h d) - loss_at(theta - h d)) / 2h` must equal
+    `sum <grads, d>` to relative error `rtol` (float64 models).
+    """
+    rng = np.random.default_rng(1)
+    for _ in range(directions):
+        d = [rng.normal(size=t.shape) for t in theta]
+        fd = (
+            loss_at([t + h * u for t, u in zip(theta, d)])
+            - loss_at([t - h * u for t, u in zip(theta, d)])
+        ) / (2 * h)
+        analytic = sum(np.sum(g * u) for g, u in zip(grads, d))
+        test.assertLess(abs(analytic - fd) / abs(fd), rtol)

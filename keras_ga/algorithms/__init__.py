@@ -34,6 +34,7 @@ from keras_ga.algorithms.base import Algorithm
 from keras_ga.algorithms.base import TaskResults
 from keras_ga.algorithms.base import difference
 from keras_ga.algorithms.base import task_results
+from keras_ga.algorithms.base import through_adaptation
 from keras_ga.algorithms.fomaml import FOMAML
 from keras_ga.algorithms.maml import MAML
 from keras_ga.algorithms.reptile import Reptile
@@ -131,4 +132,5 @@ __all__ = [
     "names",
     "register",
     "task_results",
+    "through_adaptation",
 ]

@@ -122,6 +122,38 @@ def task_results(
     )
 
 
+def through_adaptation(theta, learner, second_order: bool) -> TaskResults:
+    """The outer loss differentiated through the inner loop.
+
+    Adapts theta on the support set inside one tape and differentiates
+    `learner.outer_loss` (the query loss after adaptation, or the
+    multi-step loss) in theta and the learned inner rates: second-order
+    MAML's rule with `second_order=True`; with `False` the inner gradients
+    are held constant (first order).
+
+    Example, a rule that is MAML with the inner gradients held constant:
+
+    ```python
+    @keras_ga.algorithms.register
+    class HeldMAML(keras_ga.algorithms.Algorithm):
+        name = "held_maml"
+
+        def train(self, theta, learner):
+            return keras_ga.algorithms.through_adaptation(
+                theta, learner, second_order=False)
+    ```
+    """
+    rates = learner.rates
+    with tf.GradientTape() as tape:
+        tape.watch(theta)
+        tape.watch(rates)
+        phi, _ = learner.adapt(theta, second_order=second_order)
+        query = learner.query(phi)
+        outer_loss = learner.outer_loss(query)
+    grads, rate_grads = tape.gradient(outer_loss, (theta, rates))
+    return task_results(theta, phi, grads, query, rate_grads=rate_grads)
+
+
 def check_inner_batch_size(inner_batch_size, batch_statistics: bool):
     """Refuses sub-batches of one example for a model with batch statistics.
 

@@ -37,7 +37,10 @@ class FOMAML(base.Algorithm):
 
     def train(self, theta, learner) -> base.TaskResults:
         if learner.multi_step:
-            return self._train_multi_step(theta, learner)
+            # theta_t = theta - (constant steps): the derivative of the
+            # multi-step loss is the weighted sum of the query gradients
+            # at each theta_t.
+            return base.through_adaptation(theta, learner, second_order=False)
         rates = learner.rates
         with tf.GradientTape(watch_accessed_variables=False) as rate_tape:
             rate_tape.watch(rates)
@@ -56,24 +59,4 @@ class FOMAML(base.Algorithm):
             )
         return base.task_results(
             theta, phi, grads, query, rate_grads=rate_grads
-        )
-
-    def _train_multi_step(self, theta, learner) -> base.TaskResults:
-        """sum_t v_t grad L_query(theta_t), each at its theta_t.
-
-        With the inner gradients held constant, theta_t = theta - (the
-        constant steps), so the derivative of the multi-step loss in theta
-        is the weighted sum of the query gradients at each theta_t; the
-        rates get the first-order gradient as above.
-        """
-        rates = learner.rates
-        with tf.GradientTape() as tape:
-            tape.watch(theta)
-            tape.watch(rates)
-            phi, _ = learner.adapt(theta, second_order=False)
-            query = learner.query(phi)
-            outer_loss = learner.outer_loss(query)
-        grads, rate_grads = tape.gradient(outer_loss, (theta, rates))
-        return base.task_results(
-            theta, phi, grads, query, rate_grads=rate_grads or None
         )

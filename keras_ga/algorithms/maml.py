@@ -7,8 +7,6 @@ References:
 
 from __future__ import annotations
 
-import tensorflow as tf
-
 from keras_ga.algorithms import base
 
 
@@ -33,14 +31,4 @@ class MAML(base.Algorithm):
     takes_multi_step_loss = True
 
     def train(self, theta, learner) -> base.TaskResults:
-        rates = learner.rates
-        with tf.GradientTape() as tape:
-            tape.watch(theta)
-            tape.watch(rates)
-            phi, _ = learner.adapt(theta, second_order=True)
-            query = learner.query(phi)
-        outer_loss = learner.outer_loss(query)
-        grads, rate_grads = tape.gradient(outer_loss, (theta, rates))
-        return base.task_results(
-            theta, phi, grads, query, rate_grads=rate_grads
-        )
+        return base.through_adaptation(theta, learner, second_order=True)
