@@ -131,9 +131,10 @@ def through_adaptation(theta, learner, second_order: bool) -> TaskResults:
     MAML's rule with `second_order=True`; with `False` the inner gradients
     are held constant (first order).
 
-    Example, a rule that is MAML with the inner gradients held constant:
+    Example:
 
     ```python
+    # MAML with the inner gradients held constant.
     @keras_ga.algorithms.register
     class HeldMAML(keras_ga.algorithms.Algorithm):
         name = "held_maml"
