@@ -197,7 +197,7 @@ def partition(model: keras.Model, adapt_layers) -> Partition | None:
         for v in layer.trainable_variables
     ]
     adapted = tuple(sorted(adapted))
-    if not isinstance(model, keras.Sequential):
+    if not isinstance(model, keras.Sequential) or not model.inputs:
         return Partition(adapted)
     layers = list(model.layers)
     cut = next(
