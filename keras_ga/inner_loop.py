@@ -272,10 +272,7 @@ class InnerLoop:
 
     def grads(self, params, state, x, y):
         """Gradient of the task loss in `params`, and the new state."""
-        with tf.GradientTape() as tape:
-            tape.watch(params)
-            loss, _, new_state = self.loss(params, state, x, y)
-        return zeros_for_none(tape.gradient(loss, params), params), new_state
+        return _gradient(lambda p: self.loss(p, state, x, y), params)
 
     def adapt(
         self, theta, state, x, y, *, steps, batch_size, seed, second_order
@@ -392,12 +389,10 @@ class InnerLoop:
 
         def grads(adapted, t):
             bx, by = sub_batch(t)
-            with tf.GradientTape() as tape:
-                tape.watch(adapted)
-                params = part.merge(theta, adapted)
-                loss, _, new_state = self.loss(params, state, bx, by)
-            grads = tape.gradient(loss, adapted)
-            return zeros_for_none(grads, adapted), new_state
+            return _gradient(
+                lambda a: self.loss(part.merge(theta, a), state, bx, by),
+                adapted,
+            )
 
         def assemble(adapted, last_state):
             return part.merge(theta, adapted), last_state
@@ -418,16 +413,16 @@ class InnerLoop:
 
         def grads(adapted, t):
             bx, by = sub_batch(t)
-            with tf.GradientTape() as tape:
-                tape.watch(adapted)
-                params = part.merge(theta, adapted)
+
+            def head_loss(values):
+                params = part.merge(theta, values)
                 head = [params[i] for i in part.head_theta]
                 outputs, new_state, reg = forward(
                     part.head, head, head_state, bx, training=True
                 )
-                loss = self._loss_output(params, by, outputs, new_state, reg)
-            grads = tape.gradient(loss.loss, adapted)
-            return zeros_for_none(grads, adapted), new_state
+                return self._loss_output(params, by, outputs, new_state, reg)
+
+            return _gradient(head_loss, adapted)
 
         def assemble(adapted, last_head_state):
             merged = list(state)
@@ -438,6 +433,19 @@ class InnerLoop:
             return part.merge(theta, adapted), merged
 
         return _Objective(part.adapted_of(theta), head_state, grads, assemble)
+
+
+def _gradient(loss_of, params):
+    """The gradient of `loss_of(params)` in `params`, and its new state.
+
+    `loss_of` returns a `LossOutput`; a parameter the loss does not depend
+    on gets a zero gradient.
+    """
+    with tf.GradientTape() as tape:
+        tape.watch(params)
+        output = loss_of(params)
+    grads = tape.gradient(output.loss, params)
+    return zeros_for_none(grads, params), output.state
 
 
 class _Objective(NamedTuple):
