@@ -16,6 +16,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from keras_ga import _checks
 from keras_ga import multi_step_loss
 
 
@@ -163,14 +164,7 @@ class MultiStepLossAnnealing(keras.callbacks.Callback):
 
     def __init__(self, epochs: int):
         super().__init__()
-        if (
-            isinstance(epochs, bool)
-            or not isinstance(epochs, int)
-            or epochs < 1
-        ):
-            raise ValueError(
-                f"`epochs` must be a positive int. Received: epochs={epochs!r}"
-            )
+        _checks.check_positive_int("epochs", epochs)
         self.epochs = epochs
 
     def on_train_begin(self, logs=None):
