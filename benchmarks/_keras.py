@@ -52,15 +52,19 @@ def build_model(
     weighting="uniform",
     parallel_tasks=None,
     task_execution="auto",
-    jit_compile="auto",
+    jit_compile="fastest",
     adapt_layers=None,
 ) -> keras_ga.MetaModel:
     """A compiled MetaModel of the workload (seeded, so repeatable).
 
-    `adapt_layers` is MetaModel's (ANIL); the other arguments are the
+    `adapt_layers` is MetaModel's (ANIL); `jit_compile="fastest"` is XLA for
+    the MLP and none for conv4, the faster choice of each on a CPU
+    (RESULTS.md, "Task execution and XLA"); the other arguments are the
     MetaModel's and `compile`'s of the same names.
     """
     problem = workload.problem
+    if jit_compile == "fastest":
+        jit_compile = problem.network == "mlp"
     keras.utils.set_random_seed(0)
     model = keras_ga.MetaModel(
         base_model(problem),
@@ -104,6 +108,25 @@ def time_train_step(model, workload, repeats, warmup=1) -> dict:
         "task_execution": model.resolved_task_execution,
         "jit_compile": bool(model.jit_compile),
     }
+
+
+def stepper(model, workload, calls):
+    """A function running one meta-step of `model`, `calls` times at most.
+
+    Runs it once (tracing) and returns it with the seconds that took.
+    """
+    batch = {k: tf.constant(v) for k, v in workloads.episode(workload).items()}
+    model.make_train_function()
+    # One iterator for every call: a new Python iterator per call would
+    # retrace the step function.
+    iterator = iter([batch] * calls)
+
+    def step():
+        float(model.train_function(iterator)["loss"])  # waits for the step
+
+    start = time.perf_counter()
+    step()
+    return step, time.perf_counter() - start
 
 
 def median_call_seconds(fn, args, calls) -> float:

@@ -52,7 +52,11 @@ def main(argv):
                 meta_batch_size=_META_BATCH.value,
             )
             steppers = {
-                name: _stepper(_keras, workload, layers, _REPEATS.value + 1)
+                name: _keras.stepper(
+                    _keras.build_model(workload, adapt_layers=layers),
+                    workload,
+                    _REPEATS.value + 1,
+                )[0]
                 for name, layers in VARIANTS.items()
             }
             times = {name: [] for name in steppers}
@@ -85,24 +89,6 @@ def main(argv):
         _report.table(header, rows),
     )
     _report.finish("anil_speed", [section], results, _OUTPUT_DIR.value, started)
-
-
-def _stepper(_keras, workload, adapt_layers, calls):
-    """A function running one meta-step, `calls` times at most; run once."""
-    import tensorflow as tf
-
-    model = _keras.build_model(workload, adapt_layers=adapt_layers)
-    batch = {k: tf.constant(v) for k, v in workloads.episode(workload).items()}
-    model.make_train_function()
-    # One iterator for every call: a new Python iterator per call would
-    # retrace the step function.
-    iterator = iter([batch] * calls)
-
-    def step():
-        float(model.train_function(iterator)["loss"])  # waits for the step
-
-    step()
-    return step
 
 
 if __name__ == "__main__":

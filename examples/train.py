@@ -689,7 +689,11 @@ def build_sine_model(config: SineConfig, weighting: str, initial_weights=None):
         pre_adaptation_metrics=False,
         weight_diagnostics="update_norm",
     )
-    model.compile(optimizer=outer_optimizer(config), loss="mse")
+    model.compile(
+        optimizer=outer_optimizer(config),
+        loss="mse",
+        jit_compile=True if config.xla else "auto",
+    )
     return model
 
 

@@ -103,6 +103,7 @@ def check_arguments(
     _checks.check_one_of(
         "task_execution", task_execution, list(execution_lib.EXECUTIONS)
     )
+    execution_lib.check(task_execution, model)
 
 
 def check_compile(loss, kwargs: dict) -> dict:

@@ -20,7 +20,9 @@ loop; first-order MAML and Reptile stop the gradient at every step.
   serializable configurations, as `MetaModel`'s `inner_optimizer` takes
   them.
 
-The steps run in a `tf.while_loop` (one graph for any number of steps).
+The steps run in a `tf.while_loop` (one graph for any number of steps),
+except second-order MAML's fixed number of training steps, which are
+unrolled (see `InnerLoop.run`).
 Step t takes the t-th run of `batch_size` examples of one random order of
 the support set (cycling), or the whole support set when `batch_size` is
 its size.
@@ -219,6 +221,11 @@ def _cast_floats(outputs, dtype):
     )
 
 
+# Whether second-order MAML's fixed number of steps is unrolled (read when
+# the step is traced; `benchmarks/unroll_speed.py` times both).
+_UNROLL_SECOND_ORDER = True
+
+
 @dataclasses.dataclass(frozen=True)
 class InnerLoop:
     """The inner loop of one model: its loss, gradients and adaptation.
@@ -349,14 +356,26 @@ class InnerLoop:
             opt_state = self.optimizer.init(task.params)
         total = tf.zeros([], theta[0].dtype)
         init = (tf.constant(0), task.params, opt_state, task.state, total)
-        _, params, opt_state, last_state, total = tf.while_loop(
-            lambda t, *_: t < steps,
-            body,
-            init,
-            # XLA (jit_compile) needs a static bound on the loop to
-            # differentiate through it.
-            maximum_iterations=steps,
-        )
+        if _UNROLL_SECOND_ORDER and second_order and isinstance(steps, int):
+            # Unrolled: the gradient of a tf.while_loop keeps the steps'
+            # activations in accumulators of unknown rank, on which
+            # Grappler's cost model logs an error for every MAML trace
+            # (the softmax in the cross-entropy's second derivative). As
+            # fast as the loop (benchmarks/RESULTS.md, "Unrolled
+            # second-order steps"); the graph grows with the steps.
+            carry = init
+            for _ in range(steps):
+                carry = body(*carry)
+        else:
+            carry = tf.while_loop(
+                lambda t, *_: t < steps,
+                body,
+                init,
+                # XLA (jit_compile) needs a static bound on the loop to
+                # differentiate through it.
+                maximum_iterations=steps,
+            )
+        _, params, opt_state, last_state, total = carry
         phi, last_state = task.assemble(params, last_state)
         if step_loss is None:
             total = None

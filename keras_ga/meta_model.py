@@ -165,8 +165,8 @@ class MetaModel(keras.Model):
         task_execution: how the tasks of a meta-batch run: `"map"` (one
             task at a time in a `tf.map_fn`, up to `parallel_tasks`
             concurrently), `"vectorized"` (all tasks at once with
-            `tf.vectorized_map`; an op that cannot be batched, such as a
-            conv with per-task filters, falls back to a loop) or `"auto"`
+            `tf.vectorized_map`; refused for models with convolutions,
+            whose per-task filter gradients it cannot batch) or `"auto"`
             (default): `"vectorized"` when every layer of `model` batches
             over tasks (dense, activations, reshapes, BatchNormalization),
             the step is not XLA-compiled and no `tf.distribute` strategy is
@@ -312,12 +312,14 @@ class MetaModel(keras.Model):
                 the targets and predictions.
             **kwargs: passed to `keras.Model.compile` (for example
                 `jit_compile`, `steps_per_execution`). `jit_compile="auto"`
-                (the default) means XLA for models whose layers all batch
-                over tasks (MLPs: the same meta-gradient, faster on CPU),
-                outside `tf.distribute`, and no XLA otherwise (XLA's
-                second-order max-pooling gradient is approximate, and its
-                conv steps are slower on CPU; benchmarks/RESULTS.md,
-                "Speed").
+                (the default) follows Keras: no XLA on a machine without
+                an accelerator. With one, XLA for models whose layers all
+                batch over tasks (MLPs), outside `tf.distribute`, and no
+                XLA for other models (XLA's second-order max-pooling
+                gradient is approximate). `jit_compile=True` compiles any
+                model (on a CPU an MLP's step is up to 1.8x faster, and
+                TensorFlow logs its XLA lines; benchmarks/RESULTS.md,
+                "Task execution and XLA").
 
         Raises:
             ValueError: for `loss=None`, for `loss_weights` or
@@ -338,10 +340,7 @@ class MetaModel(keras.Model):
         """
         kwargs = _inputs.check_compile(loss, kwargs)
         if kwargs.get("jit_compile", "auto") == "auto":
-            kwargs["jit_compile"] = (
-                execution_lib.batches_over_tasks(self.base)
-                and not tf.distribute.has_strategy()
-            )
+            kwargs["jit_compile"] = execution_lib.auto_jit_compile(self.base)
         execution_lib.warn_if_slow_xla(self.base, kwargs["jit_compile"])
         self._metric_args = _metrics.check_metrics(metrics, loss)
         super().compile(

@@ -6,8 +6,9 @@ Two ways, both one graph for any number of tasks N:
   Each task computes its own outer gradient inside the loop body, so
   second-order backprop holds the activations of one task at a time.
 - `"vectorized"`: `tf.vectorized_map`, every op batched over the tasks; an
-  op that cannot be batched (a conv with per-task filters, the stateless
-  RNG of sub-batches) falls back to a loop.
+  op that cannot be batched (the stateless RNG of sub-batches) falls back
+  to a loop. Refused for models with convolutions (`check`), whose filter
+  gradient with per-task filters would fall back to a loop.
 
 `"auto"` picks `"vectorized"` for models whose layers all batch over tasks
 (`batches_over_tasks`), outside XLA and `tf.distribute`, else `"map"`.
@@ -52,11 +53,64 @@ def batches_over_tasks(model: keras.Model) -> bool:
     return True
 
 
+# Convolutions whose filter gradient tf.vectorized_map cannot batch over
+# tasks: its converter runs a while loop over the tasks instead (logging
+# "Conv2DBackpropFilter uses a while_loop"), slower than the map.
+_UNBATCHED_CONVS = (
+    keras.layers.Conv1D,
+    keras.layers.Conv2D,
+    keras.layers.Conv3D,
+    keras.layers.Conv1DTranspose,
+    keras.layers.Conv2DTranspose,
+    keras.layers.Conv3DTranspose,
+    keras.layers.DepthwiseConv1D,
+    keras.layers.DepthwiseConv2D,
+    keras.layers.SeparableConv1D,
+    keras.layers.SeparableConv2D,
+)
+
+
+def check(execution: str, model: keras.Model) -> None:
+    """Refuses `"vectorized"` for a model with convolution layers.
+
+    Raises:
+        ValueError: naming the first convolution layer of `model`.
+    """
+    if execution != "vectorized":
+        return
+    for layer in _layers(model):
+        if isinstance(layer, _UNBATCHED_CONVS):
+            raise ValueError(
+                "`task_execution='vectorized'` needs layers that "
+                "tf.vectorized_map batches over tasks; it cannot batch the "
+                "filter gradient of a convolution with per-task weights "
+                "(it would loop over the tasks, slower than 'map'). Use "
+                "task_execution='map' or 'auto' for this model. Received: "
+                f"task_execution='vectorized' for model {model.name!r} "
+                f"with {type(layer).__name__} layer {layer.name!r}."
+            )
+
+
 def _layers(model):
     for layer in model.layers:
         yield layer
         if isinstance(layer, keras.Model):
             yield from _layers(layer)
+
+
+def auto_jit_compile(model: keras.Model) -> bool:
+    """What `MetaModel.compile(jit_compile="auto")` resolves to for `model`.
+
+    Keras' own rule first: no XLA on a machine without an accelerator
+    (`keras.Model.compile` with `jit_compile="auto"` turns it off there).
+    With an accelerator, XLA for models whose layers all batch over tasks
+    (MLPs), outside `tf.distribute`; conv nets stay uncompiled, as XLA's
+    second derivative of max-pooling is approximate.
+    """
+    devices = tf.config.list_physical_devices()
+    if all(device.device_type == "CPU" for device in devices):
+        return False
+    return batches_over_tasks(model) and not tf.distribute.has_strategy()
 
 
 def warn_if_slow_xla(model: keras.Model, jit_compile) -> None:

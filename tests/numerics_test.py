@@ -4,6 +4,8 @@ Each test here fails on a one-line mistake in the library (named in its
 docstring) or on a behaviour that went wrong silently before.
 """
 
+import subprocess
+import sys
 import warnings
 
 import keras
@@ -14,6 +16,7 @@ from absl.testing import parameterized
 
 import keras_ga
 from keras_ga import _adaptation
+from tests import support
 
 
 def bn_mlp(stock=True, units=8):
@@ -388,6 +391,47 @@ class XlaWarningTest(absltest.TestCase):
             self.assertEmpty(
                 [w for w in caught if "max-pooling" in str(w.message)]
             )
+
+
+# Meta-trains an MLP and a conv net with max-pooling, BatchNorm and a
+# cross-entropy (second-order MAML), with MetaModel's defaults.
+_TRAIN_TWO_MODELS = """
+import keras, numpy as np, keras_ga
+rng = np.random.default_rng(0)
+def train(base, x, y):
+    model = keras_ga.MetaModel(base, algo="maml", inner_steps=2)
+    model.compile(
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
+    model.fit((x, y, x, y), epochs=2, verbose=0)
+y = np.tile(np.arange(2, dtype="int32"), (3, 2))
+train(keras_ga.mlp((3,), 2, (8,)), rng.random((3, 4, 3), "float32"), y)
+conv = keras_ga.conv4((8, 8, 1), 2, filters=4)
+train(conv, rng.random((3, 4, 8, 8, 1), "float32"), y)
+print("trained")
+"""
+
+
+class CleanLogsTest(absltest.TestCase):
+    """Item 15: meta-training logs nothing of its own.
+
+    TensorFlow's C++ logs at their default level: XLA's INFO lines (XLA on
+    a CPU by default) and Grappler's PredictCost error on the unknown-rank
+    accumulators of a differentiated `tf.while_loop` (MAML's inner steps)
+    appeared before.
+    """
+
+    def test_training_logs_no_xla_or_cost_model_lines(self):
+        proc = subprocess.run(
+            [sys.executable, "-c", _TRAIN_TWO_MODELS],
+            env=support.python_env(TF_CPP_MIN_LOG_LEVEL="0"),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        self.assertIn("trained", proc.stdout, proc.stderr)
+        for line in ("XLA", "PredictCost", "while_loop", "retracing"):
+            self.assertNotIn(line, proc.stderr)
 
 
 if __name__ == "__main__":

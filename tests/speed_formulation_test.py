@@ -1,8 +1,9 @@
 """Tests of how MetaModel's step is compiled: traces, graph size, formulations.
 
 - The step is traced once per `fit`, for any meta-batch size N.
-- Its graph does not grow with N or the inner steps k (no unrolled Python
-  loop), and holds no host callbacks (py_function).
+- Its graph does not grow with N, nor with the inner steps k for
+  first-order MAML and Reptile (a tf.while_loop); second-order MAML
+  unrolls its k steps. It holds no host callbacks (py_function).
 - `task_execution="map"` and `"vectorized"` give the same updates, and so
   do the XLA-compiled step (`jit_compile=True`) and the plain one.
 - `"auto"` resolves as documented.
@@ -25,6 +26,20 @@ def mlp(batch_norm=False):
         layers.append(keras.layers.BatchNormalization())
     layers += [keras.layers.Dense(16, activation="tanh"), keras.layers.Dense(1)]
     return keras.Sequential(layers)
+
+
+def image_batch_norm():
+    """BatchNorm of 4-D features, as in a conv net, without a conv."""
+    return keras.Sequential(
+        [
+            keras.Input((1,)),
+            keras.layers.Dense(16, activation="relu"),
+            keras.layers.Reshape((2, 2, 4)),
+            keras.layers.BatchNormalization(),
+            keras.layers.Flatten(),
+            keras.layers.Dense(1),
+        ]
+    )
 
 
 def traces_of_python_if(n):
@@ -58,16 +73,6 @@ def sine_episode(n, s=6, q=5, seed=0):
         "support_y": (amp * np.sin(sx + phase)).astype(f32),
         "query_x": qx.astype(f32),
         "query_y": (amp * np.sin(qx + phase)).astype(f32),
-    }
-
-
-def image_episode(n, s=3, q=6, seed=0):
-    rng = np.random.default_rng(seed)
-    return {
-        "support_x": rng.random((n, s, 8, 8, 1), np.float32),
-        "support_y": rng.integers(0, 3, (n, s)).astype(np.int32),
-        "query_x": rng.random((n, q, 8, 8, 1), np.float32),
-        "query_y": rng.integers(0, 3, (n, q)).astype(np.int32),
     }
 
 
@@ -149,22 +154,25 @@ class TraceTest(parameterized.TestCase):
         self.assertLen(history.history["loss"], 2)
         self.assertLen(traces, 1)
 
-    @parameterized.parameters(("maml", "map"), ("reptile", "map"))
-    def test_graph_size_does_not_grow_with_tasks_or_inner_steps(
-        self, algo, execution
-    ):
-        sizes = set()
+    @parameterized.parameters("maml", "fomaml", "reptile")
+    def test_graph_size_does_not_grow_with_tasks(self, algo):
+        sizes = {}
         for steps in (1, 5):
             model = make(
                 algo=algo,
                 inner_steps=steps,
                 inner_batch_size=4,  # the same sub-batching for any k
-                task_execution=execution,
+                task_execution="map",
                 jit_compile=False,
             )
-            for n in (4, 16):
-                sizes.add(len(graph_ops(traced_step(model, n))))
-        self.assertLen(sizes, 1)
+            per_n = {len(graph_ops(traced_step(model, n))) for n in (4, 16)}
+            self.assertLen(per_n, 1)
+            sizes[steps] = per_n.pop()
+        if algo == "maml":
+            # Unrolled second-order steps (see `InnerLoop.run`).
+            self.assertGreater(sizes[5], sizes[1])
+        else:
+            self.assertEqual(sizes[5], sizes[1])
 
     def test_autograph_leaves_the_steps_unconverted(self):
         # tf.function(train_step), as in strategy.run custom loops: AutoGraph
@@ -218,17 +226,30 @@ class FormulationTest(parameterized.TestCase):
         )
 
     @parameterized.parameters("fomaml", "maml")
-    def test_vectorized_conv_falls_back_and_gives_map_updates(self, algo):
-        # conv + BatchNorm: second-order MAML failed in the vectorizer of
-        # the fused batch-norm kernel (see `batch_norm.element_wise`).
+    def test_vectorized_batch_norm_gives_map_updates(self, algo):
+        # The vectorizer of the fused batch-norm kernel fails (see
+        # `batch_norm.element_wise`).
         kwargs = dict(
-            base_fn=tiny_conv,
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            base_fn=image_batch_norm,
             algo=algo,
             inner_steps=2,
             jit_compile=False,
         )
-        assert_vectorized_gives_map_updates(image_episode(3), **kwargs)
+        assert_vectorized_gives_map_updates(sine_episode(3), **kwargs)
+
+    def test_vectorized_is_refused_for_a_conv_net(self):
+        with self.assertRaisesRegex(
+            ValueError,
+            r"`task_execution='vectorized'` needs layers .* cannot batch "
+            r"the filter gradient of a convolution .* Received: "
+            r"task_execution='vectorized' for model .* with Conv2D layer",
+        ):
+            make(
+                base_fn=tiny_conv,
+                loss="mse",
+                task_execution="vectorized",
+                jit_compile=False,
+            )
 
     @parameterized.parameters(
         ("maml", False),
@@ -260,11 +281,30 @@ class FormulationTest(parameterized.TestCase):
 
 
 class AutoTest(parameterized.TestCase):
-    def test_mlp_defaults_to_xla_and_map(self):
+    def test_mlp_on_a_cpu_follows_keras_no_xla_and_vectorizes(self):
         model = make(algo="maml")
-        self.assertTrue(model.jit_compile)
+        plain = mlp()
+        plain.compile(optimizer="sgd", loss="mse")
+        self.assertFalse(plain.jit_compile)  # Keras' rule on a CPU
+        self.assertFalse(model.jit_compile)
         self.assertEqual(model.task_execution, "auto")
+        self.assertEqual(model.resolved_task_execution, "vectorized")
+
+    def test_mlp_with_an_accelerator_defaults_to_xla_and_map(self):
+        devices = tf.config.list_physical_devices() + [
+            tf.config.PhysicalDevice("/physical_device:GPU:0", "GPU")
+        ]
+        with mock.patch.object(
+            tf.config, "list_physical_devices", return_value=devices
+        ):
+            model = make(algo="maml")
+            conv = make(
+                base_fn=tiny_conv,
+                loss="mse",
+            )
+        self.assertTrue(model.jit_compile)
         self.assertEqual(model.resolved_task_execution, "map")
+        self.assertFalse(conv.jit_compile)
 
     def test_mlp_without_xla_vectorizes(self):
         model = make(algo="maml", jit_compile=False)
@@ -279,8 +319,8 @@ class AutoTest(parameterized.TestCase):
         self.assertEqual(model.resolved_task_execution, "map")
 
     def test_explicit_choice_wins(self):
-        model = make(base_fn=tiny_conv, loss="mse", task_execution="vectorized")
-        self.assertEqual(model.resolved_task_execution, "vectorized")
+        model = make(task_execution="map", jit_compile=False)
+        self.assertEqual(model.resolved_task_execution, "map")
 
     def test_no_xla_and_map_under_a_distribution_strategy(self):
         with tf.distribute.OneDeviceStrategy("/cpu:0").scope():

@@ -365,6 +365,14 @@ class SineConfig:
     )
     eval_tasks: int = _field(1000, "Meta-test tasks (mean and 95% CI).")
     figure_task: int = _field(1, "Index of the test task drawn in figure1.png.")
+    xla: bool = _field(
+        False,
+        "Compile the meta-step with XLA (jit_compile=True): on a CPU the "
+        "MLP's step is up to 1.8x faster, TensorFlow logs its XLA lines, and "
+        "Reptile's random sub-batches come from XLA's random stream (other "
+        "orders than without XLA). False: jit_compile='auto' (no XLA on a "
+        "CPU, as in Keras).",
+    )
     checkpoint_every: int | None = _field(None, _CHECKPOINT_HELP)
     corrupt_fraction: float = _field(0.0, _CORRUPT_HELP)
     corruption: str = _field(
