@@ -511,6 +511,14 @@ def build_few_shot_model(config: FewShotConfig):
         global_pool=_DATASETS[config.dataset]["global_pool"] and not strided,
         bn_momentum=config.bn_momentum,
         downsample=config.downsample,
+        batch_norm_steps=(
+            None
+            if config.per_step_batch_norm == "none"
+            else max(config.inner_steps, config.eval_inner_steps)
+        ),
+        per_step_batch_norm_weights=(
+            config.per_step_batch_norm == "statistics_and_weights"
+        ),
     )
     model = keras_ga.MetaModel(
         base,

@@ -162,7 +162,7 @@ def _with_pre_adaptation(model, results, theta, learner, protocol):
             pre_loss=tf.zeros_like(results.loss),
             pre_predictions=tf.zeros_like(results.predictions),
         )
-    pre = learner.query(theta, protocol)
+    pre = learner.query(theta, protocol, step=0)
     return results._replace(pre_loss=pre.loss, pre_predictions=pre.predictions)
 
 
@@ -279,9 +279,10 @@ def adapt_and_predict_function(model):
         def adapt_and_predict_fn(x, y, query_x, steps, protocol, seed):
             theta, state = parameters(model)
             phi, _ = _adapt(model, theta, state, x, y, steps, seed)
-            outputs, _, _ = protocols.forward(
-                model.base, phi, state, x, query_x, protocol
-            )
+            with batch_norm.inner_step(steps - 1):
+                outputs, _, _ = protocols.forward(
+                    model.base, phi, state, x, query_x, protocol
+                )
             return outputs
 
         model._adapt_and_predict_fn = tf.function(adapt_and_predict_fn)

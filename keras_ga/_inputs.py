@@ -19,6 +19,7 @@ import tensorflow as tf
 from keras_ga import _checks
 from keras_ga import _diagnostics
 from keras_ga import algorithms
+from keras_ga import batch_norm
 from keras_ga import episode as episode_lib
 from keras_ga import task_execution as execution_lib
 
@@ -104,6 +105,26 @@ def check_arguments(
         "task_execution", task_execution, list(execution_lib.EXECUTIONS)
     )
     execution_lib.check(task_execution, model)
+
+
+def check_per_step_batch_norm(model, inner_steps, eval_inner_steps) -> None:
+    """Refuses more inner steps than a per-step BatchNorm layer has rows.
+
+    Raises:
+        ValueError: naming the steps, the rule and the layer's `steps`.
+    """
+    for count in batch_norm.per_step_counts(model):
+        for name, steps in (
+            ("inner_steps", inner_steps),
+            ("eval_inner_steps", eval_inner_steps),
+        ):
+            if steps > count:
+                raise ValueError(
+                    f"`{name}` must be at most the `steps` of the model's "
+                    "per-step BatchNormalization layers (one row of "
+                    f"statistics per inner step), {count}. Received: "
+                    f"{name}={steps}."
+                )
 
 
 def check_compile(loss, kwargs: dict) -> dict:

@@ -63,7 +63,8 @@ class Partition:
         body_state: the indices of the body's non-trainable variables.
         head_theta: the indices of the head's weights.
         head_state: the indices of the head's non-trainable variables.
-        random_body: whether a body layer draws random numbers (Dropout).
+        random_body: whether a body layer draws random numbers (Dropout)
+            or depends on the inner step (per-step BatchNorm).
         batch_statistics_body: whether the body normalises with batch
             statistics in training.
 
@@ -230,7 +231,8 @@ def partition(model: keras.Model, adapt_layers) -> Partition | None:
         random_body=any(
             getattr(layer, "seed_generator", None) is not None
             for layer in body_layers
-        ),
+        )
+        or batch_norm.has_per_step(body),
         batch_statistics_body=batch_norm.has_batch_norm(body),
     )
 

@@ -23,6 +23,15 @@ does not take), other axes and epsilons below the kernel's minimum use the
 element-wise formula `mean((x - mean(x))^2)`. `MetaModel` turns the stock
 layers of the model it is given into this one, in place
 (`exact_batch_norm`).
+
+Per-step BatchNorm (MAML++'s BNRS and BNWB, Antoniou et al. 2019):
+`BatchNormalization(steps=k)` keeps k rows of moving statistics, one per
+inner step, and with `per_step_weights=True` k rows of scale and offset
+too. Inner step t (counting from 0) normalises with row t; the query pass
+after k steps uses row k - 1 (as MAML++ does), the pre-adaptation pass row
+0. The inner loop says which step runs with `inner_step(t)`; outside it (a
+model that `MetaModel.adapt` returned, `predict`) the layer uses its last
+row. Steps past the last row use the last row.
 """
 
 from __future__ import annotations
@@ -40,6 +49,30 @@ _FUSED_MIN_EPSILON = 1.001e-5
 
 # Set (per thread) while `element_wise()` is active.
 _ELEMENT_WISE = threading.local()
+# The inner step being traced (per thread), set by `inner_step(t)`.
+_STEP = threading.local()
+
+
+@contextlib.contextmanager
+def inner_step(t):
+    """Within it, per-step BatchNorm layers normalise as inner step `t`.
+
+    `t` counts from 0: a Python int or an int32 scalar tensor (the step
+    counter of the inner loop). Layers without `steps` ignore it.
+
+    Example:
+
+    ```python
+    with keras_ga.batch_norm.inner_step(2):
+        outputs = model(x, training=True)  # the rows of step 2
+    ```
+    """
+    previous = getattr(_STEP, "t", None)
+    _STEP.t = t
+    try:
+        yield
+    finally:
+        _STEP.t = previous
 
 
 @contextlib.contextmanager
@@ -78,6 +111,16 @@ class BatchNormalization(keras.layers.BatchNormalization):
     x). Masked inputs and batch renormalization fall back to the stock
     computation.
 
+    Args:
+        steps: `None` (default: one set of moving statistics), or the
+            number of inner steps k of per-step BatchNorm: `moving_mean`
+            and `moving_variance` get shape `[k, channels]`, row t for
+            inner step t (see `inner_step`).
+        per_step_weights: with `steps`, `gamma` and `beta` are per step
+            too, `[k, channels]` (MAML++'s BNWB); the inner loop adapts
+            the row of each step.
+        **kwargs: `keras.layers.BatchNormalization`'s arguments.
+
     Examples:
         >>> base = keras.Sequential([
         ...     keras.Input((4,)),
@@ -91,15 +134,64 @@ class BatchNormalization(keras.layers.BatchNormalization):
         True
     """
 
+    # Class defaults: `exact_batch_norm` turns stock layers into this class
+    # without calling `__init__`.
+    steps = None
+    per_step_weights = False
+
+    def __init__(self, *args, steps=None, per_step_weights=False, **kwargs):
+        super().__init__(*args, **kwargs)
+        if steps is not None:
+            _check_per_step(steps, self.renorm, self.axis)
+        if per_step_weights and steps is None:
+            raise ValueError(
+                "`per_step_weights=True` needs `steps` (the number of inner "
+                "steps with their own scale and offset). Received: "
+                "per_step_weights=True, steps=None."
+            )
+        self.steps = steps
+        self.per_step_weights = bool(per_step_weights)
+
+    def build(self, input_shape):
+        if self.steps is None:
+            return super().build(input_shape)
+        per_step = {"moving_mean", "moving_variance"}
+        if self.per_step_weights:
+            per_step |= {"gamma", "beta"}
+        add_weight = self.add_weight
+
+        def add_per_step_weight(*args, **kwargs):
+            if kwargs.get("name") in per_step:
+                kwargs["shape"] = (self.steps, *kwargs["shape"])
+            return add_weight(*args, **kwargs)
+
+        # The stock build with `[steps, channels]` rows for the per-step
+        # weights (everything else as the stock layer's).
+        self.add_weight = add_per_step_weight
+        try:
+            super().build(input_shape)
+        finally:
+            del self.add_weight
+
+    def get_config(self):
+        config = super().get_config()
+        if self.steps is not None:
+            config["steps"] = self.steps
+            config["per_step_weights"] = self.per_step_weights
+        return config
+
     def call(self, inputs, training=None, mask=None):
+        if self.steps is not None:
+            return self._per_step_call(inputs, training, mask)
         if mask is not None or self.renorm or not (training and self.trainable):
             return super().call(inputs, training=training, mask=mask)
         compute_dtype = keras.backend.result_type(inputs.dtype, "float32")
         inputs = ops.cast(inputs, compute_dtype)
+        gamma, beta = self._scale_and_offset(None)
         if self._can_fuse(inputs):
-            outputs, mean, variance = self._fused(inputs)
+            outputs, mean, variance = self._fused(inputs, gamma, beta)
         else:
-            outputs, mean, variance = self._elementwise(inputs)
+            outputs, mean, variance = self._elementwise(inputs, gamma, beta)
         momentum = self.momentum
         self.moving_mean.assign(
             ops.cast(self.moving_mean, compute_dtype) * momentum
@@ -111,6 +203,54 @@ class BatchNormalization(keras.layers.BatchNormalization):
         )
         return ops.cast(outputs, self.compute_dtype)
 
+    def _per_step_call(self, inputs, training, mask):
+        """Normalises with the rows of the current inner step."""
+        if mask is not None:
+            raise ValueError(
+                "Per-step BatchNormalization (`steps`) does not take a mask. "
+                f"Received: a mask for layer {self.name!r}."
+            )
+        compute_dtype = keras.backend.result_type(inputs.dtype, "float32")
+        inputs = ops.cast(inputs, compute_dtype)
+        t = getattr(_STEP, "t", None)
+        t = self.steps - 1 if t is None else ops.minimum(t, self.steps - 1)
+        gamma, beta = self._scale_and_offset(t)
+        moving_mean = ops.cast(self.moving_mean, compute_dtype)
+        moving_variance = ops.cast(self.moving_variance, compute_dtype)
+        if not (training and self.trainable):
+            outputs = ops.batch_normalization(
+                x=inputs,
+                mean=_row(moving_mean, t),
+                variance=_row(moving_variance, t),
+                axis=self.axis,
+                offset=beta,
+                scale=gamma,
+                epsilon=self.epsilon,
+            )
+            return ops.cast(outputs, self.compute_dtype)
+        if self._can_fuse(inputs):
+            outputs, mean, variance = self._fused(inputs, gamma, beta)
+        else:
+            outputs, mean, variance = self._elementwise(inputs, gamma, beta)
+        # Row t moves towards the batch moments; the other rows stay.
+        blend = (1.0 - self.momentum) * ops.expand_dims(
+            ops.one_hot(t, self.steps, dtype=compute_dtype), -1
+        )
+        self.moving_mean.assign(moving_mean + blend * (mean - moving_mean))
+        self.moving_variance.assign(
+            moving_variance + blend * (variance - moving_variance)
+        )
+        return ops.cast(outputs, self.compute_dtype)
+
+    def _scale_and_offset(self, t):
+        """gamma and beta (the rows of step t if per step), or None."""
+        gamma = self.gamma if self.scale else None
+        beta = self.beta if self.center else None
+        if self.per_step_weights:
+            gamma = None if gamma is None else _row(gamma, t)
+            beta = None if beta is None else _row(beta, t)
+        return gamma, beta
+
     def _can_fuse(self, inputs):
         return (
             not getattr(_ELEMENT_WISE, "on", False)
@@ -120,13 +260,13 @@ class BatchNormalization(keras.layers.BatchNormalization):
             and self.epsilon >= _FUSED_MIN_EPSILON
         )
 
-    def _fused(self, inputs):
+    def _fused(self, inputs, gamma, beta):
         """Output, batch mean and (biased) batch variance, fused kernel."""
         import tensorflow as tf
 
         channels = inputs.shape[-1]
-        gamma = self.gamma if self.scale else tf.ones([channels])
-        beta = self.beta if self.center else tf.zeros([channels])
+        gamma = tf.ones([channels]) if gamma is None else gamma
+        beta = tf.zeros([channels]) if beta is None else beta
         # The kernel takes 4-D input and normalises over the first three;
         # 4-D inputs go in as they are, so that Grappler can fuse the
         # kernel with a following ReLU.
@@ -142,7 +282,7 @@ class BatchNormalization(keras.layers.BatchNormalization):
             outputs = tf.reshape(outputs, tf.shape(inputs))
         return outputs, mean, variance
 
-    def _elementwise(self, inputs):
+    def _elementwise(self, inputs, gamma, beta):
         """Output, batch mean and batch variance, element-wise formula."""
         axes = _compat.reduction_axes(self, len(inputs.shape))
         mean = ops.mean(inputs, axis=axes)
@@ -150,8 +290,8 @@ class BatchNormalization(keras.layers.BatchNormalization):
             ops.square(inputs - ops.mean(inputs, axis=axes, keepdims=True)),
             axis=axes,
         )
-        gamma = ops.cast(self.gamma, inputs.dtype) if self.scale else None
-        beta = ops.cast(self.beta, inputs.dtype) if self.center else None
+        gamma = None if gamma is None else ops.cast(gamma, inputs.dtype)
+        beta = None if beta is None else ops.cast(beta, inputs.dtype)
         outputs = ops.batch_normalization(
             x=inputs,
             mean=mean,
@@ -162,6 +302,34 @@ class BatchNormalization(keras.layers.BatchNormalization):
             epsilon=self.epsilon,
         )
         return outputs, mean, variance
+
+
+def _row(rows, t):
+    """Row t of `rows` `[steps, channels]`, by a one-hot product.
+
+    Unlike a gather, its gradient is a dense tensor, which every inner
+    optimizer takes.
+    """
+    rows = ops.convert_to_tensor(rows)
+    pick = ops.one_hot(t, rows.shape[0], dtype=rows.dtype)
+    return ops.tensordot(pick, rows, axes=1)
+
+
+def _check_per_step(steps, renorm, axis) -> None:
+    """Checks the `steps` of a per-step BatchNormalization."""
+    from keras_ga import _checks
+
+    _checks.check_positive_int("steps", steps)
+    if renorm:
+        raise ValueError(
+            "Per-step BatchNormalization (`steps`) does not support batch "
+            f"renormalization. Received: renorm=True, steps={steps}."
+        )
+    if isinstance(axis, (list, tuple)):
+        raise ValueError(
+            "Per-step BatchNormalization (`steps`) normalises over one "
+            f"channel axis. Received: axis={axis}, steps={steps}."
+        )
 
 
 def _fused_batch_norm(x, gamma, beta, epsilon):
@@ -311,6 +479,24 @@ def has_batch_norm(model: keras.Model) -> bool:
         isinstance(layer, keras.layers.BatchNormalization)
         for layer in _all_layers(model)
     )
+
+
+def has_per_step(model: keras.Model) -> bool:
+    """Whether `model` holds a per-step BatchNormalization (`steps`)."""
+    return any(
+        getattr(layer, "steps", None) is not None
+        and isinstance(layer, BatchNormalization)
+        for layer in _all_layers(model)
+    )
+
+
+def per_step_counts(model: keras.Model) -> list:
+    """The `steps` of each per-step BatchNormalization layer of `model`."""
+    return [
+        layer.steps
+        for layer in _all_layers(model)
+        if isinstance(layer, BatchNormalization) and layer.steps is not None
+    ]
 
 
 def exact_batch_norm(model: keras.Model) -> keras.Model:

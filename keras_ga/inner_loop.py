@@ -39,6 +39,7 @@ import keras
 import tensorflow as tf
 
 from keras_ga import anil
+from keras_ga import batch_norm
 from keras_ga import protocols
 
 
@@ -327,9 +328,9 @@ class InnerLoop:
                 gradients (MAML) or stop at them.
             opt_state: the inner optimizer's state before the first step;
                 `None` means `optimizer.init` of the adapted weights.
-            step_loss: `None`, or a function `phi_t -> scalar` evaluated
-                on the weights after every step (the multi-step loss of
-                `keras_ga.multi_step_loss`).
+            step_loss: `None`, or a function `(phi_t, t) -> scalar`
+                evaluated on the weights after every step t (the
+                multi-step loss of `keras_ga.multi_step_loss`).
             step_weights: with `step_loss`, `[steps]` weights: the
                 `Adaptation`'s `step_loss` is their weighted sum of the
                 step losses.
@@ -341,15 +342,23 @@ class InnerLoop:
         theta, state = list(theta), list(state)
         task = self._objective(theta, state, x, y, batch_size, seed)
         update = self.optimizer.update
+        # Per-step BatchNorm: each step updates its own rows of the moving
+        # statistics, so the state goes from step to step. Otherwise every
+        # step starts from the meta-model's state, and the last step's
+        # moving statistics are the task's.
+        carry_state = batch_norm.has_per_step(self.model)
 
-        def body(t, params, opt_state, _, total):
-            grads, new_state = task.grads(params, t)
-            if not second_order:
-                grads = [tf.stop_gradient(g) for g in grads]
-            params, opt_state = update(params, grads, opt_state)
-            if step_loss is not None:
-                phi, _ = task.assemble(params, new_state)
-                total += tf.cast(step_weights[t], total.dtype) * step_loss(phi)
+        def body(t, params, opt_state, last_state, total):
+            with batch_norm.inner_step(t):
+                step_state = last_state if carry_state else task.state
+                grads, new_state = task.grads(params, t, step_state)
+                if not second_order:
+                    grads = [tf.stop_gradient(g) for g in grads]
+                params, opt_state = update(params, grads, opt_state)
+                if step_loss is not None:
+                    phi, _ = task.assemble(params, new_state)
+                    loss = step_loss(phi, t)
+                    total += tf.cast(step_weights[t], total.dtype) * loss
             return t + 1, params, opt_state, new_state, total
 
         if opt_state is None:
@@ -393,7 +402,7 @@ class InnerLoop:
         if part is None:
             sub_batch = _sub_batches(x, y, batch_size, seed)
 
-            def grads(params, t):
+            def grads(params, t, state):
                 return self.grads(params, state, *sub_batch(t))
 
             return _Objective(theta, state, grads, lambda p, s: (p, s))
@@ -406,7 +415,7 @@ class InnerLoop:
         part = self.partition
         sub_batch = _sub_batches(x, y, batch_size, seed)
 
-        def grads(adapted, t):
+        def grads(adapted, t, state):
             bx, by = sub_batch(t)
             return _gradient(
                 lambda a: self.loss(part.merge(theta, a), state, bx, by),
@@ -430,7 +439,7 @@ class InnerLoop:
         sub_batch = _sub_batches(features, y, batch_size, seed)
         head_state = [state[i] for i in part.head_state]
 
-        def grads(adapted, t):
+        def grads(adapted, t, head_state):
             bx, by = sub_batch(t)
 
             def head_loss(values):
@@ -472,7 +481,8 @@ class _Objective(NamedTuple):
 
     params: list  # what the steps update, at their initial values
     state: list  # the loop's initial "last state"
-    grads: Callable  # (params, t) -> (grads, the new state of step t)
+    # (params, t, state) -> (grads, the new state of step t from state)
+    grads: Callable
     assemble: Callable  # (params, last state) -> (theta_i, the model's state)
 
 
@@ -537,8 +547,8 @@ class TaskLearner:
         step_loss = None
         if self.step_loss_weights is not None:
 
-            def step_loss(phi):
-                return self.query(phi).loss
+            def step_loss(phi, t):
+                return self.query(phi, step=t).loss
 
         adaptation = self.loop.run(
             theta,
@@ -555,6 +565,7 @@ class TaskLearner:
         )
         self.outputs["opt_state"] = adaptation.opt_state
         self.outputs["step_loss"] = adaptation.step_loss
+        self.outputs["state"] = adaptation.state
         return adaptation.phi, adaptation.state
 
     @property
@@ -586,7 +597,9 @@ class TaskLearner:
         initial one: `opt_state`, or `init(theta)` when that is `None`)."""
         return self.outputs.get("opt_state", self.opt_state)
 
-    def query(self, params, protocol=protocols.TRANSDUCTIVE) -> LossOutput:
+    def query(
+        self, params, protocol=protocols.TRANSDUCTIVE, step=None
+    ) -> LossOutput:
         """The query loss of `params`, predicted under `protocol`.
 
         Args:
@@ -594,14 +607,27 @@ class TaskLearner:
             protocol: one of `keras_ga.protocols.PROTOCOLS`; training
                 passes use `"transductive"` (query batch statistics). A
                 bool is read as the deprecated `transductive` flag.
+            step: the inner step whose per-step BatchNorm rows the pass
+                uses (`keras_ga.batch_norm.inner_step`); `None`: the last
+                step's, `steps - 1`.
         """
         if isinstance(protocol, bool):
             protocol = protocols.from_transductive(protocol)
-        return self.loop.query_loss(
-            params,
-            self.state,
-            self.support_x,
-            self.query_x,
-            self.query_y,
-            protocol,
-        )
+        state = self.state
+        if (
+            step is None
+            and protocol == protocols.TRANSDUCTIVE
+            and batch_norm.has_per_step(self.loop.model)
+        ):
+            # The moving statistics the query pass reports go on from the
+            # inner steps' (each step updated its own rows).
+            state = self.outputs.get("state", self.state)
+        with batch_norm.inner_step(self.steps - 1 if step is None else step):
+            return self.loop.query_loss(
+                params,
+                state,
+                self.support_x,
+                self.query_x,
+                self.query_y,
+                protocol,
+            )

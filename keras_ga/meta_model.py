@@ -240,6 +240,9 @@ class MetaModel(keras.Model):
         algorithms.base.check_inner_batch_size(
             inner_batch_size, batch_norm.has_batch_norm(self.base)
         )
+        _inputs.check_per_step_batch_norm(
+            self.base, inner_steps, eval_inner_steps or inner_steps
+        )
         self.algo = algo
         self.inner_steps = inner_steps
         self.inner_learning_rate = float(inner_learning_rate)

@@ -46,6 +46,8 @@ def conv4(
     global_pool: bool = False,
     bn_momentum: float = 0.99,
     downsample: str = "max_pool",
+    batch_norm_steps: int | None = None,
+    per_step_batch_norm_weights: bool = False,
     name: str = "conv4",
 ) -> keras.Sequential:
     """The conv4 few-shot classifier; outputs logits.
@@ -67,6 +69,13 @@ def conv4(
             need a few hundred meta-iterations at 0.99 to forget that
             start; non-transductive evaluation of a short run is better
             served by 0.9.
+        downsample: `"max_pool"` (stride-1 convolutions, then 2x2
+            max-pooling) or `"stride"` (stride-2 convolutions).
+        batch_norm_steps: `None`, or per-step BatchNorm (MAML++'s BNRS)
+            for this many inner steps: each inner step normalises with
+            its own moving statistics (see `keras_ga.batch_norm`).
+        per_step_batch_norm_weights: with `batch_norm_steps`, per-step
+            scale and offset too (MAML++'s BNWB).
         name: the model's name.
 
     Returns:
@@ -96,7 +105,12 @@ def conv4(
             keras.layers.Conv2D(
                 filters, 3, strides, padding="same", name=f"conv{i}"
             ),
-            BatchNormalization(momentum=bn_momentum, name=f"bn{i}"),
+            BatchNormalization(
+                momentum=bn_momentum,
+                steps=batch_norm_steps,
+                per_step_weights=per_step_batch_norm_weights,
+                name=f"bn{i}",
+            ),
             keras.layers.ReLU(name=f"relu{i}"),
         ]
         if downsample == "max_pool":

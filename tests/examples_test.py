@@ -462,6 +462,7 @@ class PresetTest(parameterized.TestCase):
                 config.iterations,
                 config.eval_every,
                 config.downsample,
+                config.per_step_batch_norm,
             ),
             (
                 "maml",
@@ -481,6 +482,7 @@ class PresetTest(parameterized.TestCase):
                 50000,
                 500,
                 "max_pool",
+                "statistics_and_weights",
             ),
         )
 
@@ -494,11 +496,23 @@ class PresetTest(parameterized.TestCase):
             first_order_epochs=1,
             outer_schedule="cosine",
             outer_min_learning_rate=1e-5,
+            per_step_batch_norm="statistics_and_weights",
         )
         model = train.build_few_shot_model(config)
         self.assertEqual(
             [tuple(r.shape) for r in model.inner_rates], [(2,)] * 2
         )
+        norms = [
+            layer
+            for layer in model.base.layers
+            if isinstance(layer, keras_ga.layers.BatchNormalization)
+        ]
+        self.assertLen(norms, 4)
+        steps = max(config.inner_steps, config.eval_inner_steps)
+        for layer in norms:
+            self.assertEqual(
+                (layer.steps, layer.per_step_weights), (steps, True)
+            )
         self.assertEqual(model.adapt_layers, ("logits",))
         self.assertTrue(model.multi_step_loss)
         schedule = keras.optimizers.schedules.deserialize(

@@ -33,6 +33,7 @@ INNER_OPTIMIZERS = ("sgd", "adam")
 OUTER_OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("constant", "linear", "cosine")
 INNER_RATES = ("none", "per_parameter", "per_layer_per_step")
+PER_STEP_BATCH_NORM = ("none", "statistics", "statistics_and_weights")
 
 
 def _field(default, help_text: str, choices: tuple[str, ...] | None = None):
@@ -271,6 +272,14 @@ class FewShotConfig:
         DOWNSAMPLING,
     )
     bn_momentum: float = _field(0.99, "Momentum of conv4's BatchNorm.")
+    per_step_batch_norm: str = _field(
+        "none",
+        "Per-step BatchNorm in conv4 (MAML++): none; statistics (each inner "
+        "step its own moving statistics, BNRS); statistics_and_weights "
+        "(also its own scale and offset, BNRS + BNWB). The rows cover "
+        "max(inner_steps, eval_inner_steps) steps.",
+        PER_STEP_BATCH_NORM,
+    )
     image_size: int = _field(28, "Image height and width in pixels.")
     checkpoint_every: int | None = _field(None, _CHECKPOINT_HELP)
     corrupt_fraction: float = _field(0.0, _CORRUPT_HELP)

@@ -28,9 +28,9 @@ with five inner steps in training and at test, learned per-layer per-step
 inner rates initialised to 0.1, the multi-step loss annealed over 10 epochs
 of 500 meta-steps, meta-batch 8, one query example per class, Adam 1e-3
 cosine-annealed to 1e-5 over 100 epochs of 500 meta-steps, conv4 with
-max-pooling. Not reproduced: MAML++'s per-step BatchNorm statistics and
-weights (keras_ga does not have them) and its own split of Omniglot's
-characters (these presets use the Vinyals split).
+max-pooling, per-step BatchNorm statistics and weights. Not reproduced:
+MAML++'s own split of Omniglot's characters (these presets use the
+Vinyals split).
 
 Every preset uses gradient agreement weighting; `--weighting=uniform`
 gives the plain algorithm. `--protocol=lake` trains on Omniglot's
@@ -165,6 +165,7 @@ _MAMLPP_5WAY = dataclasses.replace(
     inner_learning_rate=0.1,
     learn_inner_rates="per_layer_per_step",
     multi_step_loss_epochs=10,
+    per_step_batch_norm="statistics_and_weights",
     outer_schedule="cosine",
     outer_min_learning_rate=1e-5,
     iterations=50000,
