@@ -33,8 +33,9 @@ class ComputationTest(parameterized.TestCase):
         x = tf.constant(
             np.random.default_rng(1).normal(2.0, 3.0, shape), "float32"
         )
-        fused = [t.numpy() for t in layer._fused(x)]
-        elementwise = [t.numpy() for t in layer._elementwise(x)]
+        gamma, beta = layer.gamma, layer.beta
+        fused = [t.numpy() for t in layer._fused(x, gamma, beta)]
+        elementwise = [t.numpy() for t in layer._elementwise(x, gamma, beta)]
         for a, b in zip(fused, elementwise):
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
         # Biased variance, as the stock layer's moving statistics take.
