@@ -129,6 +129,21 @@ def stepper(model, workload, calls):
     return step, time.perf_counter() - start
 
 
+def alternate(steppers: dict, repeats: int) -> dict:
+    """Times each stepper `repeats` times, one step of each in turn.
+
+    Taking turns, the steppers see the same machine load. Returns the
+    seconds of each call, per stepper name.
+    """
+    times = {name: [] for name in steppers}
+    for _ in range(repeats):
+        for name, step in steppers.items():
+            start = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
 def median_call_seconds(fn, args, calls) -> float:
     """Median seconds of `fn(*args)` over `calls` calls, after one call."""
     fn(*args)[0].numpy()

@@ -59,12 +59,7 @@ def main(argv):
                 )[0]
                 for name, layers in VARIANTS.items()
             }
-            times = {name: [] for name in steppers}
-            for _ in range(_REPEATS.value):
-                for name, step in steppers.items():
-                    start = time.perf_counter()
-                    step()
-                    times[name].append(time.perf_counter() - start)
+            times = _keras.alternate(steppers, _REPEATS.value)
             full, head = (statistics.median(times[n]) for n in VARIANTS)
             rows.append(
                 [

@@ -57,12 +57,7 @@ def main(argv):
                 _keras.build_model(workload), workload, _REPEATS.value + 1
             )
         inner_loop._UNROLL_SECOND_ORDER = True
-        times = {name: [] for name in steppers}
-        for _ in range(_REPEATS.value):
-            for name, step in steppers.items():
-                start = time.perf_counter()
-                step()
-                times[name].append(time.perf_counter() - start)
+        times = _keras.alternate(steppers, _REPEATS.value)
         loop, unrolled = (statistics.median(times[n]) for n in VARIANTS)
         rows.append(
             [

@@ -67,12 +67,8 @@ def inner_step(t):
         outputs = model(x, training=True)  # the rows of step 2
     ```
     """
-    previous = getattr(_STEP, "t", None)
-    _STEP.t = t
-    try:
+    with _setting(_STEP, t):
         yield
-    finally:
-        _STEP.t = previous
 
 
 @contextlib.contextmanager
@@ -92,12 +88,19 @@ def element_wise():
         outputs = tf.vectorized_map(one_task, tasks)
     ```
     """
-    previous = getattr(_ELEMENT_WISE, "on", False)
-    _ELEMENT_WISE.on = True
+    with _setting(_ELEMENT_WISE, True):
+        yield
+
+
+@contextlib.contextmanager
+def _setting(local: threading.local, value):
+    """Sets `local.value` to `value` within it (for this thread)."""
+    previous = getattr(local, "value", None)
+    local.value = value
     try:
         yield
     finally:
-        _ELEMENT_WISE.on = previous
+        local.value = previous
 
 
 @keras.saving.register_keras_serializable(package="keras_ga")
@@ -212,7 +215,7 @@ class BatchNormalization(keras.layers.BatchNormalization):
             )
         compute_dtype = keras.backend.result_type(inputs.dtype, "float32")
         inputs = ops.cast(inputs, compute_dtype)
-        t = getattr(_STEP, "t", None)
+        t = getattr(_STEP, "value", None)
         t = self.steps - 1 if t is None else ops.minimum(t, self.steps - 1)
         gamma, beta = self._scale_and_offset(t)
         moving_mean = ops.cast(self.moving_mean, compute_dtype)
@@ -253,7 +256,7 @@ class BatchNormalization(keras.layers.BatchNormalization):
 
     def _can_fuse(self, inputs):
         return (
-            not getattr(_ELEMENT_WISE, "on", False)
+            not getattr(_ELEMENT_WISE, "value", None)
             and keras.backend.backend() == "tensorflow"
             and inputs.dtype == "float32"
             and self.axis in (-1, len(inputs.shape) - 1)
