@@ -486,11 +486,7 @@ def has_batch_norm(model: keras.Model) -> bool:
 
 def has_per_step(model: keras.Model) -> bool:
     """Whether `model` holds a per-step BatchNormalization (`steps`)."""
-    return any(
-        getattr(layer, "steps", None) is not None
-        and isinstance(layer, BatchNormalization)
-        for layer in _all_layers(model)
-    )
+    return bool(per_step_counts(model))
 
 
 def per_step_counts(model: keras.Model) -> list:
