@@ -119,14 +119,36 @@ def run_tasks(
         multi_step_loss.check_steps(steps, model.inner_steps)
         step_weights = tf.convert_to_tensor(model.step_loss_weights)
 
-    def one_task(index, *task):
+    support = ep["support_x"].shape[1]
+    batch_size = inner_batch_size(model, support, training)
+    per_task = ()
+    if batch_size < support:
+        # Each task's random sub-batch order, drawn here rather than in
+        # the task: tf.vectorized_map cannot batch the stateless random
+        # ops (it would loop over them and say so in the log).
+        per_task = (
+            tf.map_fn(
+                lambda i: inner_loop.sub_batch_order(
+                    support, [iteration, offset + i]
+                ),
+                tf.range(tf.shape(ep["support_x"])[0]),
+                fn_output_signature=tf.int32,
+            ),
+        )
+
+    def one_task(_index, sx, sy, qx, qy, *order):
         learner = inner_loop.TaskLearner(
             loop,
             state,
-            *task,
+            sx,
+            sy,
+            qx,
+            qy,
             steps=steps,
-            batch_size=inner_batch_size(model, task[0].shape[0], training),
-            seed=[iteration, offset + index],
+            batch_size=batch_size,
+            # Sub-batches take the order drawn above (no seed needed).
+            seed=None,
+            order=order[0] if order else None,
             opt_state=opt_state,
             step_loss_weights=step_weights,
         )
@@ -153,6 +175,7 @@ def run_tasks(
         state=[*state, *carried],
         rates=loop.rates,
         parallel_tasks=model.parallel_tasks,
+        per_task=per_task,
     )
 
 

@@ -312,6 +312,7 @@ class InnerLoop:
         opt_state=None,
         step_loss=None,
         step_weights=None,
+        order=None,
     ) -> Adaptation:
         """theta_i after `steps` optimizer steps on (x, y).
 
@@ -334,13 +335,17 @@ class InnerLoop:
             step_weights: with `step_loss`, `[steps]` weights: the
                 `Adaptation`'s `step_loss` is their weighted sum of the
                 step losses.
+            order: `None`, or the sub-batch order `sub_batch_order(S,
+                seed)` drawn beforehand (`seed` is then not used).
 
         Returns:
             An `Adaptation`: the adapted weights, the non-trainable state
             of the last step and the optimizer's final state.
         """
         theta, state = list(theta), list(state)
-        task = self._objective(theta, state, x, y, batch_size, seed)
+        if order is None and batch_size < x.shape[0]:
+            order = sub_batch_order(x.shape[0], seed)
+        task = self._objective(theta, state, x, y, batch_size, order)
         update = self.optimizer.update
         # Per-step BatchNorm: each step updates its own rows of the moving
         # statistics, so the state goes from step to step. Otherwise every
@@ -396,24 +401,26 @@ class InnerLoop:
             return list(theta)
         return self.partition.adapted_of(theta)
 
-    def _objective(self, theta, state, x, y, batch_size, seed) -> _Objective:
+    def _objective(self, theta, state, x, y, batch_size, order) -> _Objective:
         """What the inner steps of one task update, and their gradients."""
         part = self.partition
         if part is None:
-            sub_batch = _sub_batches(x, y, batch_size, seed)
+            sub_batch = _sub_batches(x, y, batch_size, order)
 
             def grads(params, t, state):
                 return self.grads(params, state, *sub_batch(t))
 
             return _Objective(theta, state, grads, lambda p, s: (p, s))
         if not part.reuses_body(batch_size, x.shape[0]):
-            return self._partial_objective(theta, state, x, y, batch_size, seed)
-        return self._head_objective(theta, state, x, y, batch_size, seed)
+            return self._partial_objective(
+                theta, state, x, y, batch_size, order
+            )
+        return self._head_objective(theta, state, x, y, batch_size, order)
 
-    def _partial_objective(self, theta, state, x, y, batch_size, seed):
+    def _partial_objective(self, theta, state, x, y, batch_size, order):
         """The whole model at every step, stepping the adapted weights."""
         part = self.partition
-        sub_batch = _sub_batches(x, y, batch_size, seed)
+        sub_batch = _sub_batches(x, y, batch_size, order)
 
         def grads(adapted, t, state):
             bx, by = sub_batch(t)
@@ -427,7 +434,7 @@ class InnerLoop:
 
         return _Objective(part.adapted_of(theta), state, grads, assemble)
 
-    def _head_objective(self, theta, state, x, y, batch_size, seed):
+    def _head_objective(self, theta, state, x, y, batch_size, order):
         """The body once on the support set, then the head at every step."""
         part = self.partition
         features, body_state = part.body.stateless_call(
@@ -436,7 +443,7 @@ class InnerLoop:
             x,
             training=True,
         )
-        sub_batch = _sub_batches(features, y, batch_size, seed)
+        sub_batch = _sub_batches(features, y, batch_size, order)
         head_state = [state[i] for i in part.head_state]
 
         def grads(adapted, t, head_state):
@@ -486,12 +493,25 @@ class _Objective(NamedTuple):
     assemble: Callable  # (params, last state) -> (theta_i, the model's state)
 
 
-def _sub_batches(x, y, batch_size, seed):
-    """`t -> (x_t, y_t)`, the support examples of step t."""
+def sub_batch_order(size: int, seed):
+    """The random order of a support set that the inner sub-batches cycle.
+
+    Args:
+        size: the support set's size S.
+        seed: the stateless seed of the task (a `[2]` int tensor).
+
+    Returns:
+        A permutation of `range(size)`, an int32 `[size]` tensor.
+    """
+    return tf.argsort(tf.random.stateless_uniform([size], seed=seed))
+
+
+def _sub_batches(x, y, batch_size, order):
+    """`t -> (x_t, y_t)`, the support examples of step t (`order`'s runs
+    of `batch_size`; every step the whole set when that is its size)."""
     size = x.shape[0]
     if batch_size == size:
         return lambda t: (x, y)
-    order = tf.argsort(tf.random.stateless_uniform([size], seed=seed))
 
     def sub_batch(t):
         idx = tf.gather(order, (t * batch_size + tf.range(batch_size)) % size)
@@ -513,7 +533,12 @@ class TaskLearner:
         query_y: query targets `[Q, ...]`.
         steps: inner steps.
         batch_size: support examples per inner step.
-        seed: the stateless seed of the sub-batch order.
+        seed: the stateless seed of the sub-batch order (`None` when
+            `order` is given or every step takes the whole support set).
+        order: `None`, or that order drawn beforehand
+            (`sub_batch_order(S, seed)`): `MetaModel` draws the orders of
+            a meta-batch before `tf.vectorized_map`, which cannot batch
+            TensorFlow's stateless random ops and would loop over them.
         opt_state: the inner optimizer's state before the first step;
             `None` means the optimizer's `init`.
         step_loss_weights: `None`, or the `[steps]` importance weights of
@@ -533,6 +558,7 @@ class TaskLearner:
     steps: int
     batch_size: int
     seed: Any
+    order: Any = None
     opt_state: Any = None
     step_loss_weights: Any = None
     outputs: dict = dataclasses.field(default_factory=dict, compare=False)
@@ -562,6 +588,7 @@ class TaskLearner:
             opt_state=self.opt_state,
             step_loss=step_loss,
             step_weights=self.step_loss_weights,
+            order=self.order,
         )
         self.outputs["opt_state"] = adaptation.opt_state
         self.outputs["step_loss"] = adaptation.step_loss

@@ -6,9 +6,10 @@ Two ways, both one graph for any number of tasks N:
   Each task computes its own outer gradient inside the loop body, so
   second-order backprop holds the activations of one task at a time.
 - `"vectorized"`: `tf.vectorized_map`, every op batched over the tasks; an
-  op that cannot be batched (the stateless RNG of sub-batches) falls back
-  to a loop. Refused for models with convolutions (`check`), whose filter
-  gradient with per-task filters would fall back to a loop.
+  op that cannot be batched falls back to a loop (the random sub-batch
+  orders are drawn before it, see `keras_ga._adaptation`). Refused for
+  models with convolutions (`check`), whose filter gradient with per-task
+  filters would fall back to a loop.
 
 `"auto"` picks `"vectorized"` for models whose layers all batch over tasks
 (`batches_over_tasks`), outside XLA and `tf.distribute`, else `"map"`.
@@ -192,11 +193,13 @@ def run(
     state,
     rates=(),
     parallel_tasks: int | None = None,
+    per_task=(),
 ) -> TaskResults:
     """`fn` applied to every task of `episode`, stacked over the tasks.
 
     Args:
-        fn: `fn(index, support_x, support_y, query_x, query_y)` for one task
+        fn: `fn(index, support_x, support_y, query_x, query_y, *per_task)`
+            for one task
             (its index in the meta-batch, then its tensors without the task
             axis), returning its `TaskResults`.
         episode: a meta-batch, as `keras_ga.episode.as_episode` returns it.
@@ -206,20 +209,26 @@ def run(
         state: the non-trainable state.
         rates: the learned inner learning rates (`keras_ga.inner_rates`).
         parallel_tasks: `tf.map_fn`'s `parallel_iterations`.
+        per_task: more tensors with a leading task axis `[N, ...]`, given
+            to `fn` after the task's tensors, one slice each.
 
     Returns:
         `TaskResults`, each tensor with a leading task axis `[N]`.
     """
     n = tf.shape(episode["support_x"])[0]
-    elems = (tf.range(n), *(episode[k] for k in episode_lib.EPISODE_KEYS))
+    elems = (
+        tf.range(n),
+        *(episode[k] for k in episode_lib.EPISODE_KEYS),
+        *per_task,
+    )
 
     def one(elems):
         return fn(*elems)
 
     if execution == "vectorized":
-        # Falls back to a loop only for ops pfor cannot batch (the
-        # stateless RNG of sub-batches, convs). The fused batch-norm
-        # kernel is one it batches wrongly (see `batch_norm.element_wise`).
+        # The fused batch-norm kernel is one pfor batches wrongly (see
+        # `batch_norm.element_wise`); ops it cannot batch fall back to a
+        # loop.
         with batch_norm.element_wise():
             return tf.vectorized_map(one, elems, fallback_to_while_loop=True)
     signature = output_signature(

@@ -393,21 +393,26 @@ class XlaWarningTest(absltest.TestCase):
             )
 
 
-# Meta-trains an MLP and a conv net with max-pooling, BatchNorm and a
-# cross-entropy (second-order MAML), with MetaModel's defaults.
+# Meta-trains an MLP (second-order MAML, and Reptile with random inner
+# sub-batches) and a conv net with max-pooling, BatchNorm and a
+# cross-entropy (second-order MAML), with MetaModel's other defaults, and
+# adapts each to a new task.
 _TRAIN_TWO_MODELS = """
 import keras, numpy as np, keras_ga
 rng = np.random.default_rng(0)
-def train(base, x, y):
-    model = keras_ga.MetaModel(base, algo="maml", inner_steps=2)
+def train(base, x, y, **kwargs):
+    model = keras_ga.MetaModel(base, inner_steps=2, **kwargs)
     model.compile(
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     )
     model.fit((x, y, x, y), epochs=2, verbose=0)
+    model.adapt_and_predict(x[0], y[0], x[1])
 y = np.tile(np.arange(2, dtype="int32"), (3, 2))
-train(keras_ga.mlp((3,), 2, (8,)), rng.random((3, 4, 3), "float32"), y)
+x = rng.random((3, 4, 3), "float32")
+train(keras_ga.mlp((3,), 2, (8,)), x, y, algo="maml")
+train(keras_ga.mlp((3,), 2, (8,)), x, y, algo="reptile", inner_batch_size=2)
 conv = keras_ga.conv4((8, 8, 1), 2, filters=4)
-train(conv, rng.random((3, 4, 8, 8, 1), "float32"), y)
+train(conv, rng.random((3, 4, 8, 8, 1), "float32"), y, algo="maml")
 print("trained")
 """
 
@@ -430,7 +435,13 @@ class CleanLogsTest(absltest.TestCase):
             timeout=300,
         )
         self.assertIn("trained", proc.stdout, proc.stderr)
-        for line in ("XLA", "PredictCost", "while_loop", "retracing"):
+        for line in (
+            "XLA",
+            "PredictCost",
+            "while_loop",
+            "retracing",
+            "AutoGraph",
+        ):
             self.assertNotIn(line, proc.stderr)
 
 
