@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 import os
+import pathlib
 import platform
 import time
 
@@ -50,3 +52,80 @@ def finish(name, sections, results, output_dir, started) -> None:
             f.write(text + "\n")
         with open(os.path.join(output_dir, name + ".json"), "w") as f:
             json.dump(results, f, indent=1)
+
+
+def load_runs(out_dir) -> list:
+    """The `results.json` summaries of the finished runs in `out_dir`.
+
+    Each summary also gets `run_dir` (its folder) and `by_protocol`
+    (`transductive` flag to that protocol's result).
+    """
+    summaries = []
+    for path in sorted(pathlib.Path(out_dir).glob("*/results.json")):
+        summary = json.loads(path.read_text())
+        summary["run_dir"] = str(path.parent)
+        summary["by_protocol"] = {
+            r["transductive"]: r for r in summary["results"]
+        }
+        summaries.append(summary)
+    return summaries
+
+
+def accuracy_cell(result) -> str:
+    """`mean +- ci95` of a result dict, in percent; `-` for None."""
+    if result is None:
+        return "-"
+    return f"{100 * result['mean']:.2f} +- {100 * result['ci95']:.2f}"
+
+
+# Two-sided 95% quantiles of Student's t with 1, 2, ... degrees of freedom.
+_T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262)
+
+
+def mean_ci_over_seeds(values) -> tuple[float, float | None]:
+    """Mean of per-seed values and its 95% t-interval half-width.
+
+    The half-width is None for a single seed (no spread to estimate).
+    """
+    n = len(values)
+    mean = sum(values) / n
+    if n < 2:
+        return mean, None
+    var = sum((v - mean) ** 2 for v in values) / (n - 1)
+    t = _T95[n - 2] if n - 2 < len(_T95) else 1.96
+    return mean, t * math.sqrt(var / n)
+
+
+def paired_row(values) -> list | None:
+    """Cells comparing weightings over the seeds of `values`.
+
+    `values` maps `(seed, weighting)` to an accuracy in percent. Returns
+    `[seeds, uniform per seed, agreement per seed, differences per seed,
+    mean difference +- its 95% t-interval over seeds]`, or None when no
+    seed has both weightings.
+    """
+    seeds = sorted(
+        s for s, w in values if w == "uniform" and (s, "agreement") in values
+    )
+    if not seeds:
+        return None
+    uniform = [values[(s, "uniform")] for s in seeds]
+    agreement = [values[(s, "agreement")] for s in seeds]
+    diffs = [a - u for a, u in zip(agreement, uniform)]
+    mean, ci = mean_ci_over_seeds(diffs)
+    return [
+        ", ".join(map(str, seeds)),
+        " / ".join(f"{u:.2f}" for u in uniform),
+        " / ".join(f"{a:.2f}" for a in agreement),
+        " / ".join(f"{d:+.2f}" for d in diffs),
+        f"{mean:+.2f}" + ("" if ci is None else f" +- {ci:.2f}"),
+    ]
+
+
+PAIRED_HEADER = [
+    "seeds",
+    "uniform %",
+    "agreement %",
+    "agreement - uniform, per seed",
+    "mean difference, 95% CI over seeds",
+]

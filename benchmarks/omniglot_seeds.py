@@ -27,13 +27,12 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import json
 import os
-import pathlib
 
 from absl import app
 from absl import flags
 
+from benchmarks import _report
 from examples import train
 from examples.configs import ALGOS
 from examples.configs import WEIGHTINGS
@@ -105,24 +104,6 @@ def runs():
                 )
 
 
-def load(out_dir):
-    """The summaries of the finished runs in `out_dir`."""
-    summaries = []
-    for path in sorted(pathlib.Path(out_dir).glob("*/results.json")):
-        summary = json.loads(path.read_text())
-        summary["by_protocol"] = {
-            r["transductive"]: r for r in summary["results"]
-        }
-        summaries.append(summary)
-    return summaries
-
-
-def cell(result):
-    if result is None:
-        return "-"
-    return f"{100 * result['mean']:.2f} +- {100 * result['ci95']:.2f}"
-
-
 def runs_table(summaries):
     lines = [
         "| ways | algo | weighting | seed | iterations x meta-batch | "
@@ -134,7 +115,8 @@ def runs_table(summaries):
         lines.append(
             f"| {c['ways']} | {c['algo']} | {c['weighting']} | {c['seed']} | "
             f"{c['iterations']} x {c['meta_batch_size']} | "
-            f"{cell(by.get(True))} | {cell(by.get(False))} | "
+            f"{_report.accuracy_cell(by.get(True))} | "
+            f"{_report.accuracy_cell(by.get(False))} | "
             f"{run['train_seconds']:.0f} |"
         )
     return "\n".join(lines)
@@ -147,30 +129,12 @@ def differences_table(summaries):
         acc[(c["ways"], c["algo"])][(c["seed"], c["weighting"])] = (
             100 * run["by_protocol"][True]["mean"]
         )
-    lines = [
-        "| ways | algo | seeds | uniform % | agreement % | "
-        "agreement - uniform, per seed | mean difference |",
-        "|---|---|---|---|---|---|---|",
-    ]
+    rows = []
     for (ways, algo), values in sorted(acc.items()):
-        seeds = sorted(
-            s
-            for s, w in values
-            if w == "uniform" and (s, "agreement") in values
-        )
-        if not seeds:
-            continue
-        uniform = [values[(s, "uniform")] for s in seeds]
-        agreement = [values[(s, "agreement")] for s in seeds]
-        diffs = [a - u for a, u in zip(agreement, uniform)]
-        lines.append(
-            f"| {ways} | {algo} | {', '.join(map(str, seeds))} | "
-            f"{' / '.join(f'{u:.2f}' for u in uniform)} | "
-            f"{' / '.join(f'{a:.2f}' for a in agreement)} | "
-            f"{' / '.join(f'{d:+.2f}' for d in diffs)} | "
-            f"{sum(diffs) / len(diffs):+.2f} |"
-        )
-    return "\n".join(lines)
+        row = _report.paired_row(values)
+        if row is not None:
+            rows.append([ways, algo, *row])
+    return _report.table(["ways", "algo", *_report.PAIRED_HEADER], rows)
 
 
 def main(argv):
@@ -181,7 +145,7 @@ def main(argv):
             run_dir = os.path.join(FLAGS.out_dir, name)
             if not os.path.exists(os.path.join(run_dir, "results.json")):
                 train.train_and_evaluate(config, run_dir)
-    summaries = load(FLAGS.out_dir)
+    summaries = _report.load_runs(FLAGS.out_dir)
     print(runs_table(summaries))
     print()
     print(differences_table(summaries))

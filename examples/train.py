@@ -635,7 +635,11 @@ def _train_and_evaluate_few_shot(config, workdir, callbacks) -> dict:
         **_run_facts(config, workdir, history["wall_seconds"][-1]),
         "eval_seconds": round(time.time() - start, 1),
         "history": history,
-        "results": [r.as_dict() for r in results],
+        # Each test task's accuracy too: runs on the same test tasks (the
+        # same eval_seed) compare task by task (keras_ga.paired_difference).
+        "results": [
+            {**r.as_dict(), "per_task": r.per_task.tolist()} for r in results
+        ],
     }
     write_results(summary, workdir)
     return summary

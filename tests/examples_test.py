@@ -69,6 +69,8 @@ def check_few_shot_outputs(test, output_dir, summary, dataset):
         test.assertEqual(r["num_tasks"], 4)
         test.assertEqual(r["metric"], "accuracy")
         test.assertBetween(r["mean"], 0.0, 1.0)
+        test.assertLen(r["per_task"], 4)
+        test.assertAlmostEqual(np.mean(r["per_task"]), r["mean"], places=6)
     test.assertLen(written["history"]["loss"], 2)  # two epochs of 1 step
     test.assertIn("val_accuracy", written["history"])
     for name in ("history.csv", "checkpoint.keras", "config.json"):
