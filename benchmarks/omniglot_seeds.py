@@ -16,9 +16,23 @@ else `$KERAS_GA_DATA`.
         --meta_batch_size=4 --eval_batch_size=10 --bn_momentum=0.99 \
         --nonon_transductive --out_dir=/tmp/keras_ga_seeds
 
-The tables (one row per run; then per (ways, algo) the transductive
-accuracy of each weighting on each seed, the agreement-minus-uniform
-difference per seed and its mean over seeds):
+With `--corrupt_fractions` (and `--corruptions`), the training tasks of
+each run are corrupted at each fraction, by each corruption, while the
+test tasks stay clean; the runs' names end in `_<corruption><percent>`,
+and `examples.train`'s weight probe records the share of the agreement
+weights that the corrupted tasks get (`corruption_weights` of
+`results.json`):
+
+    KERAS_GA_DATA=../shared/data python -m benchmarks.omniglot_seeds \
+        --algos=maml --seeds=0,1,2 --iterations=500 --epochs=5 \
+        --corrupt_fractions=0,0.1,0.3 --corruptions=shuffle,permute \
+        --out_dir=benchmarks/runs/corruption
+
+The tables (one row per run; with corrupted runs, the corrupted tasks'
+weight share before and after training; then per (ways, algo, training
+tasks) the transductive accuracy of each weighting on each seed, the
+agreement-minus-uniform difference per seed and its mean over seeds with
+a 95% t-interval):
 
     python -m benchmarks.omniglot_seeds --table --out_dir=/tmp/keras_ga_seeds
 """
@@ -32,11 +46,13 @@ import os
 from absl import app
 from absl import flags
 
+import keras_ga
 from benchmarks import _report
 from examples import train
 from examples.configs import ALGOS
 from examples.configs import WEIGHTINGS
 from examples.configs import omniglot as presets
+from keras_ga.sampler import CORRUPTIONS
 
 flags.DEFINE_string(
     "out_dir", None, "Folder of the runs, one sub-folder per run."
@@ -46,6 +62,12 @@ flags.DEFINE_list("algos", ["maml", "reptile"], f"Algorithms, among {ALGOS}.")
 flags.DEFINE_list("seeds", ["0", "1"], "Seeds (initial weights, tasks).")
 flags.DEFINE_integer("iterations", 1000, "Meta-steps of training per run.")
 flags.DEFINE_integer("meta_batch_size", 8, "Training tasks per meta-step.")
+flags.DEFINE_integer(
+    "epochs",
+    1,
+    "Keras epochs per run (a divisor of --iterations): the history, and "
+    "with corrupted tasks the probe of their weights, have one row each.",
+)
 flags.DEFINE_integer("eval_tasks", 600, "Meta-test tasks per run.")
 flags.DEFINE_integer(
     "eval_batch_size", 20, "At most this many test tasks per meta-batch."
@@ -62,6 +84,26 @@ flags.DEFINE_string(
     "Data root holding omniglot/; default $KERAS_GA_DATA, else "
     "~/.keras_ga/data.",
 )
+flags.DEFINE_list(
+    "corrupt_fractions",
+    ["0"],
+    "Fractions of corrupted training tasks (keras_ga.sampler); each one "
+    "above 0 runs once per corruption of --corruptions. Test tasks stay "
+    "clean.",
+)
+flags.DEFINE_list(
+    "corruptions",
+    ["shuffle"],
+    "Corruptions of the corrupted training tasks: shuffle (labels "
+    "permuted at random, noise) or permute (query labels shifted to the "
+    "next class, systematic).",
+)
+flags.DEFINE_integer(
+    "cores",
+    0,
+    "keras_ga.set_cpu_threads(cores): one thread per op, this many ops at "
+    "once; 0 keeps TensorFlow's defaults.",
+)
 flags.DEFINE_bool(
     "table", False, "Only print the tables of the runs in `--out_dir`."
 )
@@ -76,44 +118,77 @@ flags.register_validator(
     lambda seeds: all(s.isdigit() for s in seeds),
     "--seeds must list non-negative integers.",
 )
+flags.register_validator(
+    "corrupt_fractions",
+    lambda values: all(_is_fraction(v) for v in values),
+    "--corrupt_fractions must list numbers in [0, 1].",
+)
+flags.register_validator(
+    "corruptions",
+    lambda values: set(values) <= set(CORRUPTIONS),
+    f"--corruptions must list values among {CORRUPTIONS}.",
+)
 FLAGS = flags.FLAGS
+
+
+def _is_fraction(text: str) -> bool:
+    try:
+        return 0.0 <= float(text) <= 1.0
+    except ValueError:
+        return False
+
+
+def corruption_settings():
+    """`(name suffix, fraction, corruption)` of each training stream."""
+    for text in FLAGS.corrupt_fractions:
+        fraction = float(text)
+        if fraction == 0:
+            yield "", 0.0, "shuffle"
+            continue
+        for corruption in FLAGS.corruptions:
+            yield f"_{corruption}{round(100 * fraction)}", fraction, corruption
 
 
 def runs():
     """`(name, config)` of each run, in order."""
     for algo in FLAGS.algos:
-        for seed in (int(s) for s in FLAGS.seeds):
-            for weighting in WEIGHTINGS:
-                name = f"{FLAGS.ways}w_{algo}_{weighting}_s{seed}"
-                yield (
-                    name,
-                    dataclasses.replace(
-                        presets.PRESETS[f"{algo}_{FLAGS.ways}way_1shot"],
-                        weighting=weighting,
-                        seed=seed,
-                        iterations=FLAGS.iterations,
-                        meta_batch_size=FLAGS.meta_batch_size,
-                        eval_every=FLAGS.iterations,
-                        val_tasks=0,
-                        eval_tasks=FLAGS.eval_tasks,
-                        eval_batch_size=FLAGS.eval_batch_size,
-                        non_transductive=FLAGS.non_transductive,
-                        bn_momentum=FLAGS.bn_momentum,
-                        data_dir=FLAGS.data_dir,
-                    ),
-                )
+        for suffix, fraction, corruption in corruption_settings():
+            for seed in (int(s) for s in FLAGS.seeds):
+                for weighting in WEIGHTINGS:
+                    name = f"{FLAGS.ways}w_{algo}_{weighting}_s{seed}{suffix}"
+                    yield (
+                        name,
+                        dataclasses.replace(
+                            presets.PRESETS[f"{algo}_{FLAGS.ways}way_1shot"],
+                            weighting=weighting,
+                            seed=seed,
+                            corrupt_fraction=fraction,
+                            corruption=corruption,
+                            iterations=FLAGS.iterations,
+                            meta_batch_size=FLAGS.meta_batch_size,
+                            eval_every=FLAGS.iterations // FLAGS.epochs,
+                            val_tasks=0,
+                            eval_tasks=FLAGS.eval_tasks,
+                            eval_batch_size=FLAGS.eval_batch_size,
+                            non_transductive=FLAGS.non_transductive,
+                            bn_momentum=FLAGS.bn_momentum,
+                            data_dir=FLAGS.data_dir,
+                        ),
+                    )
 
 
 def runs_table(summaries):
     lines = [
-        "| ways | algo | weighting | seed | iterations x meta-batch | "
-        "transductive % | non-transductive % | train s |",
-        "|---|---|---|---|---|---|---|---|",
+        "| ways | algo | training tasks | weighting | seed | "
+        "iterations x meta-batch | transductive % | non-transductive % | "
+        "train s |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for run in summaries:
         c, by = run["config"], run["by_protocol"]
         lines.append(
-            f"| {c['ways']} | {c['algo']} | {c['weighting']} | {c['seed']} | "
+            f"| {c['ways']} | {c['algo']} | {_setting(run)} | "
+            f"{c['weighting']} | {c['seed']} | "
             f"{c['iterations']} x {c['meta_batch_size']} | "
             f"{_report.accuracy_cell(by.get(True))} | "
             f"{_report.accuracy_cell(by.get(False))} | "
@@ -122,24 +197,79 @@ def runs_table(summaries):
     return "\n".join(lines)
 
 
+def _setting(run) -> str:
+    """The run's training stream: `clean` or `<corruption> <percent>%`."""
+    c = run["config"]
+    if not c.get("corrupt_fraction"):
+        return "clean"
+    return f"{c['corruption']} {round(100 * c['corrupt_fraction'])}%"
+
+
 def differences_table(summaries):
     acc = collections.defaultdict(dict)
     for run in summaries:
         c = run["config"]
-        acc[(c["ways"], c["algo"])][(c["seed"], c["weighting"])] = (
+        key = (c["ways"], c["algo"], _setting(run))
+        acc[key][(c["seed"], c["weighting"])] = (
             100 * run["by_protocol"][True]["mean"]
         )
     rows = []
-    for (ways, algo), values in sorted(acc.items()):
+    for (ways, algo, setting), values in sorted(acc.items()):
         row = _report.paired_row(values)
         if row is not None:
-            rows.append([ways, algo, *row])
-    return _report.table(["ways", "algo", *_report.PAIRED_HEADER], rows)
+            rows.append([ways, algo, setting, *row])
+    return _report.table(
+        ["ways", "algo", "training tasks", *_report.PAIRED_HEADER], rows
+    )
+
+
+def corruption_table(summaries):
+    """The corrupted tasks' share of the Eq. 13 weights, before and after."""
+    rows = []
+    for run in summaries:
+        probe = run.get("corruption_weights")
+        if not probe:
+            continue
+        c, first, last = run["config"], probe[0], probe[-1]
+        rows.append(
+            [
+                c["ways"],
+                c["algo"],
+                _setting(run),
+                c["weighting"],
+                c["seed"],
+                f"{100 * last['corrupted_fraction']:.1f}",
+                f"{100 * first['corrupted_weight_share']:.1f}",
+                f"{100 * last['corrupted_weight_share']:.1f}",
+                f"{last['mean_weight_corrupted']:+.4f}",
+                f"{last['mean_weight_clean']:+.4f}",
+                f"{100 * last['negative_fraction_corrupted']:.0f} / "
+                f"{100 * last['negative_fraction_clean']:.0f}",
+            ]
+        )
+    return _report.table(
+        [
+            "ways",
+            "algo",
+            "training tasks",
+            "weighting",
+            "seed",
+            "corrupted probe tasks %",
+            "their weight share % before training",
+            "after training",
+            "mean weight, corrupted",
+            "clean",
+            "negative weights %, corrupted / clean",
+        ],
+        rows,
+    )
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    if FLAGS.cores:
+        keras_ga.set_cpu_threads(FLAGS.cores)
     if not FLAGS.table:
         for name, config in runs():
             run_dir = os.path.join(FLAGS.out_dir, name)
@@ -148,6 +278,9 @@ def main(argv):
     summaries = _report.load_runs(FLAGS.out_dir)
     print(runs_table(summaries))
     print()
+    if any(run.get("corruption_weights") for run in summaries):
+        print(corruption_table(summaries))
+        print()
     print(differences_table(summaries))
 
 

@@ -55,6 +55,7 @@ that runs (and resumes) it.
 
 from __future__ import annotations
 
+import collections
 import csv
 import dataclasses
 import functools
@@ -82,6 +83,7 @@ from keras_ga import evaluation
 from keras_ga import models
 from keras_ga import plotting
 from keras_ga import protocols
+from keras_ga import sampler
 from keras_ga.datasets import miniimagenet_episodes
 from keras_ga.datasets import omniglot_episodes
 from keras_ga.datasets import sine_task_params
@@ -626,6 +628,10 @@ def _train_and_evaluate_few_shot(config, workdir, callbacks) -> dict:
         )
     model = build_few_shot_model(config)
     train_from = functools.partial(training_tasks, config)
+    probe = None
+    if config.corrupt_fraction:
+        probe = WeightProbe(config, os.path.join(workdir, "weights.json"))
+        callbacks = [probe, *callbacks]
     history = fit(model, train_from, val, config, workdir, callbacks)
     start = time.time()
     results = meta_test(model, config)
@@ -641,6 +647,8 @@ def _train_and_evaluate_few_shot(config, workdir, callbacks) -> dict:
             {**r.as_dict(), "per_task": r.per_task.tolist()} for r in results
         ],
     }
+    if probe is not None:
+        summary["corruption_weights"] = corruption_summary(probe.records)
     write_results(summary, workdir)
     return summary
 
@@ -720,36 +728,78 @@ def _sine_test_tasks(config: SineConfig, num_tasks: int, seed: int):
 
 
 # Training-distribution tasks whose agreement weights `WeightProbe` records:
-# this many meta-batches of the training size, seeded by eval_seed + 2.
+# this many meta-batches of the training meta-batch size.
 _PROBE_BATCHES = 20
 
 
-class WeightProbe(keras.callbacks.Callback):
-    """Records the Eq. 13 weights of fixed sine tasks against amplitude.
+def probe_tasks(config: FewShotConfig | SineConfig, num_batches: int):
+    """The fixed meta-batches of `WeightProbe`, each with a per-task feature.
 
-    Before training and after each epoch, runs the inner loop of
-    `num_batches` fixed meta-batches of training-like tasks (the training
-    meta-batch size, uncorrupted) from the current weights and computes
-    the gradient agreement weights within each meta-batch, as a training
-    step would. Each record is `{"epoch", "amplitude", "weight",
-    "update_norm"}` with one list entry per task (`epoch` -1: before
-    training). The records are rewritten to `path` (JSON) after each
-    epoch; a resumed run keeps those of the epochs before its backup.
+    `num_batches` meta-batches of training-like tasks (the training
+    meta-batch size and shots), seeded by `config.eval_seed + 2`: elements
+    `(episode, features)`, `features` a dict of per-task tensors. Sine:
+    uncorrupted tasks and their `amplitude`. Few-shot: training-split
+    tasks corrupted as the training stream is (`config.corrupt_fraction`,
+    `config.corruption`) and whether each is (`corrupted`, 1.0 or 0.0;
+    `keras_ga.sampler.corrupted_tasks`).
     """
-
-    def __init__(
-        self, config: SineConfig, path: str, num_batches: int = _PROBE_BATCHES
-    ):
-        super().__init__()
-        self.path = path
-        self.tasks = sine_tasks(
+    seed = config.eval_seed + 2
+    num_tasks = num_batches * config.meta_batch_size
+    if isinstance(config, SineConfig):
+        tasks = sine_tasks(
             shots=train_shots(config),
             queries=config.queries,
             meta_batch_size=config.meta_batch_size,
-            seed=config.eval_seed + 2,
-            num_tasks=num_batches * config.meta_batch_size,
+            seed=seed,
+            num_tasks=num_tasks,
             return_params=True,
         )
+        return tasks.map(lambda e, p: (e, {"amplitude": p["amplitude"]}))
+    tasks = episodes(
+        config,
+        "train",
+        shots=train_shots(config),
+        queries=config.queries,
+        meta_batch_size=config.meta_batch_size,
+        seed=seed,
+        num_tasks=num_tasks,
+        corrupt_fraction=config.corrupt_fraction,
+        corruption=config.corruption,
+    )
+    corrupted = sampler.corrupted_tasks(
+        seed, num_tasks, config.corrupt_fraction
+    ).astype("float32")
+    flags = tf.data.Dataset.from_tensor_slices(
+        corrupted.reshape(num_batches, config.meta_batch_size)
+    )
+    return tf.data.Dataset.zip(tasks, flags).map(
+        lambda e, c: (e, {"corrupted": c})
+    )
+
+
+class WeightProbe(keras.callbacks.Callback):
+    """Records the Eq. 13 weights of fixed training-like tasks over training.
+
+    Before training and after each epoch, runs the inner loop of the fixed
+    meta-batches of `probe_tasks` from the current weights and computes
+    the gradient agreement weights within each meta-batch, as a training
+    step would (whatever the run's own weighting). Each record is
+    `{"epoch", "weight", "update_norm", <feature>}` with one list entry
+    per task (`epoch` -1: before training); the feature is `amplitude`
+    (sine) or `corrupted` (few-shot). The records are rewritten to `path`
+    (JSON) after each epoch; a resumed run keeps those of the epochs
+    before its backup.
+    """
+
+    def __init__(
+        self,
+        config: FewShotConfig | SineConfig,
+        path: str,
+        num_batches: int = _PROBE_BATCHES,
+    ):
+        super().__init__()
+        self.path = path
+        self.tasks = probe_tasks(config, num_batches)
         self.weighting = keras_ga.AgreementWeighting()
         self.records = None
         self._probe = None
@@ -783,14 +833,14 @@ class WeightProbe(keras.callbacks.Callback):
     def _record(self, epoch) -> dict:
         if self._probe is None:
             self._probe = tf.function(self._weights, autograph=False)
-        record = {"epoch": epoch, "amplitude": [], "weight": []}
-        record["update_norm"] = []
-        for episode, params in self.tasks:
+        record = collections.defaultdict(list, epoch=epoch)
+        for episode, features in self.tasks:
             weights, norms = self._probe(episode)
-            record["amplitude"] += params["amplitude"].numpy().tolist()
+            for name, value in features.items():
+                record[name] += value.numpy().tolist()
             record["weight"] += weights.numpy().tolist()
             record["update_norm"] += norms.numpy().tolist()
-        return record
+        return dict(record)
 
     def _weights(self, episode):
         updates = self.model.run_tasks(episode, training=True).updates
@@ -920,6 +970,40 @@ def weight_summary(records: list[dict]) -> list[dict]:
                 "high_to_low_amplitude_abs_weight": float(
                     np.mean(np.abs(high)) / np.mean(np.abs(low))
                 ),
+            }
+        )
+    return out
+
+
+def corruption_summary(records: list[dict]) -> list[dict]:
+    """Per few-shot probe record: how much weight the corrupted tasks get.
+
+    For each record of a `WeightProbe` on corrupted tasks: the epoch, the
+    fraction of corrupted probe tasks (their share under uniform
+    weighting), the corrupted tasks' share of the summed Eq. 13 weights,
+    the mean weight of corrupted and of clean tasks, and the fraction of
+    negative weights among each.
+    """
+    out = []
+    for r in records:
+        weight = np.asarray(r["weight"])
+        corrupted = np.asarray(r["corrupted"]) > 0.5
+        clean = ~corrupted
+
+        def mean(values):
+            return float(np.mean(values)) if values.size else None
+
+        out.append(
+            {
+                "epoch": r["epoch"],
+                "corrupted_fraction": float(np.mean(corrupted)),
+                "corrupted_weight_share": float(
+                    weight[corrupted].sum() / weight.sum()
+                ),
+                "mean_weight_corrupted": mean(weight[corrupted]),
+                "mean_weight_clean": mean(weight[clean]),
+                "negative_fraction_corrupted": mean(weight[corrupted] < 0),
+                "negative_fraction_clean": mean(weight[clean] < 0),
             }
         )
     return out

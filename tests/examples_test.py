@@ -710,6 +710,55 @@ class ResumeAndCorruptionSettingsTest(parameterized.TestCase):
         np.testing.assert_array_equal((a["query_y"] + 1) % 3, b["query_y"])
         np.testing.assert_array_equal(a["query_x"], b["query_x"])
 
+    def test_corrupted_run_records_the_corrupted_tasks_weights(self):
+        config = tiny_few_shot(
+            omniglot,
+            data_dir=DATA,
+            corrupt_fraction=0.5,
+            corruption="permute",
+            non_transductive=False,
+        )
+        workdir = make_tempdir(self)
+        summary = train.train_and_evaluate(config, workdir)
+        with open(os.path.join(workdir, "weights.json")) as f:
+            records = json.load(f)
+        # Before training, then after each of the two epochs.
+        self.assertEqual([r["epoch"] for r in records], [-1, 0, 1])
+        flags = keras_ga.sampler.corrupted_tasks(
+            config.eval_seed + 2, 20 * 2, 0.5
+        )
+        self.assertTrue(0 < flags.sum() < flags.size)
+        for record, row in zip(records, summary["corruption_weights"]):
+            np.testing.assert_array_equal(record["corrupted"], flags)
+            weight = np.asarray(record["weight"])
+            self.assertLen(weight, 40)
+            self.assertEqual(row["corrupted_fraction"], flags.mean())
+            self.assertAlmostEqual(
+                row["corrupted_weight_share"],
+                weight[flags].sum() / weight.sum(),
+                places=6,
+            )
+            self.assertAlmostEqual(
+                row["mean_weight_clean"], weight[~flags].mean(), places=6
+            )
+
+    def test_corruption_summary(self):
+        records = [
+            {
+                "epoch": 3,
+                "weight": [0.5, -0.1, 0.4, 0.2],
+                "corrupted": [0.0, 1.0, 0.0, 1.0],
+            }
+        ]
+        (row,) = train.corruption_summary(records)
+        self.assertEqual(row["epoch"], 3)
+        self.assertEqual(row["corrupted_fraction"], 0.5)
+        self.assertAlmostEqual(row["corrupted_weight_share"], 0.1 / 1.0)
+        self.assertAlmostEqual(row["mean_weight_corrupted"], 0.05)
+        self.assertAlmostEqual(row["mean_weight_clean"], 0.45)
+        self.assertEqual(row["negative_fraction_corrupted"], 0.5)
+        self.assertEqual(row["negative_fraction_clean"], 0.0)
+
     def test_sine_training_tasks_are_corrupted_as_configured(self):
         clean = sine.PRESETS[sine.DEFAULT]
         corrupted = dataclasses.replace(
