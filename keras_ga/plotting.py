@@ -123,8 +123,12 @@ def plot_learning_curves(
     *,
     steps_per_epoch: Mapping[str, int] | int | None = None,
     title: str | None = None,
+    against: str = "iterations",
 ) -> str:
     """Draws one panel per metric, one line per run, against iterations.
+
+    Epochs without a value (NaN, as `CSVLogger` writes a validation metric
+    of an epoch without validation) are left out of a line.
 
     Args:
         runs: `{label: source}`, each source as in `read_history`.
@@ -134,13 +138,18 @@ def plot_learning_curves(
         steps_per_epoch: meta-iterations per history row, per label or for
             all; by default read from each run folder's `config.json`.
         title: a title over the panels.
+        against: the x axis: `"iterations"` (meta-training iterations) or
+            `"time"` (minutes of meta-training wall-clock time, the
+            `wall_seconds` each example logs at the end of an epoch: how
+            long a run takes to reach an accuracy on this machine).
 
     Returns:
         `path`.
 
     Raises:
-        ValueError: when `runs` or `metrics` is empty, or no run holds any
-            of `metrics`.
+        ValueError: when `runs` or `metrics` is empty, no run holds any of
+            `metrics`, `against` is not one of its two values, or with
+            `against="time"` a run has no `wall_seconds`.
         ImportError: when matplotlib is not installed (the `plotting`
             extra).
 
@@ -162,6 +171,11 @@ def plot_learning_curves(
             "`runs` and `metrics` must not be empty. "
             f"Received: runs={dict(runs)!r}, metrics={list(metrics)!r}"
         )
+    if against not in _AGAINST:
+        raise ValueError(
+            f"`against` must be one of {tuple(_AGAINST)}. "
+            f"Received: against={against!r}"
+        )
     with _optional.requires_extra("plotting", feature="keras_ga.plotting"):
         import matplotlib
 
@@ -174,6 +188,14 @@ def plot_learning_curves(
             f"No run holds any of `metrics`. Received: metrics={list(metrics)}"
             f", available: {sorted({k for h in histories.values() for k in h})}"
         )
+    if against == "time":
+        for label, history in histories.items():
+            if "wall_seconds" not in history:
+                raise ValueError(
+                    "`against='time'` needs each run's `wall_seconds` "
+                    f"history (the examples log it). Received: run {label!r} "
+                    f"with {sorted(history)}"
+                )
     fig, axes = plt.subplots(
         1, len(metrics), figsize=(4.5 * len(metrics), 3.3), squeeze=False
     )
@@ -181,10 +203,15 @@ def plot_learning_curves(
         for label, history in histories.items():
             if metric not in history:
                 continue
-            step = _steps(steps_per_epoch, label, runs[label])
-            x = step * np.arange(1, len(history[metric]) + 1)
-            ax.plot(x, history[metric], marker="o", markersize=3, label=label)
-        ax.set_xlabel("meta-training iterations")
+            if against == "time":
+                x = history["wall_seconds"] / 60.0
+            else:
+                step = _steps(steps_per_epoch, label, runs[label])
+                x = step * np.arange(1, len(history[metric]) + 1)
+            y = history[metric]
+            keep = ~np.isnan(y)
+            ax.plot(x[keep], y[keep], marker="o", markersize=3, label=label)
+        ax.set_xlabel(_AGAINST[against])
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
@@ -194,6 +221,12 @@ def plot_learning_curves(
     fig.savefig(path, dpi=80)
     plt.close(fig)
     return path
+
+
+_AGAINST = {
+    "iterations": "meta-training iterations",
+    "time": "meta-training wall-clock minutes",
+}
 
 
 def _steps(steps_per_epoch, label, source):

@@ -4,6 +4,7 @@ import json
 import os
 import shutil
 import tempfile
+from unittest import mock
 
 import numpy as np
 from absl.testing import absltest
@@ -61,7 +62,39 @@ class PlottingTest(absltest.TestCase):
         with open(path, "rb") as f:
             self.assertEqual(f.read(8), PNG)
 
+    def test_against_time_draws_minutes_and_skips_missing_values(self):
+        runs = {
+            "run": {
+                "loss": [1.5, 1.0, 0.8],
+                "val_accuracy": [float("nan"), 0.6, float("nan")],
+                "wall_seconds": [30.0, 90.0, 120.0],
+            }
+        }
+        path = os.path.join(self.root, "time.png")
+        import matplotlib.axes
+
+        with mock.patch.object(
+            matplotlib.axes.Axes, "plot", autospec=True
+        ) as plot:
+            plotting.plot_learning_curves(runs, path, against="time")
+        (loss_call, val_call) = plot.call_args_list
+        np.testing.assert_allclose(loss_call.args[1], [0.5, 1.5, 2.0])
+        np.testing.assert_allclose(loss_call.args[2], [1.5, 1.0, 0.8])
+        np.testing.assert_allclose(val_call.args[1], [1.5])
+        np.testing.assert_allclose(val_call.args[2], [0.6])
+        self.assertEqual(
+            loss_call.args[0].get_xlabel(), "meta-training wall-clock minutes"
+        )
+
     def test_errors(self):
+        with self.assertRaisesRegex(ValueError, "`against` must be one of"):
+            plotting.plot_learning_curves(
+                {"a": {"loss": [1.0]}}, "x.png", against="epochs"
+            )
+        with self.assertRaisesRegex(ValueError, "run 'a' with \\['loss'\\]"):
+            plotting.plot_learning_curves(
+                {"a": {"loss": [1.0]}}, "x.png", against="time"
+            )
         with self.assertRaisesRegex(ValueError, "must not be empty"):
             plotting.plot_learning_curves({}, "x.png")
         with self.assertRaisesRegex(ValueError, "No run holds any of"):
