@@ -46,7 +46,6 @@ from absl import flags
 
 import keras_ga
 from benchmarks import _report
-from examples import train
 from examples.configs import WEIGHTINGS
 from examples.configs import omniglot as presets
 
@@ -247,10 +246,7 @@ def main(argv):
     if FLAGS.cores:
         keras_ga.set_cpu_threads(FLAGS.cores)
     if not FLAGS.table:
-        for name, config in runs():
-            run_dir = os.path.join(FLAGS.out_dir, name)
-            if not os.path.exists(os.path.join(run_dir, "results.json")):
-                train.train_and_evaluate(config, run_dir)
+        _report.run_missing(runs(), FLAGS.out_dir)
     print(tables(_report.load_runs(FLAGS.out_dir)))
 
 

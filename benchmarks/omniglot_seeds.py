@@ -41,14 +41,12 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import os
 
 from absl import app
 from absl import flags
 
 import keras_ga
 from benchmarks import _report
-from examples import train
 from examples.configs import ALGOS
 from examples.configs import WEIGHTINGS
 from examples.configs import omniglot as presets
@@ -271,10 +269,7 @@ def main(argv):
     if FLAGS.cores:
         keras_ga.set_cpu_threads(FLAGS.cores)
     if not FLAGS.table:
-        for name, config in runs():
-            run_dir = os.path.join(FLAGS.out_dir, name)
-            if not os.path.exists(os.path.join(run_dir, "results.json")):
-                train.train_and_evaluate(config, run_dir)
+        _report.run_missing(runs(), FLAGS.out_dir)
     summaries = _report.load_runs(FLAGS.out_dir)
     print(runs_table(summaries))
     print()

@@ -15,7 +15,15 @@ from benchmarks import _report
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def write_run(root, name, weighting, seed, per_task, wall=(30.0, 40.0, 51.0)):
+def write_run(
+    root,
+    name,
+    weighting,
+    seed,
+    per_task,
+    wall=(30.0, 40.0, 51.0),
+    **fields,
+):
     folder = os.path.join(root, name)
     os.makedirs(folder)
     summary = {
@@ -25,6 +33,10 @@ def write_run(root, name, weighting, seed, per_task, wall=(30.0, 40.0, 51.0)):
             "iterations": 30,
             "meta_batch_size": 8,
             "eval_every": 10,
+            "ways": 5,
+            "algo": "maml",
+            "corrupt_fraction": fields.pop("corrupt_fraction", 0.0),
+            "corruption": "permute",
         },
         "train_seconds": wall[-1],
         "history": {"wall_seconds": list(wall)},
@@ -36,9 +48,21 @@ def write_run(root, name, weighting, seed, per_task, wall=(30.0, 40.0, 51.0)):
                 "per_task": list(per_task),
             }
         ],
+        **fields,
     }
     with open(os.path.join(folder, "results.json"), "w") as f:
         json.dump(summary, f)
+
+
+def run_module(module, *args):
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=REPO,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 class ReportTest(absltest.TestCase):
@@ -74,14 +98,7 @@ class ReportTest(absltest.TestCase):
 
 class FamilyComparisonTablesTest(absltest.TestCase):
     def run_module(self, *args):
-        return subprocess.run(
-            [sys.executable, "-m", "benchmarks.family_comparison", *args],
-            cwd=REPO,
-            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        return run_module("benchmarks.family_comparison", *args)
 
     def test_tables_pair_by_test_task_and_against_maml(self):
         root = tempfile.mkdtemp()
@@ -119,6 +136,72 @@ class FamilyComparisonTablesTest(absltest.TestCase):
             "iterations=500.",
             done.stderr,
         )
+
+
+class OmniglotSeedsTablesTest(absltest.TestCase):
+    def test_corrupted_streams_get_their_own_rows(self):
+        root = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, root)
+        probe = [
+            {
+                "epoch": -1,
+                "corrupted_fraction": 0.3,
+                "corrupted_weight_share": 0.31,
+                "mean_weight_corrupted": 0.12,
+                "mean_weight_clean": 0.13,
+                "negative_fraction_corrupted": 0.0,
+                "negative_fraction_clean": 0.0,
+            },
+            {
+                "epoch": 4,
+                "corrupted_fraction": 0.3,
+                "corrupted_weight_share": 0.2,
+                "mean_weight_corrupted": 0.08,
+                "mean_weight_clean": 0.15,
+                "negative_fraction_corrupted": 0.25,
+                "negative_fraction_clean": 0.0,
+            },
+        ]
+        for seed, (u, a) in enumerate([(0.9, 0.92), (0.8, 0.79)]):
+            write_run(root, f"u{seed}", "uniform", seed, [u])
+            write_run(root, f"a{seed}", "agreement", seed, [a])
+            write_run(
+                root,
+                f"cu{seed}",
+                "uniform",
+                seed,
+                [u - 0.1],
+                corrupt_fraction=0.3,
+                corruption_weights=probe,
+            )
+            write_run(
+                root,
+                f"ca{seed}",
+                "agreement",
+                seed,
+                [a],
+                corrupt_fraction=0.3,
+                corruption_weights=probe,
+            )
+        done = run_module(
+            "benchmarks.omniglot_seeds", "--table", f"--out_dir={root}"
+        )
+        self.assertEqual(done.returncode, 0, done.stderr)
+        lines = done.stdout.splitlines()
+        self.assertIn(
+            "| 5 | maml | permute 30% | agreement | 1 | 30.0 | 31.0 | 20.0 | "
+            "+0.0800 | +0.1500 | 25 / 0 |",
+            lines,
+        )
+        (clean,) = [
+            x for x in lines if x.startswith("| 5 | maml | clean | 0, 1 |")
+        ]
+        self.assertIn("| +2.00 / -1.00 |", clean)
+        (corrupt,) = [
+            x for x in lines if x.startswith("| 5 | maml | permute 30% | 0, 1")
+        ]
+        # Differences +12 and +9: mean +10.5, t(1) interval 12.706 * 1.5.
+        self.assertIn(f"| +10.50 +- {12.706 * 1.5:.2f} |", corrupt)
 
 
 if __name__ == "__main__":
