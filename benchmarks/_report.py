@@ -54,22 +54,6 @@ def finish(name, sections, results, output_dir, started) -> None:
             json.dump(results, f, indent=1)
 
 
-def run_missing(runs, out_dir) -> None:
-    """Trains and meta-tests each `(name, config)` of `runs` not yet done.
-
-    A run lives in `<out_dir>/<name>/` (`examples.train.train_and_evaluate`)
-    and is done once its `results.json` exists; an unfinished one resumes
-    from its backup. So an interrupted sweep continues where it stopped.
-    """
-    # Imported here: the PyTorch-only benchmark workers import this module.
-    from examples import train
-
-    for name, config in runs:
-        run_dir = os.path.join(out_dir, name)
-        if not os.path.exists(os.path.join(run_dir, "results.json")):
-            train.train_and_evaluate(config, run_dir)
-
-
 def load_runs(out_dir) -> list:
     """The `results.json` summaries of the finished runs in `out_dir`.
 

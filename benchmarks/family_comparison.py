@@ -46,47 +46,23 @@ from absl import flags
 
 import keras_ga
 from benchmarks import _report
+from benchmarks import _sweep
 from examples.configs import WEIGHTINGS
 from examples.configs import omniglot as presets
 
 VARIANTS = ("maml", "lslr", "msl_da", "mamlpp", "anil", "metasgd")
 
-flags.DEFINE_string(
-    "out_dir", None, "Folder of the runs, one sub-folder per run."
-)
+_sweep.define_flags(default_seeds=["0"])
 flags.DEFINE_list("variants", list(VARIANTS), f"Variants, among {VARIANTS}.")
-flags.DEFINE_list("seeds", ["0"], "Seeds (initial weights, tasks).")
 flags.DEFINE_integer("iterations", 1000, "Meta-steps of training per run.")
 flags.DEFINE_integer(
     "epochs", 10, "Keras epochs per run (a divisor of --iterations)."
 )
 flags.DEFINE_integer("eval_tasks", 600, "Meta-test tasks per run.")
-flags.DEFINE_integer(
-    "cores",
-    0,
-    "keras_ga.set_cpu_threads(cores): one thread per op, this many ops at "
-    "once (1 to run two sweeps side by side on two cores); 0 keeps "
-    "TensorFlow's defaults.",
-)
-flags.DEFINE_string(
-    "data_dir",
-    None,
-    "Data root holding omniglot/; default $KERAS_GA_DATA, else "
-    "~/.keras_ga/data.",
-)
-flags.DEFINE_bool(
-    "table", False, "Only print the tables of the runs in `--out_dir`."
-)
-flags.mark_flag_as_required("out_dir")
 flags.register_validator(
     "variants",
     lambda names: set(names) <= set(VARIANTS),
     f"--variants must list values among {VARIANTS}.",
-)
-flags.register_validator(
-    "seeds",
-    lambda seeds: all(s.isdigit() for s in seeds),
-    "--seeds must list non-negative integers.",
 )
 FLAGS = flags.FLAGS
 
@@ -243,10 +219,7 @@ def tables(summaries) -> str:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    if FLAGS.cores:
-        keras_ga.set_cpu_threads(FLAGS.cores)
-    if not FLAGS.table:
-        _report.run_missing(runs(), FLAGS.out_dir)
+    _sweep.run(runs())
     print(tables(_report.load_runs(FLAGS.out_dir)))
 
 

@@ -45,19 +45,16 @@ import dataclasses
 from absl import app
 from absl import flags
 
-import keras_ga
 from benchmarks import _report
+from benchmarks import _sweep
 from examples.configs import ALGOS
 from examples.configs import WEIGHTINGS
 from examples.configs import omniglot as presets
 from keras_ga.sampler import CORRUPTIONS
 
-flags.DEFINE_string(
-    "out_dir", None, "Folder of the runs, one sub-folder per run."
-)
+_sweep.define_flags(default_seeds=["0", "1"])
 flags.DEFINE_enum("ways", "5", ["5", "20"], "Classes per task.")
 flags.DEFINE_list("algos", ["maml", "reptile"], f"Algorithms, among {ALGOS}.")
-flags.DEFINE_list("seeds", ["0", "1"], "Seeds (initial weights, tasks).")
 flags.DEFINE_integer("iterations", 1000, "Meta-steps of training per run.")
 flags.DEFINE_integer("meta_batch_size", 8, "Training tasks per meta-step.")
 flags.DEFINE_integer(
@@ -76,12 +73,6 @@ flags.DEFINE_bool(
     True,
     "Also meta-test with BatchNorm's moving statistics.",
 )
-flags.DEFINE_string(
-    "data_dir",
-    None,
-    "Data root holding omniglot/; default $KERAS_GA_DATA, else "
-    "~/.keras_ga/data.",
-)
 flags.DEFINE_list(
     "corrupt_fractions",
     ["0"],
@@ -96,25 +87,10 @@ flags.DEFINE_list(
     "permuted at random, noise) or permute (query labels shifted to the "
     "next class, systematic).",
 )
-flags.DEFINE_integer(
-    "cores",
-    0,
-    "keras_ga.set_cpu_threads(cores): one thread per op, this many ops at "
-    "once; 0 keeps TensorFlow's defaults.",
-)
-flags.DEFINE_bool(
-    "table", False, "Only print the tables of the runs in `--out_dir`."
-)
-flags.mark_flag_as_required("out_dir")
 flags.register_validator(
     "algos",
     lambda algos: set(algos) <= set(ALGOS),
     f"--algos must list values among {ALGOS}.",
-)
-flags.register_validator(
-    "seeds",
-    lambda seeds: all(s.isdigit() for s in seeds),
-    "--seeds must list non-negative integers.",
 )
 flags.register_validator(
     "corrupt_fractions",
@@ -266,10 +242,7 @@ def corruption_table(summaries):
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    if FLAGS.cores:
-        keras_ga.set_cpu_threads(FLAGS.cores)
-    if not FLAGS.table:
-        _report.run_missing(runs(), FLAGS.out_dir)
+    _sweep.run(runs())
     summaries = _report.load_runs(FLAGS.out_dir)
     print(runs_table(summaries))
     print()
