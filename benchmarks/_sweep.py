@@ -47,6 +47,20 @@ def define_flags(default_seeds: list[str]) -> None:
     )
 
 
+def epoch_length(iterations: int, epochs: int) -> int:
+    """Meta-steps per epoch of a run of `iterations` in `epochs` epochs.
+
+    Raises:
+        ValueError: when `epochs` does not divide `iterations`.
+    """
+    if iterations % epochs:
+        raise ValueError(
+            "`--epochs` must divide `--iterations`. Received: "
+            f"epochs={epochs}, iterations={iterations}."
+        )
+    return iterations // epochs
+
+
 def run(runs) -> None:
     """Trains and meta-tests each `(name, config)` of `runs` not yet done.
 

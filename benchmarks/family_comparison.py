@@ -101,11 +101,7 @@ def variant(name: str, epochs: int) -> dict:
 
 def runs():
     """`(name, config)` of each run, in order."""
-    if FLAGS.iterations % FLAGS.epochs:
-        raise ValueError(
-            "`--epochs` must divide `--iterations`. Received: "
-            f"epochs={FLAGS.epochs}, iterations={FLAGS.iterations}."
-        )
+    every = _sweep.epoch_length(FLAGS.iterations, FLAGS.epochs)
     for seed in (int(s) for s in FLAGS.seeds):
         for name in FLAGS.variants:
             for weighting in WEIGHTINGS:
@@ -117,7 +113,7 @@ def runs():
                         weighting=weighting,
                         seed=seed,
                         iterations=FLAGS.iterations,
-                        eval_every=FLAGS.iterations // FLAGS.epochs,
+                        eval_every=every,
                         val_tasks=0,
                         eval_tasks=FLAGS.eval_tasks,
                         non_transductive=False,

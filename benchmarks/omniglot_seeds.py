@@ -125,6 +125,7 @@ def corruption_settings():
 
 def runs():
     """`(name, config)` of each run, in order."""
+    every = _sweep.epoch_length(FLAGS.iterations, FLAGS.epochs)
     for algo in FLAGS.algos:
         for suffix, fraction, corruption in corruption_settings():
             for seed in (int(s) for s in FLAGS.seeds):
@@ -140,7 +141,7 @@ def runs():
                             corruption=corruption,
                             iterations=FLAGS.iterations,
                             meta_batch_size=FLAGS.meta_batch_size,
-                            eval_every=FLAGS.iterations // FLAGS.epochs,
+                            eval_every=every,
                             val_tasks=0,
                             eval_tasks=FLAGS.eval_tasks,
                             eval_batch_size=FLAGS.eval_batch_size,
