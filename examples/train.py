@@ -648,7 +648,7 @@ def _train_and_evaluate_few_shot(config, workdir, callbacks) -> dict:
         ],
     }
     if probe is not None:
-        summary["corruption_weights"] = corruption_summary(probe.records)
+        summary["corruption_weights"] = corruption_summary(probe.result())
     write_results(summary, workdir)
     return summary
 
@@ -807,6 +807,17 @@ class WeightProbe(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         self.records = None
 
+    def result(self) -> list[dict]:
+        """The records of the whole run, after `fit`.
+
+        Those of this `fit`, or, when it trained no epoch (a run resumed
+        after its last epoch), those its earlier pieces wrote to `path`.
+        """
+        if self.records is not None:
+            return self.records
+        with open(self.path) as f:
+            return json.load(f)
+
     def on_epoch_begin(self, epoch, logs=None):
         if self.records is not None:
             return
@@ -857,7 +868,7 @@ def _train_sine(config, weighting, run_dir, initial_weights, callbacks):
         val = _sine_test_tasks(config, config.val_tasks, config.eval_seed + 1)
     probe = WeightProbe(config, os.path.join(run_dir, "weights.json"))
     history = fit(model, train_from, val, config, run_dir, [probe, *callbacks])
-    return model, history, probe.records
+    return model, history, probe.result()
 
 
 def sine_steps(config: SineConfig) -> tuple[int, ...]:

@@ -741,6 +741,13 @@ class ResumeAndCorruptionSettingsTest(parameterized.TestCase):
             self.assertAlmostEqual(
                 row["mean_weight_clean"], weight[~flags].mean(), places=6
             )
+        # Stopped after training, before results.json: the resumed run
+        # trains no epoch and reports the records the first piece wrote.
+        os.remove(os.path.join(workdir, "results.json"))
+        resumed = train.train_and_evaluate(config, workdir)
+        self.assertEqual(
+            resumed["corruption_weights"], summary["corruption_weights"]
+        )
 
     def test_corruption_summary(self):
         records = [
