@@ -7,6 +7,7 @@ uniform or gradient-agreement task weighting (`AgreementWeighting`).
 from keras_ga import algorithms
 from keras_ga import anil
 from keras_ga import callbacks
+from keras_ga import class_major
 from keras_ga import datasets
 from keras_ga import episode
 from keras_ga import evaluation
@@ -15,8 +16,10 @@ from keras_ga import inner_rates
 from keras_ga import layers
 from keras_ga import models
 from keras_ga import multi_step_loss
+from keras_ga import numpy_episodes
 from keras_ga import protocols
 from keras_ga import sampler
+from keras_ga import stateless_random
 from keras_ga._version import __version__ as __version__
 from keras_ga.agreement import AgreementWeighting
 from keras_ga.agreement import UniformWeighting
@@ -48,6 +51,7 @@ __all__ = [
     "anil",
     "as_episode",
     "callbacks",
+    "class_major",
     "confidence_interval",
     "conv4",
     "datasets",
@@ -63,8 +67,10 @@ __all__ = [
     "mlp",
     "models",
     "multi_step_loss",
+    "numpy_episodes",
     "paired_difference",
     "protocols",
     "sampler",
+    "stateless_random",
     "set_cpu_threads",
 ]

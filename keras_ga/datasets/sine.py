@@ -42,14 +42,14 @@ import tensorflow as tf
 from keras_ga import _checks
 from keras_ga import _corruption
 from keras_ga import sampler
+from keras_ga._sine import AMPLITUDE_RANGE
+from keras_ga._sine import CORRUPTIONS
+from keras_ga._sine import NOISE_STD
+from keras_ga._sine import PHASE_RANGE
+from keras_ga._sine import WRONG_FUNCTION_OFFSET
+from keras_ga._sine import X_RANGE
+from keras_ga._sine import check_range as _check_range
 from keras_ga.episode import EPISODE_KEYS
-
-AMPLITUDE_RANGE = (0.1, 5.0)
-PHASE_RANGE = (0.0, 2.0 * np.pi)
-X_RANGE = (-5.0, 5.0)
-CORRUPTIONS = ("noise", "shuffle", "wrong_function")
-NOISE_STD = 1.0
-WRONG_FUNCTION_OFFSET = 6.0
 
 
 def sine_tasks(
@@ -240,16 +240,3 @@ def _param_sampler(seed, amplitude_range, phase_range):
         return amplitude, phase, key
 
     return params
-
-
-def _check_range(name, value) -> tuple[float, float]:
-    try:
-        low, high = (float(v) for v in value)
-    except (TypeError, ValueError):
-        low, high = np.nan, np.nan
-    if not low <= high:
-        raise ValueError(
-            f"`{name}` must be a pair (low, high) of numbers with "
-            f"low <= high. Received: {name}={value!r}."
-        )
-    return low, high
