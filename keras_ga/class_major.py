@@ -127,7 +127,7 @@ def _check_labels(labels) -> np.ndarray:
 def as_class_major(data, labels=None) -> ClassMajor:
     """`data` (and `labels`) as a `ClassMajor`; see `few_shot_episodes`.
 
-    Example:
+    Examples:
         >>> keras_ga.class_major.as_class_major(np.zeros([3, 4, 2])).counts
         array([4, 4, 4])
     """

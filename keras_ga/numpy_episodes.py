@@ -138,7 +138,7 @@ class FewShotEpisodes(_Episodes):
         ValueError, TypeError: as `few_shot_episodes`, for the same
             arguments.
 
-    Example:
+    Examples:
         >>> images = np.random.default_rng(0).uniform(size=(100, 8, 8, 1))
         >>> labels = np.repeat(np.arange(10), 10)  # 10 classes of 10 examples
         >>> episodes = keras_ga.numpy_episodes.FewShotEpisodes(
@@ -305,7 +305,7 @@ class SineEpisodes(_Episodes):
         **kwargs: `workers`, `use_multiprocessing` and `max_queue_size` of
             `keras.utils.PyDataset`.
 
-    Example:
+    Examples:
         >>> episodes = keras_ga.numpy_episodes.SineEpisodes(
         ...     shots=5, queries=10, meta_batch_size=3, seed=1)
         >>> batch = episodes[0]

@@ -85,7 +85,7 @@ def random_bits(key, count: int) -> np.ndarray:
     Word `i` comes from Philox call `i // 4` (counter `i // 4` above the
     seed's), as TensorFlow's kernels fill their outputs.
 
-    Example:
+    Examples:
         >>> keras_ga.stateless_random.random_bits([0, 1], 3).dtype
         dtype('uint32')
     """
@@ -112,7 +112,7 @@ def _unit_floats(words) -> np.ndarray:
 def uniform(shape, key, minval=0.0, maxval=1.0) -> np.ndarray:
     """`tf.random.stateless_uniform(shape, key, minval, maxval)`, float32.
 
-    Example:
+    Examples:
         >>> key = np.array([7, 3])
         >>> np.array_equal(keras_ga.stateless_random.uniform([5], key),
         ...                tf.random.stateless_uniform([5], key).numpy())
@@ -126,7 +126,7 @@ def uniform(shape, key, minval=0.0, maxval=1.0) -> np.ndarray:
 def uniform_full_int64(shape, key) -> np.ndarray:
     """`tf.random.stateless_uniform(shape, key, None, None, tf.int64)`.
 
-    Example:
+    Examples:
         >>> keras_ga.stateless_random.uniform_full_int64([2], [0, 0]).dtype
         dtype('int64')
     """
@@ -138,7 +138,7 @@ def uniform_full_int64(shape, key) -> np.ndarray:
 def uniform_int(shape, key, minval: int, maxval: int) -> np.ndarray:
     """`tf.random.stateless_uniform(..., minval, maxval, dtype=tf.int32)`.
 
-    Example:
+    Examples:
         >>> draws = keras_ga.stateless_random.uniform_int([1000], [1, 2], 3, 7)
         >>> sorted(set(draws.tolist()))
         [3, 4, 5, 6]
@@ -160,7 +160,7 @@ def uniform_int(shape, key, minval: int, maxval: int) -> np.ndarray:
 def normal(shape, key) -> np.ndarray:
     """`tf.random.stateless_normal(shape, key)`, float32 (Box-Muller).
 
-    Example:
+    Examples:
         >>> np.allclose(keras_ga.stateless_random.normal([4], [1, 2]),
         ...             tf.random.stateless_normal([4], [1, 2]), atol=3e-6)
         True
@@ -177,7 +177,7 @@ def normal(shape, key) -> np.ndarray:
 def split(key, num: int = 2) -> np.ndarray:
     """`tf.random.split(key, num)` for an int64 key: `[num, 2]` keys.
 
-    Example:
+    Examples:
         >>> key = np.array([0, 5])
         >>> np.array_equal(keras_ga.stateless_random.split(key, 3),
         ...                tf.random.split(tf.constant(key), 3).numpy())
@@ -189,7 +189,7 @@ def split(key, num: int = 2) -> np.ndarray:
 def fold_in(key, data: int) -> np.ndarray:
     """`tf.random.fold_in(key, data)` for a Python int `data` (int32).
 
-    Example:
+    Examples:
         >>> keras_ga.stateless_random.fold_in([0, 5], 1)[1]
         np.int64(1)
     """
@@ -203,7 +203,7 @@ def permutation(size: int, key) -> np.ndarray:
     `stateless_shuffle(values, key)` is `values[permutation(len(values),
     key)]`: a forward Fisher-Yates shuffle drawing `size - 1` words.
 
-    Example:
+    Examples:
         >>> sorted(keras_ga.stateless_random.permutation(5, [0, 1]).tolist())
         [0, 1, 2, 3, 4]
     """
@@ -218,7 +218,7 @@ def permutation(size: int, key) -> np.ndarray:
 def shuffle(values, key) -> np.ndarray:
     """`tf.random.experimental.stateless_shuffle(values, key)` (axis 0).
 
-    Example:
+    Examples:
         >>> values = np.arange(6)
         >>> np.array_equal(
         ...     keras_ga.stateless_random.shuffle(values, [3, 4]),
