@@ -1,12 +1,14 @@
 """Throughput of the Omniglot episode pipeline (Vinyals protocol, train split).
 
 Measures meta-batches/s and tasks/s of `keras_ga.datasets.omniglot_episodes`
-for 5-way 1-shot (15 queries per class) and 20-way 1-shot (5 queries per
-class), meta-batch `--meta_batch_size`, iterating the dataset alone (no
-model), after `--warmup` meta-batches. Also times building the first
-dataset from the image files (decoding the 32,460 PNGs into a fresh cache)
-and from the cache. Prints a Markdown table. Command, from the repository
-root:
+(tf.data) and of `keras_ga.numpy_episodes.FewShotEpisodes` over the same
+split (NumPy, the same tasks; one process, no `PyDataset` workers), for
+5-way 1-shot (15 queries per class) and 20-way 1-shot (5 queries per
+class), meta-batch `--meta_batch_size`, iterating each alone (no model),
+after `--warmup` meta-batches, side by side in one run. Also times
+building the first dataset from the image files (decoding the 32,460 PNGs
+into a fresh cache) and from the cache. Prints a Markdown table.
+Command, from the repository root:
 
     python -m benchmarks.pipeline_speed
 
@@ -14,6 +16,7 @@ Data: `--data_dir`, else `$KERAS_GA_DATA`, else `../shared/data` beside
 the repository.
 """
 
+import itertools
 import os
 import tempfile
 import time
@@ -61,6 +64,25 @@ def episodes(cache_dir, ways, shots, queries):
     )
 
 
+def numpy_episodes(cache_dir, ways, shots, queries):
+    import keras_ga
+
+    splits = keras_ga.datasets.load_omniglot(
+        data_dir=data_dir(), cache_dir=cache_dir, download=False, verbose=0
+    )
+    return keras_ga.numpy_episodes.FewShotEpisodes(
+        splits["train"],
+        ways=ways,
+        shots=shots,
+        queries=queries,
+        meta_batch_size=_META_BATCH.value,
+        seed=0,
+    )
+
+
+PIPELINES = {"tf.data": episodes, "NumPy": numpy_episodes}
+
+
 def time_loads(cache_dir):
     """Seconds to build a first (decoding) and a second (cached) dataset."""
     times = []
@@ -71,9 +93,9 @@ def time_loads(cache_dir):
     return times
 
 
-def time_pipeline(cache_dir, ways, shots, queries):
+def time_pipeline(pipeline, cache_dir, ways, shots, queries):
     """Meta-batches per second of the endless training stream."""
-    iterator = iter(episodes(cache_dir, ways, shots, queries))
+    iterator = iter(PIPELINES[pipeline](cache_dir, ways, shots, queries))
     for _ in range(_WARMUP.value):
         next(iterator)
     start = time.perf_counter()
@@ -87,20 +109,25 @@ def main(argv):
     with tempfile.TemporaryDirectory() as cache_dir:
         first, cached = time_loads(cache_dir)
         rows = []
-        for ways, shots, queries in SETTINGS:
-            rate = time_pipeline(cache_dir, ways, shots, queries)
+        for (ways, shots, queries), pipeline in itertools.product(
+            SETTINGS, PIPELINES
+        ):
+            rate = time_pipeline(pipeline, cache_dir, ways, shots, queries)
             images = rate * _META_BATCH.value * ways * (shots + queries)
             rows.append(
                 f"| {ways}-way {shots}-shot, {queries} queries/class "
-                f"| {_META_BATCH.value} | {rate:.1f} "
+                f"| {pipeline} | {_META_BATCH.value} | {rate:.1f} "
                 f"| {rate * _META_BATCH.value:.0f} | {images:.0f} |"
             )
     print(
         f"First dataset (decodes 32,460 PNGs): {first:.1f} s; from the "
         f"cache: {cached:.2f} s\n"
     )
-    print("| setting | meta-batch | meta-batches/s | tasks/s | images/s |")
-    print("|---|---|---|---|---|")
+    print(
+        "| setting | pipeline | meta-batch | meta-batches/s | tasks/s "
+        "| images/s |"
+    )
+    print("|---|---|---|---|---|---|")
     print("\n".join(rows))
 
 
