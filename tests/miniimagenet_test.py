@@ -169,6 +169,31 @@ class MiniImageNetTest(parameterized.TestCase):
             pairs = set(zip(batch["query_y"][task].numpy(), red[task]))
             self.assertLen(pairs, 5)
 
+    def test_numpy_pipeline_gives_the_same_tasks(self):
+        kwargs = dict(
+            ways=5,
+            shots=1,
+            queries=2,
+            meta_batch_size=2,
+            seed=3,
+            num_tasks=4,
+            data_dir=self.root,
+        )
+        expected = list(
+            miniimagenet.miniimagenet_episodes(
+                "train", **kwargs
+            ).as_numpy_iterator()
+        )
+        actual = list(
+            miniimagenet.miniimagenet_episodes(
+                "train", pipeline="numpy", **kwargs
+            )
+        )
+        self.assertLen(actual, 2)
+        for a, e in zip(actual, expected, strict=True):
+            for key in e:
+                np.testing.assert_array_equal(a[key], e[key], key)
+
     def test_csv_decode_shows_progress_and_is_cached(self):
         with tempfile.TemporaryDirectory() as cache:
             load = dict(data_dir=self.root, cache_dir=cache)

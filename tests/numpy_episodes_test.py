@@ -115,6 +115,45 @@ class FewShotEpisodesTest(parameterized.TestCase):
             for key in e:
                 np.testing.assert_array_equal(a[key], e[key], key)
 
+    def test_omniglot_helper_within_alphabet(self):
+        kwargs = dict(
+            ways=5,
+            shots=1,
+            queries=1,
+            meta_batch_size=3,
+            seed=5,
+            start=2,
+            within_alphabet=True,
+            data_dir=support.data_dir(),
+            verbose=0,
+        )
+        numpy_path = keras_ga.datasets.omniglot_episodes(
+            "train", pipeline="numpy", **kwargs
+        )
+        self.assertIsInstance(numpy_path, numpy_episodes.FewShotEpisodes)
+        pairs = first_batches(
+            keras_ga.datasets.omniglot_episodes("train", **kwargs),
+            numpy_path,
+            3,
+        )
+        for expected, actual in pairs:
+            for key in expected:
+                np.testing.assert_array_equal(actual[key], expected[key], key)
+
+    def test_unknown_pipeline(self):
+        with self.assertRaisesRegex(ValueError, "pipeline='jax'"):
+            keras_ga.datasets.omniglot_episodes(
+                "test",
+                ways=5,
+                shots=1,
+                queries=1,
+                meta_batch_size=1,
+                seed=0,
+                data_dir=support.data_dir(),
+                verbose=0,
+                pipeline="jax",
+            )
+
     def test_a_py_dataset_with_its_length(self):
         data = id_images()
         fixed = numpy_episodes.FewShotEpisodes(
@@ -193,6 +232,17 @@ class SineEpisodesTest(parameterized.TestCase):
                 np.testing.assert_allclose(
                     actual[key], expected[key], rtol=1e-5, atol=1e-5
                 )
+
+    def test_sine_tasks_numpy_pipeline(self):
+        kwargs = dict(shots=3, queries=4, meta_batch_size=2, seed=8)
+        numpy_path = sine.sine_tasks(pipeline="numpy", **kwargs)
+        self.assertIsInstance(numpy_path, numpy_episodes.SineEpisodes)
+        (expected, actual), *_ = first_batches(
+            sine.sine_tasks(**kwargs), numpy_path, 1
+        )
+        np.testing.assert_array_equal(actual["query_x"], expected["query_x"])
+        with self.assertRaisesRegex(ValueError, "return_params=True"):
+            sine.sine_tasks(pipeline="numpy", return_params=True, **kwargs)
 
     def test_params_are_sine_task_params(self):
         episodes = numpy_episodes.SineEpisodes(

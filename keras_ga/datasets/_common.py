@@ -1,4 +1,5 @@
-"""Shared by the dataset loaders: data and cache folders, image sizes."""
+"""Shared by the dataset loaders: data and cache folders, image sizes, and
+the episode pipeline each `*_episodes` helper builds."""
 
 from __future__ import annotations
 
@@ -9,12 +10,27 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_ga import _checks
 from keras_ga import _progress
 
 DATA_ENV = "KERAS_GA_DATA"
 CACHE_ENV = "KERAS_GA_CACHE"
 DEFAULT_DATA_DIR = Path("~/.keras_ga/data")
 DEFAULT_CACHE_DIR = Path("~/.cache/keras_ga")
+PIPELINES = ("tf.data", "numpy")
+
+
+def few_shot_episodes(pipeline: str, data, **kwargs):
+    """`sampler.few_shot_episodes` (`"tf.data"`), or its NumPy twin
+    `numpy_episodes.FewShotEpisodes` (`"numpy"`): the same tasks."""
+    _checks.check_one_of("pipeline", pipeline, PIPELINES)
+    if pipeline == "numpy":
+        from keras_ga import numpy_episodes
+
+        return numpy_episodes.FewShotEpisodes(data, **kwargs)
+    from keras_ga import sampler
+
+    return sampler.few_shot_episodes(data, **kwargs)
 
 
 def data_root(data_dir=None) -> Path:

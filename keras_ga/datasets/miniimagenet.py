@@ -43,7 +43,7 @@ from PIL import UnidentifiedImageError
 
 from keras_ga import _checks
 from keras_ga import _progress
-from keras_ga import sampler
+from keras_ga import class_major
 from keras_ga.datasets import _common
 
 SPLITS = ("train", "val", "test")
@@ -59,7 +59,7 @@ def load_miniimagenet(
     num_workers: int | None = None,
     cache_dir=None,
     verbose="auto",
-) -> sampler.ClassMajor:
+) -> class_major.ClassMajor:
     """Loads one split of miniImageNet as a class-major array.
 
     Args:
@@ -74,7 +74,7 @@ def load_miniimagenet(
             else 2).
 
     Returns:
-        A `keras_ga.sampler.ClassMajor` with uint8 images
+        A `keras_ga.class_major.ClassMajor` with uint8 images
         `[classes, examples, height, width, 3]`, the example count of each
         class and the class names (WordNet ids), sorted.
 
@@ -133,6 +133,7 @@ def miniimagenet_episodes(
     start=0,
     corrupt_fraction: float = 0.0,
     corruption: str = "shuffle",
+    pipeline: str = "tf.data",
 ):
     """Episode dataset of one miniImageNet split, in one call.
 
@@ -149,13 +150,18 @@ def miniimagenet_episodes(
         start: as in `keras_ga.sampler.few_shot_episodes`.
         corrupt_fraction: as in `keras_ga.sampler.few_shot_episodes`.
         corruption: as in `keras_ga.sampler.few_shot_episodes`.
+        pipeline: `"tf.data"` (a `tf.data.Dataset`) or `"numpy"` (a
+            `keras_ga.numpy_episodes.FewShotEpisodes`, a
+            `keras.utils.PyDataset` of the same tasks; `start` must then be
+            an int).
         data_dir: as in `load_miniimagenet`.
         image_size: as in `load_miniimagenet`.
         cache_dir: as in `load_miniimagenet`.
         verbose: as in `load_miniimagenet`.
 
     Returns:
-        A `tf.data.Dataset` of episode dicts with images
+        A `tf.data.Dataset` (or, with `pipeline="numpy"`, a
+        `FewShotEpisodes`) of episode dicts with images
         `[meta_batch_size, examples, height, width, 3]` float32 in [0, 1].
 
     Example:
@@ -168,7 +174,8 @@ def miniimagenet_episodes(
         num_tasks=600)
     ```
     """
-    return sampler.few_shot_episodes(
+    return _common.few_shot_episodes(
+        pipeline,
         load_miniimagenet(
             split,
             data_dir=data_dir,
@@ -210,13 +217,13 @@ def _read_rows(csv_path: Path) -> list[tuple[int, str, str]]:
     return rows
 
 
-def _load_csv(csv_path: Path, cache_dir, **decode) -> sampler.ClassMajor:
+def _load_csv(csv_path: Path, cache_dir, **decode) -> class_major.ClassMajor:
     rows = _read_rows(csv_path)
     files, stamps = _listed_images(csv_path, rows)
     path = _cache_file(csv_path, stamps, decode["size"], cache_dir)
     cached = _common.read_cache(path)
     if cached is not None:
-        return sampler.ClassMajor(**cached)
+        return class_major.ClassMajor(**cached)
     logging.info("Decoding %s into the cache %s.", csv_path, path)
     data = _grouped([label for *_, label in rows], files, **decode)
     _common.write_cache(path, **data._asdict())
@@ -264,7 +271,7 @@ def _image_stamp(csv_path, row, file):
     return status.st_size, status.st_mtime_ns
 
 
-def _load_pickle(path: Path, size, **decode) -> sampler.ClassMajor:
+def _load_pickle(path: Path, size, **decode) -> class_major.ClassMajor:
     with open(path, "rb") as f:
         data = pickle.load(f)
     if not isinstance(data, dict) or not {"image_data", "class_dict"} <= set(
@@ -290,7 +297,7 @@ def _load_pickle(path: Path, size, **decode) -> sampler.ClassMajor:
     return _grouped(labels.tolist(), list(images), size, **decode)
 
 
-def _grouped(labels, images, size, **decode) -> sampler.ClassMajor:
+def _grouped(labels, images, size, **decode) -> class_major.ClassMajor:
     """Decodes (or resizes) `images` straight into their class-major slots."""
     classes, inverse, counts = np.unique(
         np.asarray(labels, str), return_inverse=True, return_counts=True
@@ -305,7 +312,7 @@ def _grouped(labels, images, size, **decode) -> sampler.ClassMajor:
         grouped[inverse, slot] = images
     else:
         _decode_into(grouped, inverse, slot, images, size, **decode)
-    return sampler.ClassMajor(grouped, counts.astype(np.int64), classes)
+    return class_major.ClassMajor(grouped, counts.astype(np.int64), classes)
 
 
 def _decode_into(

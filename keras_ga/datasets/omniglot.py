@@ -63,7 +63,6 @@ from PIL import Image
 from keras_ga import _checks
 from keras_ga import _optional
 from keras_ga import _progress
-from keras_ga import sampler
 from keras_ga.datasets import _common
 
 PROTOCOLS = ("vinyals", "lake")
@@ -172,6 +171,7 @@ def omniglot_episodes(
     corrupt_fraction: float = 0.0,
     corruption: str = "shuffle",
     within_alphabet: bool = False,
+    pipeline: str = "tf.data",
 ):
     """Episode dataset of one Omniglot split, in one call.
 
@@ -188,6 +188,10 @@ def omniglot_episodes(
         start: as in `keras_ga.sampler.few_shot_episodes`.
         corrupt_fraction: as in `keras_ga.sampler.few_shot_episodes`.
         corruption: as in `keras_ga.sampler.few_shot_episodes`.
+        pipeline: `"tf.data"` (a `tf.data.Dataset`) or `"numpy"` (a
+            `keras_ga.numpy_episodes.FewShotEpisodes`, a
+            `keras.utils.PyDataset` of the same tasks; `start` must then be
+            an int).
         within_alphabet: whether each task's characters come from one
             alphabet (drawn uniformly among the split's alphabets with at
             least `ways` classes), as in Lake et al.'s one-shot runs,
@@ -203,7 +207,8 @@ def omniglot_episodes(
         verbose: as in `load_omniglot`.
 
     Returns:
-        A `tf.data.Dataset` of episode dicts with images
+        A `tf.data.Dataset` (or, with `pipeline="numpy"`, a
+        `FewShotEpisodes`) of episode dicts with images
         `[meta_batch_size, examples, height, width, 1]` float32 in [0, 1].
 
     Raises:
@@ -241,7 +246,8 @@ def omniglot_episodes(
     groups = None
     if within_alphabet:
         groups = np.unique(alphabets[split], return_inverse=True)[1]
-    return sampler.few_shot_episodes(
+    return _common.few_shot_episodes(
+        pipeline,
         splits[split],
         ways=ways,
         shots=shots,

@@ -41,6 +41,7 @@ import tensorflow as tf
 
 from keras_ga import _checks
 from keras_ga import _corruption
+from keras_ga import numpy_episodes
 from keras_ga import sampler
 from keras_ga._sine import AMPLITUDE_RANGE
 from keras_ga._sine import CORRUPTIONS
@@ -49,6 +50,7 @@ from keras_ga._sine import PHASE_RANGE
 from keras_ga._sine import WRONG_FUNCTION_OFFSET
 from keras_ga._sine import X_RANGE
 from keras_ga._sine import check_range as _check_range
+from keras_ga.datasets import _common
 from keras_ga.episode import EPISODE_KEYS
 
 
@@ -66,6 +68,7 @@ def sine_tasks(
     start=0,
     corrupt_fraction: float = 0.0,
     corruption: str = "noise",
+    pipeline: str = "tf.data",
 ) -> tf.data.Dataset:
     """A `tf.data.Dataset` of sine-regression meta-batches.
 
@@ -96,14 +99,21 @@ def sine_tasks(
         corruption: `"noise"`, `"shuffle"` or `"wrong_function"`, what a
             corrupted task's targets become (see the module docstring).
 
+        pipeline: `"tf.data"` (a `tf.data.Dataset`) or `"numpy"` (a
+            `keras_ga.numpy_episodes.SineEpisodes`, a
+            `keras.utils.PyDataset` of the same tasks; `start` must then be
+            an int, and `return_params` False).
+
     Returns:
-        A prefetched `tf.data.Dataset`.
+        A prefetched `tf.data.Dataset`, or with `pipeline="numpy"` a
+        `SineEpisodes`.
 
     Raises:
         ValueError: for non-positive sizes, a range with `low > high`,
             `num_tasks` not a multiple of `meta_batch_size`, a bad
-            `start`, a `corrupt_fraction` outside [0, 1] or an unknown
-            `corruption`.
+            `start`, a `corrupt_fraction` outside [0, 1], an unknown
+            `corruption` or `pipeline`, or `return_params` with
+            `pipeline="numpy"`.
         TypeError: for non-integer sizes or seed, or a `start` that is
             neither an int nor an integer `tf.Variable`.
 
@@ -116,6 +126,28 @@ def sine_tasks(
     amplitude, phase = sine_task_params(100, seed=1)
     ```
     """
+    _checks.check_one_of("pipeline", pipeline, _common.PIPELINES)
+    if pipeline == "numpy":
+        if return_params:
+            raise ValueError(
+                "`return_params=True` needs `pipeline='tf.data'`; the NumPy "
+                "pipeline gives each task's parameters through "
+                "`SineEpisodes.params(index)`. Received: return_params=True, "
+                "pipeline='numpy'."
+            )
+        return numpy_episodes.SineEpisodes(
+            shots=shots,
+            queries=queries,
+            meta_batch_size=meta_batch_size,
+            seed=seed,
+            num_tasks=num_tasks,
+            amplitude_range=amplitude_range,
+            phase_range=phase_range,
+            x_range=x_range,
+            start=start,
+            corrupt_fraction=corrupt_fraction,
+            corruption=corruption,
+        )
     for name, value in (
         ("shots", shots),
         ("queries", queries),
