@@ -18,6 +18,9 @@ import numpy as np
 
 from keras_ga import stateless_random
 
+# What a corrupted few-shot task's labels become (see `keras_ga.sampler`).
+FEW_SHOT_CORRUPTIONS = ("shuffle", "permute")
+
 # Second element of the corruption keys: above any task index, so that a
 # corruption key is never the key `[seed, index]` of a task.
 _SALT = 0x3C0A7A5E00000000

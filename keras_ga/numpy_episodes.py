@@ -40,8 +40,6 @@ from keras_ga import stateless_random as sr
 
 __all__ = ["FewShotEpisodes", "SineEpisodes"]
 
-FEW_SHOT_CORRUPTIONS = ("shuffle", "permute")
-
 
 class _Episodes(keras.utils.PyDataset):
     """Meta-batches of tasks `(start + b) * B .. (start + b) * B + B - 1`."""
@@ -181,7 +179,9 @@ class FewShotEpisodes(_Episodes):
             _checks.check_count(name, value)
         _checks.check_int("seed", seed)
         self.corrupt_fraction = _corruption.check_fraction(corrupt_fraction)
-        _checks.check_one_of("corruption", corruption, FEW_SHOT_CORRUPTIONS)
+        _checks.check_one_of(
+            "corruption", corruption, _corruption.FEW_SHOT_CORRUPTIONS
+        )
         super().__init__(meta_batch_size, num_tasks, start, **kwargs)
         grouped = class_major.as_class_major(data, labels)
         class_major.check_sizes(grouped, ways, shots + queries)

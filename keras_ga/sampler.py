@@ -70,7 +70,7 @@ __all__ = [
     "task_indices",
 ]
 
-CORRUPTIONS = ("shuffle", "permute")
+CORRUPTIONS = _corruption.FEW_SHOT_CORRUPTIONS
 
 
 def materialize(dataset: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
