@@ -54,6 +54,14 @@ from keras_ga.sampler import CORRUPTIONS
 
 _sweep.define_flags(default_seeds=["0", "1"])
 flags.DEFINE_enum("ways", "5", ["5", "20"], "Classes per task.")
+flags.DEFINE_enum(
+    "shots",
+    "1",
+    ["1", "5"],
+    "Support examples per class (the `<algo>_<ways>way_<shots>shot` "
+    "preset). With one shot, shuffling a task's support labels gives "
+    "another valid task; five shots make the support inconsistent.",
+)
 flags.DEFINE_list("algos", ["maml", "reptile"], f"Algorithms, among {ALGOS}.")
 flags.DEFINE_integer("iterations", 1000, "Meta-steps of training per run.")
 flags.DEFINE_integer("meta_batch_size", 8, "Training tasks per meta-step.")
@@ -130,11 +138,17 @@ def runs():
         for suffix, fraction, corruption in corruption_settings():
             for seed in (int(s) for s in FLAGS.seeds):
                 for weighting in WEIGHTINGS:
-                    name = f"{FLAGS.ways}w_{algo}_{weighting}_s{seed}{suffix}"
+                    shots = "" if FLAGS.shots == "1" else f"{FLAGS.shots}s"
+                    name = (
+                        f"{FLAGS.ways}w{shots}_{algo}_{weighting}_s{seed}"
+                        f"{suffix}"
+                    )
                     yield (
                         name,
                         dataclasses.replace(
-                            presets.PRESETS[f"{algo}_{FLAGS.ways}way_1shot"],
+                            presets.PRESETS[
+                                f"{algo}_{FLAGS.ways}way_{FLAGS.shots}shot"
+                            ],
                             weighting=weighting,
                             seed=seed,
                             corrupt_fraction=fraction,
@@ -173,11 +187,13 @@ def runs_table(summaries):
 
 
 def _setting(run) -> str:
-    """The run's training stream: `clean` or `<corruption> <percent>%`."""
+    """The run's training stream: `clean` or `<corruption> <percent>%`,
+    after `<shots>-shot, ` when the tasks have more than one shot."""
     c = run["config"]
+    shots = "" if c.get("shots", 1) == 1 else f"{c['shots']}-shot, "
     if not c.get("corrupt_fraction"):
-        return "clean"
-    return f"{c['corruption']} {round(100 * c['corrupt_fraction'])}%"
+        return f"{shots}clean"
+    return f"{shots}{c['corruption']} {round(100 * c['corrupt_fraction'])}%"
 
 
 def differences_table(summaries):

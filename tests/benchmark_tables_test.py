@@ -37,6 +37,7 @@ def write_run(
             "algo": "maml",
             "corrupt_fraction": fields.pop("corrupt_fraction", 0.0),
             "corruption": "permute",
+            "shots": fields.pop("shots", 1),
         },
         "train_seconds": wall[-1],
         "history": {"wall_seconds": list(wall)},
@@ -202,6 +203,52 @@ class OmniglotSeedsTablesTest(absltest.TestCase):
         ]
         # Differences +12 and +9: mean +10.5, t(1) interval 12.706 * 1.5.
         self.assertIn(f"| +10.50 +- {12.706 * 1.5:.2f} |", corrupt)
+
+    def test_five_shot_streams_are_apart_from_one_shot(self):
+        root = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, root)
+        for shots, (u, a) in ((1, (0.9, 0.92)), (5, (0.95, 0.94))):
+            write_run(root, f"u{shots}", "uniform", 0, [u], shots=shots)
+            write_run(root, f"a{shots}", "agreement", 0, [a], shots=shots)
+        done = run_module(
+            "benchmarks.omniglot_seeds", "--table", f"--out_dir={root}"
+        )
+        self.assertEqual(done.returncode, 0, done.stderr)
+        lines = done.stdout.splitlines()
+        (one,) = [x for x in lines if x.startswith("| 5 | maml | clean | 0 |")]
+        self.assertIn("| +2.00 |", one)
+        (five,) = [
+            x for x in lines if x.startswith("| 5 | maml | 5-shot, clean | 0 |")
+        ]
+        self.assertIn("| -1.00 |", five)
+
+    def test_five_shot_runs_are_named_apart(self):
+        from absl.testing import flagsaver
+
+        from benchmarks import omniglot_seeds
+
+        if not omniglot_seeds.FLAGS.is_parsed():  # Under pytest.
+            omniglot_seeds.FLAGS.mark_as_parsed()
+            self.addCleanup(omniglot_seeds.FLAGS.unparse_flags)
+        with flagsaver.flagsaver(
+            shots="5",
+            algos=["maml"],
+            seeds=["0"],
+            corrupt_fractions=["0.3"],
+            corruptions=["shuffle"],
+            iterations=500,
+            epochs=5,
+        ):
+            runs = list(omniglot_seeds.runs())
+        self.assertEqual(
+            [name for name, _ in runs],
+            [
+                "5w5s_maml_uniform_s0_shuffle30",
+                "5w5s_maml_agreement_s0_shuffle30",
+            ],
+        )
+        self.assertEqual({c.shots for _, c in runs}, {5})
+        self.assertEqual({c.meta_batch_size for _, c in runs}, {8})
 
 
 if __name__ == "__main__":
