@@ -41,7 +41,10 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import json
+import os
 
+import numpy as np
 from absl import app
 from absl import flags
 
@@ -214,6 +217,25 @@ def differences_table(summaries):
     )
 
 
+def _weight_spread(run) -> list[str]:
+    """From the run's last probe record (`weights.json`): the 5th and 95th
+    percentiles of N w (1 under uniform weighting) and the correlations
+    of the weights with the update norms and with the corruption flags."""
+    path = os.path.join(run["run_dir"], "weights.json")
+    if not os.path.exists(path):
+        return ["-", "-", "-"]
+    with open(path) as f:
+        last = json.load(f)[-1]
+    weight = np.asarray(last["weight"])
+    scaled = weight * run["config"]["meta_batch_size"]
+    low, high = np.percentile(scaled, [5, 95])
+    return [
+        f"{low:.2f} to {high:.2f}",
+        f"{np.corrcoef(weight, last['update_norm'])[0, 1]:+.2f}",
+        f"{np.corrcoef(weight, last['corrupted'])[0, 1]:+.2f}",
+    ]
+
+
 def corruption_table(summaries):
     """The corrupted tasks' share of the Eq. 13 weights, before and after."""
     rows = []
@@ -236,6 +258,7 @@ def corruption_table(summaries):
                 f"{last['mean_weight_clean']:+.4f}",
                 f"{100 * last['negative_fraction_corrupted']:.0f} / "
                 f"{100 * last['negative_fraction_clean']:.0f}",
+                *_weight_spread(run),
             ]
         )
     return _report.table(
@@ -251,6 +274,9 @@ def corruption_table(summaries):
             "mean weight, corrupted",
             "clean",
             "negative weights %, corrupted / clean",
+            "N w, 5th to 95th percentile",
+            "corr(w, update norm)",
+            "corr(w, corrupted)",
         ],
         rows,
     )

@@ -184,14 +184,34 @@ class OmniglotSeedsTablesTest(absltest.TestCase):
                 corrupt_fraction=0.3,
                 corruption_weights=probe,
             )
+        # The last probe record of one run: 16 tasks, two meta-batches.
+        weight = np.tile([0.05, 0.1, 0.15, 0.2], 4)
+        record = {
+            "epoch": 4,
+            "weight": weight.tolist(),
+            "update_norm": (2 * weight).tolist(),
+            "corrupted": [1.0, 1.0, 0.0, 0.0] * 4,
+        }
+        with open(os.path.join(root, "ca1", "weights.json"), "w") as f:
+            json.dump([record], f)
         done = run_module(
             "benchmarks.omniglot_seeds", "--table", f"--out_dir={root}"
         )
         self.assertEqual(done.returncode, 0, done.stderr)
         lines = done.stdout.splitlines()
         self.assertIn(
+            "| 5 | maml | permute 30% | agreement | 0 | 30.0 | 31.0 | 20.0 | "
+            "+0.0800 | +0.1500 | 25 / 0 | - | - | - |",
+            lines,
+        )
+        # N w = 8 w from 0.4 to 1.6; the 5th and 95th percentiles of 16
+        # values, 4 of each, interpolate to 0.40 and 1.60.
+        low, high = np.percentile(8 * weight, [5, 95])
+        corr = np.corrcoef(weight, record["corrupted"])[0, 1]
+        self.assertIn(
             "| 5 | maml | permute 30% | agreement | 1 | 30.0 | 31.0 | 20.0 | "
-            "+0.0800 | +0.1500 | 25 / 0 |",
+            f"+0.0800 | +0.1500 | 25 / 0 | {low:.2f} to {high:.2f} | +1.00 | "
+            f"{corr:+.2f} |",
             lines,
         )
         (clean,) = [
