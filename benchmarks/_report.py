@@ -58,14 +58,18 @@ def load_runs(out_dir) -> list:
     """The `results.json` summaries of the finished runs in `out_dir`.
 
     Each summary also gets `run_dir` (its folder) and `by_protocol`
-    (`transductive` flag to that protocol's result).
+    (protocol name, as `keras_ga.protocols` names them, to that protocol's
+    result; a result without a name is `"transductive"` or
+    `"non-transductive"` by its flag).
     """
     summaries = []
     for path in sorted(pathlib.Path(out_dir).glob("*/results.json")):
         summary = json.loads(path.read_text())
         summary["run_dir"] = str(path.parent)
         summary["by_protocol"] = {
-            r["transductive"]: r for r in summary["results"]
+            r.get("protocol")
+            or ("transductive" if r["transductive"] else "non-transductive"): r
+            for r in summary["results"]
         }
         summaries.append(summary)
     return summaries

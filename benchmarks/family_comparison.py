@@ -152,7 +152,7 @@ def tables(summaries) -> str:
     for run in summaries:
         c = run["config"]
         name = os.path.basename(run["run_dir"]).rsplit("_", 2)[0]
-        result = run["by_protocol"][True]
+        result = run["by_protocol"]["transductive"]
         by_key[(name, c["weighting"], c["seed"])] = result
         rows.append(
             [

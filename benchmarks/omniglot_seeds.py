@@ -172,9 +172,9 @@ def runs():
 def runs_table(summaries):
     lines = [
         "| ways | algo | training tasks | weighting | seed | "
-        "iterations x meta-batch | transductive % | non-transductive % | "
-        "train s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "iterations x meta-batch | transductive % | support + one query % "
+        "| moving statistics % | train s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for run in summaries:
         c, by = run["config"], run["by_protocol"]
@@ -182,8 +182,9 @@ def runs_table(summaries):
             f"| {c['ways']} | {c['algo']} | {_setting(run)} | "
             f"{c['weighting']} | {c['seed']} | "
             f"{c['iterations']} x {c['meta_batch_size']} | "
-            f"{_report.accuracy_cell(by.get(True))} | "
-            f"{_report.accuracy_cell(by.get(False))} | "
+            f"{_report.accuracy_cell(by.get('transductive'))} | "
+            f"{_report.accuracy_cell(by.get('support_plus_query'))} | "
+            f"{_report.accuracy_cell(by.get('moving_stats'))} | "
             f"{run['train_seconds']:.0f} |"
         )
     return "\n".join(lines)
@@ -205,7 +206,7 @@ def differences_table(summaries):
         c = run["config"]
         key = (c["ways"], c["algo"], _setting(run))
         acc[key][(c["seed"], c["weighting"])] = (
-            100 * run["by_protocol"][True]["mean"]
+            100 * run["by_protocol"]["transductive"]["mean"]
         )
     rows = []
     for (ways, algo, setting), values in sorted(acc.items()):

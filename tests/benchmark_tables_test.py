@@ -94,7 +94,33 @@ class ReportTest(absltest.TestCase):
         write_run(root, "maml_uniform_s0", "uniform", 0, [1.0, 0.0])
         (run,) = _report.load_runs(root)
         self.assertEqual(run["run_dir"], os.path.join(root, "maml_uniform_s0"))
-        self.assertEqual(run["by_protocol"][True]["mean"], 0.5)
+        self.assertEqual(run["by_protocol"]["transductive"]["mean"], 0.5)
+
+    def test_both_non_transductive_protocols_are_kept(self):
+        root = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, root)
+        write_run(root, "run", "uniform", 0, [1.0])
+        path = os.path.join(root, "run", "results.json")
+        with open(path) as f:
+            summary = json.load(f)
+        for name, mean in (("support_plus_query", 0.7), ("moving_stats", 0.4)):
+            summary["results"].append(
+                {
+                    "protocol": name,
+                    "transductive": False,
+                    "mean": mean,
+                    "ci95": 0.02,
+                }
+            )
+        with open(path, "w") as f:
+            json.dump(summary, f)
+        done = run_module(
+            "benchmarks.omniglot_seeds", "--table", f"--out_dir={root}"
+        )
+        self.assertEqual(done.returncode, 0, done.stderr)
+        self.assertIn(
+            "| 100.00 +- 1.00 | 70.00 +- 2.00 | 40.00 +- 2.00 |", done.stdout
+        )
 
 
 class FamilyComparisonTablesTest(absltest.TestCase):
