@@ -49,3 +49,36 @@ def check_count(name: str, value) -> None:
         raise ValueError(
             f"`{name}` must be a positive int. Received: {name}={value}."
         )
+
+
+def check_stream(
+    meta_batch_size: int, num_tasks, start, *, start_is_variable=False
+) -> None:
+    """The rules of an episode stream's `num_tasks` and `start`.
+
+    Shared by `keras_ga.sampler.task_indices` and
+    `keras_ga.numpy_episodes`; the callers check the types first. A
+    `start` that is a variable (read when iteration begins) is checked
+    for being set with `num_tasks` only.
+
+    Raises:
+        ValueError: for a negative `start`, a `start` with `num_tasks`, or
+            `num_tasks` not a positive multiple of `meta_batch_size`.
+    """
+    if not start_is_variable and start < 0:
+        raise ValueError(f"`start` must be >= 0. Received: start={start}.")
+    if num_tasks is None:
+        return
+    if start_is_variable or start:
+        raise ValueError(
+            "`start` applies to endless streams: a fixed set of tasks "
+            "(`num_tasks`) always starts at task 0. Received: "
+            f"start={start!r}, num_tasks={num_tasks}."
+        )
+    check_count("num_tasks", num_tasks)
+    if num_tasks % meta_batch_size:
+        raise ValueError(
+            "`num_tasks` must be a multiple of `meta_batch_size` so that "
+            "every meta-batch has the same static shape. Received: "
+            f"num_tasks={num_tasks}, meta_batch_size={meta_batch_size}."
+        )

@@ -48,23 +48,7 @@ class _Episodes(keras.utils.PyDataset):
         super().__init__(**kwargs)
         _checks.check_count("meta_batch_size", meta_batch_size)
         _checks.check_int("start", start)
-        if start < 0:
-            raise ValueError(f"`start` must be >= 0. Received: start={start}.")
-        if num_tasks is not None:
-            _checks.check_count("num_tasks", num_tasks)
-            if num_tasks % meta_batch_size:
-                raise ValueError(
-                    "`num_tasks` must be a multiple of `meta_batch_size` so "
-                    "that every meta-batch has the same shape. Received: "
-                    f"num_tasks={num_tasks}, "
-                    f"meta_batch_size={meta_batch_size}."
-                )
-            if start:
-                raise ValueError(
-                    "`start` applies to endless streams: a fixed set of "
-                    "tasks (`num_tasks`) always starts at task 0. Received: "
-                    f"start={start}, num_tasks={num_tasks}."
-                )
+        _checks.check_stream(meta_batch_size, num_tasks, start)
         self.meta_batch_size = meta_batch_size
         self.num_tasks = num_tasks
         self.start = start

@@ -193,15 +193,14 @@ def task_indices(
     ```
     """
     _checks.check_count("meta_batch_size", meta_batch_size)
-    _check_start(start, num_tasks)
+    _check_start_type(start)
+    _checks.check_stream(
+        meta_batch_size,
+        num_tasks,
+        start,
+        start_is_variable=isinstance(start, tf.Variable),
+    )
     if num_tasks is not None:
-        _checks.check_count("num_tasks", num_tasks)
-        if num_tasks % meta_batch_size:
-            raise ValueError(
-                "`num_tasks` must be a multiple of `meta_batch_size` so that "
-                "every meta-batch has the same static shape. Received: "
-                f"num_tasks={num_tasks}, meta_batch_size={meta_batch_size}."
-            )
         return tf.data.Dataset.range(num_tasks)
     if not isinstance(start, tf.Variable):
         return tf.data.Dataset.counter(start * meta_batch_size)
@@ -367,7 +366,7 @@ def _as_class_major(data, labels) -> ClassMajor:
     return class_major.as_class_major(data, labels)
 
 
-def _check_start(start, num_tasks):
+def _check_start_type(start):
     if isinstance(start, tf.Variable):
         if not start.dtype.is_integer or start.shape.rank != 0:
             raise TypeError(
@@ -379,14 +378,6 @@ def _check_start(start, num_tasks):
             "`start` must be an int or an integer scalar `tf.Variable` "
             "(such as `EpisodeStreamStart.step`). Received: "
             f"start={start!r} of type {type(start).__name__}."
-        )
-    elif start < 0:
-        raise ValueError(f"`start` must be >= 0. Received: start={start}.")
-    if num_tasks is not None and (isinstance(start, tf.Variable) or start):
-        raise ValueError(
-            "`start` applies to endless streams: a fixed set of tasks "
-            "(`num_tasks`) always starts at task 0. Received: "
-            f"start={start!r}, num_tasks={num_tasks}."
         )
 
 
