@@ -71,6 +71,6 @@ __all__ = [
     "paired_difference",
     "protocols",
     "sampler",
-    "stateless_random",
     "set_cpu_threads",
+    "stateless_random",
 ]

@@ -98,7 +98,6 @@ def sine_tasks(
             [0, 1]; 0 (the default) gives the uncorrupted tasks.
         corruption: `"noise"`, `"shuffle"` or `"wrong_function"`, what a
             corrupted task's targets become (see the module docstring).
-
         pipeline: `"tf.data"` (a `tf.data.Dataset`) or `"numpy"` (a
             `keras_ga.numpy_episodes.SineEpisodes`, a
             `keras.utils.PyDataset` of the same tasks; `start` must then be
