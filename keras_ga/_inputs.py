@@ -42,16 +42,16 @@ _STEPS_OF = {
 
 
 def check_backend() -> None:
-    """Refuses a Keras backend other than TensorFlow.
+    """Refuses a Keras backend other than TensorFlow or JAX.
 
     Raises:
         RuntimeError: naming the backend in use.
     """
-    if keras.backend.backend() != "tensorflow":
+    if keras.backend.backend() not in ("tensorflow", "jax"):
         raise RuntimeError(
-            "keras_ga.MetaModel needs the TensorFlow backend (set "
-            "KERAS_BACKEND=tensorflow before importing keras). Received: "
-            f"backend={keras.backend.backend()!r}"
+            "keras_ga.MetaModel needs the TensorFlow or the JAX backend "
+            "(set KERAS_BACKEND=tensorflow or jax before importing keras). "
+            f"Received: backend={keras.backend.backend()!r}"
         )
 
 
@@ -306,12 +306,11 @@ def is_sparse_labels(y: tf.Tensor, predictions: tf.Tensor) -> bool:
     axis of 1 against several outputs (Keras' rule for "sparse" accuracy).
     """
     width = predictions.shape[-1]
-    if not y.dtype.is_integer or width is None or width < 2:
+    integer = "int" in keras.backend.standardize_dtype(y.dtype)
+    if not integer or width is None or width < 2:
         return False
-    rank = y.shape.rank
-    return rank == predictions.shape.rank - 1 or (
-        rank == predictions.shape.rank and y.shape[-1] == 1
-    )
+    rank, outputs = len(y.shape), len(predictions.shape)
+    return rank == outputs - 1 or (rank == outputs and y.shape[-1] == 1)
 
 
 def label_logs(labels, predictions: tf.Tensor) -> dict:
@@ -353,7 +352,9 @@ def raise_on_bad_labels(function):
         return function
 
     def checked(*args, **kwargs):
-        logs = function(*args, **kwargs)
+        outputs = function(*args, **kwargs)
+        # Keras' JAX trainer's functions return `(logs, state)`.
+        logs = outputs[0] if isinstance(outputs, tuple) else outputs
         if isinstance(logs, dict) and BAD_LABELS_KEY in logs:
             # Under tf.distribute Keras averages the logs over replicas.
             count, low, high, width = (
@@ -367,7 +368,7 @@ def raise_on_bad_labels(function):
                     "in one meta-batch. Give "
                     "the model one output per class (`ways`)."
                 )
-        return logs
+        return outputs
 
     checked._checks_labels = True
     return checked

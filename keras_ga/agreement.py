@@ -4,6 +4,8 @@ A weighting maps the stacked task update vectors g_i = theta - theta_i
 (one row per task) to a weight per task. `MetaModel` multiplies each task's
 outer gradient by its weight and sums over tasks.
 
+Written on `keras.ops`: the same Eq. 13 runs on every Keras backend.
+
 References:
     Eshratifar, Eigen, Pedram. Gradient Agreement as an Optimization
     Objective for Meta-Learning. arXiv:1810.08178, 2018 (Eq. 13).
@@ -16,24 +18,24 @@ from collections.abc import Sequence
 from typing import Any
 
 import keras
-import tensorflow as tf
+from keras import ops
 
 # Sums a tensor, or a list of tensors element by element, over replicas.
 AllReduce = Callable[[Any], Any]
 
 
-def _as_list(updates) -> list[tf.Tensor]:
+def _as_list(updates) -> list:
     if isinstance(updates, (list, tuple)):
         if not updates:
             raise ValueError(
                 "`updates` must hold at least one tensor of shape [N, ...]. "
                 "Received: an empty sequence."
             )
-        tensors = [tf.convert_to_tensor(u) for u in updates]
+        tensors = [ops.convert_to_tensor(u) for u in updates]
     else:
-        tensors = [tf.convert_to_tensor(updates)]
+        tensors = [ops.convert_to_tensor(updates)]
     for t in tensors:
-        if t.shape.rank is not None and t.shape.rank < 1:
+        if len(t.shape) < 1:
             raise ValueError(
                 "Each tensor in `updates` must have a leading task axis, "
                 f"[N, ...]. Received: a tensor of shape {t.shape}."
@@ -47,16 +49,16 @@ def _as_list(updates) -> list[tf.Tensor]:
     return tensors
 
 
-def _num_tasks(tensors) -> tf.Tensor:
-    return tf.shape(tensors[0])[0]
+def _num_tasks(tensors):
+    return ops.shape(tensors[0])[0]
 
 
-def _per_task_dot(tensors, others) -> tf.Tensor:
+def _per_task_dot(tensors, others):
     """sum over variables of <g_i, s> for each task i: shape [N]."""
     total = 0.0
     for g, s in zip(tensors, others):
-        flat = tf.reshape(g, [tf.shape(g)[0], -1])
-        total += tf.linalg.matvec(flat, tf.reshape(s, [-1]))
+        flat = ops.reshape(g, [ops.shape(g)[0], -1])
+        total += ops.matmul(flat, ops.reshape(s, [-1]))
     return total
 
 
@@ -94,8 +96,8 @@ class AgreementWeighting(_Weighting):
     updates cancel exactly) the weights fall back to uniform, `1 / N`, so
     the weights are always finite.
 
-    The weights are returned with `tf.stop_gradient`: they are constants of
-    the outer gradient, as in the paper.
+    The weights are returned through `keras.ops.stop_gradient`: they are
+    constants of the outer gradient, as in the paper.
 
     Args:
         name: a name for the weighting, used in configs.
@@ -132,18 +134,18 @@ class AgreementWeighting(_Weighting):
         tensors = _as_list(updates)
         reduce = all_reduce or (lambda t: t)
         # Two cross-replica calls per step, each on a list of tensors.
-        sums = reduce([tf.reduce_sum(g, axis=0) for g in tensors])
+        sums = reduce([ops.sum(g, axis=0) for g in tensors])
         scores = _per_task_dot(tensors, sums)
         denom, count = reduce(
             [
-                tf.reduce_sum(tf.abs(scores)),
-                tf.cast(_num_tasks(tensors), scores.dtype),
+                ops.sum(ops.abs(scores)),
+                ops.cast(_num_tasks(tensors), scores.dtype),
             ]
         )
-        uniform = tf.ones_like(scores) / count
-        safe = tf.where(denom > 0, denom, tf.ones_like(denom))
-        weights = tf.where(denom > 0, scores / safe, uniform)
-        return tf.stop_gradient(weights)
+        uniform = ops.ones_like(scores) / count
+        safe = ops.where(denom > 0, denom, ops.ones_like(denom))
+        weights = ops.where(denom > 0, scores / safe, uniform)
+        return ops.stop_gradient(weights)
 
 
 @keras.saving.register_keras_serializable(package="keras_ga")
@@ -166,9 +168,9 @@ class UniformWeighting(_Weighting):
     def __call__(self, updates, all_reduce: AllReduce | None = None):
         """Returns `1 / N` for each task; see `AgreementWeighting`."""
         tensors = _as_list(updates)
-        n = tf.cast(_num_tasks(tensors), tensors[0].dtype)
+        n = ops.cast(_num_tasks(tensors), tensors[0].dtype)
         count = all_reduce(n) if all_reduce is not None else n
-        return tf.ones([_num_tasks(tensors)], tensors[0].dtype) / count
+        return ops.ones([_num_tasks(tensors)], tensors[0].dtype) / count
 
 
 WEIGHTINGS = {"agreement": AgreementWeighting, "uniform": UniformWeighting}
@@ -205,9 +207,11 @@ def get(identifier) -> AgreementWeighting | UniformWeighting:
     )
 
 
-def weighted_sum(weights: tf.Tensor, stacks: Sequence[tf.Tensor]):
+def weighted_sum(weights, stacks: Sequence):
     """sum_i w_i x_i for each [N, ...] stack in `stacks`."""
-    return [tf.tensordot(tf.cast(weights, s.dtype), s, axes=1) for s in stacks]
+    return [
+        ops.tensordot(ops.cast(weights, s.dtype), s, axes=1) for s in stacks
+    ]
 
 
 # Diagnostics: how the weights relate to a per-task quantity.
@@ -215,14 +219,14 @@ def weighted_sum(weights: tf.Tensor, stacks: Sequence[tf.Tensor]):
 DIAGNOSTIC_QUANTITIES = ("update_norm",)
 
 
-def update_norms(updates) -> tf.Tensor:
+def update_norms(updates):
     """||g_i||, the norm over all variables of each task's update: `[N]`."""
     tensors = _as_list(updates)
     squares = [
-        tf.reduce_sum(tf.reshape(tf.square(g), [tf.shape(g)[0], -1]), axis=1)
+        ops.sum(ops.reshape(ops.square(g), [ops.shape(g)[0], -1]), axis=1)
         for g in tensors
     ]
-    return tf.sqrt(tf.add_n(squares))
+    return ops.sqrt(sum(squares[1:], squares[0]))
 
 
 def weight_statistics(
@@ -245,29 +249,29 @@ def weight_statistics(
         the maximum and minimum are this replica's (a sum cannot reduce
         them; `MetaModel` reduces them separately).
     """
-    w = tf.cast(weights, tf.float64)
-    q = tf.cast(quantity, tf.float64)
+    w = ops.cast(weights, "float64")
+    q = ops.cast(quantity, "float64")
     reduce = all_reduce or (lambda t: t)
     n, sw, sq, sww, sqq, swq, neg = reduce(
         [
-            tf.cast(tf.size(w), tf.float64),
-            tf.reduce_sum(w),
-            tf.reduce_sum(q),
-            tf.reduce_sum(w * w),
-            tf.reduce_sum(q * q),
-            tf.reduce_sum(w * q),
-            tf.reduce_sum(tf.cast(w < 0, tf.float64)),
+            ops.cast(ops.size(w), "float64"),
+            ops.sum(w),
+            ops.sum(q),
+            ops.sum(w * w),
+            ops.sum(q * q),
+            ops.sum(w * q),
+            ops.sum(ops.cast(w < 0, "float64")),
         ]
     )
-    var_w = tf.maximum(sww / n - (sw / n) ** 2, 0.0)
-    var_q = tf.maximum(sqq / n - (sq / n) ** 2, 0.0)
+    var_w = ops.maximum(sww / n - (sw / n) ** 2, 0.0)
+    var_q = ops.maximum(sqq / n - (sq / n) ** 2, 0.0)
     cov = swq / n - (sw / n) * (sq / n)
-    denom = tf.sqrt(var_w * var_q)
-    corr = tf.where(denom > 0, cov / tf.where(denom > 0, denom, 1.0), 0.0)
+    denom = ops.sqrt(var_w * var_q)
+    corr = ops.where(denom > 0, cov / ops.where(denom > 0, denom, 1.0), 0.0)
     return {
         "weight_corr": corr,
-        "weight_std": tf.sqrt(var_w),
-        "weight_max": tf.reduce_max(w),
-        "weight_min": tf.reduce_min(w),
+        "weight_std": ops.sqrt(var_w),
+        "weight_max": ops.max(w),
+        "weight_min": ops.min(w),
         "weight_neg_frac": neg / n,
     }

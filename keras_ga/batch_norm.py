@@ -103,6 +103,17 @@ def _setting(local: threading.local, value):
         local.value = previous
 
 
+def _compute_dtype(dtype) -> str:
+    """float32 for half-precision inputs, else the inputs' own float type.
+
+    Not `keras.backend.result_type(dtype, "float32")`: on Keras' JAX backend
+    (Keras 3.15) that is float32 for float64 inputs too, which would
+    compute a float64 model's statistics in float32.
+    """
+    dtype = keras.backend.standardize_dtype(dtype)
+    return "float64" if dtype == "float64" else "float32"
+
+
 @keras.saving.register_keras_serializable(package="keras_ga")
 class BatchNormalization(keras.layers.BatchNormalization):
     """`keras.layers.BatchNormalization` with exact higher-order gradients.
@@ -188,7 +199,7 @@ class BatchNormalization(keras.layers.BatchNormalization):
             return self._per_step_call(inputs, training, mask)
         if mask is not None or self.renorm or not (training and self.trainable):
             return super().call(inputs, training=training, mask=mask)
-        compute_dtype = keras.backend.result_type(inputs.dtype, "float32")
+        compute_dtype = _compute_dtype(inputs.dtype)
         inputs = ops.cast(inputs, compute_dtype)
         gamma, beta = self._scale_and_offset(None)
         if self._can_fuse(inputs):
@@ -213,7 +224,7 @@ class BatchNormalization(keras.layers.BatchNormalization):
                 "Per-step BatchNormalization (`steps`) does not take a mask. "
                 f"Received: a mask for layer {self.name!r}."
             )
-        compute_dtype = keras.backend.result_type(inputs.dtype, "float32")
+        compute_dtype = _compute_dtype(inputs.dtype)
         inputs = ops.cast(inputs, compute_dtype)
         t = getattr(_STEP, "value", None)
         t = self.steps - 1 if t is None else ops.minimum(t, self.steps - 1)
@@ -288,23 +299,61 @@ class BatchNormalization(keras.layers.BatchNormalization):
     def _elementwise(self, inputs, gamma, beta):
         """Output, batch mean and batch variance, element-wise formula."""
         axes = _compat.reduction_axes(self, len(inputs.shape))
-        mean = ops.mean(inputs, axis=axes)
-        variance = ops.mean(
-            ops.square(inputs - ops.mean(inputs, axis=axes, keepdims=True)),
-            axis=axes,
+        mean = _mean(inputs, axes)
+        variance = _mean(
+            ops.square(inputs - _mean(inputs, axes, keepdims=True)), axes
         )
         gamma = None if gamma is None else ops.cast(gamma, inputs.dtype)
         beta = None if beta is None else ops.cast(beta, inputs.dtype)
-        outputs = ops.batch_normalization(
-            x=inputs,
-            mean=mean,
-            variance=variance,
-            axis=self.axis,
-            offset=beta,
-            scale=gamma,
-            epsilon=self.epsilon,
+        outputs = _normalize(
+            inputs, mean, variance, self.axis, beta, gamma, self.epsilon
         )
         return outputs, mean, variance
+
+
+def _mean(x, axes, keepdims=False):
+    """`keras.ops.mean`, exact in float64 on every backend.
+
+    On JAX, Keras 3.15's `ops.mean` computes float64 inputs in float32 (its
+    type promotion maps 64-bit types to 32-bit); a sum divided by the count
+    keeps the inputs' precision.
+    """
+    if keras.backend.backend() != "jax":
+        return ops.mean(x, axis=axes, keepdims=keepdims)
+    count = 1
+    for axis in axes:
+        count *= x.shape[axis]
+    total = ops.sum(x, axis=axes, keepdims=keepdims)
+    return total / ops.convert_to_tensor(count, x.dtype)
+
+
+def _normalize(x, mean, variance, axis, offset, scale, epsilon):
+    """`keras.ops.batch_normalization`, exact in float64 on every backend.
+
+    On JAX that op multiplies by `lax.rsqrt`, which XLA's CPU backend
+    computes to about 1e-8 relative error in float64 (Keras 3.15, jaxlib
+    0.10); the division by a square root here is exact to rounding.
+    """
+    if keras.backend.backend() != "jax":
+        return ops.batch_normalization(
+            x=x,
+            mean=mean,
+            variance=variance,
+            axis=axis,
+            offset=offset,
+            scale=scale,
+            epsilon=epsilon,
+        )
+    shape = [1] * len(x.shape)
+    shape[axis] = mean.shape[0]
+    outputs = (x - ops.reshape(mean, shape)) / ops.sqrt(
+        ops.reshape(variance, shape) + ops.convert_to_tensor(epsilon, x.dtype)
+    )
+    if scale is not None:
+        outputs = outputs * ops.reshape(scale, shape)
+    if offset is not None:
+        outputs = outputs + ops.reshape(offset, shape)
+    return outputs
 
 
 def _row(rows, t):

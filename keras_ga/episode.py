@@ -22,6 +22,7 @@ integer class ids `0..N_ways-1` with `y_shape = ()`. For regression
 
 from __future__ import annotations
 
+import keras
 import tensorflow as tf
 
 EPISODE_KEYS = ("support_x", "support_y", "query_x", "query_y")
@@ -78,7 +79,12 @@ def as_episode(data) -> dict:
             f"Missing: {missing}; unexpected: {extra}. "
             f"Received keys: {sorted(data)}."
         )
-    episode = {k: tf.convert_to_tensor(data[k]) for k in EPISODE_KEYS}
+    if keras.backend.backend() == "tensorflow":
+        episode = {k: tf.convert_to_tensor(data[k]) for k in EPISODE_KEYS}
+    else:  # arrays of the backend (JAX's, inside its jitted steps)
+        episode = {
+            k: keras.ops.convert_to_tensor(data[k]) for k in EPISODE_KEYS
+        }
     check_episode_shapes(episode)
     return episode
 
@@ -103,7 +109,7 @@ def check_episode_shapes(episode: dict) -> None:
         examples per task (axis 1). Received: support_x.shape=(2, 5, 3),
         support_y.shape=(2, 4).
     """
-    shapes = {k: episode[k].shape for k in EPISODE_KEYS}
+    shapes = {k: tf.TensorShape(episode[k].shape) for k in EPISODE_KEYS}
     for key, shape in shapes.items():
         if shape.rank is not None and shape.rank < 2:
             raise ValueError(

@@ -37,6 +37,7 @@ from typing import NamedTuple
 
 import keras
 import tensorflow as tf
+from keras import ops
 
 from keras_ga import anil
 from keras_ga import batch_norm
@@ -84,7 +85,7 @@ def sgd(learning_rate) -> InnerOptimizer:
 
     def update(params, grads, opt_state):
         params = [
-            p - tf.constant(learning_rate, p.dtype) * g
+            p - ops.convert_to_tensor(learning_rate, p.dtype) * g
             for p, g in zip(params, grads)
         ]
         return params, opt_state
@@ -118,7 +119,7 @@ class AdamState(NamedTuple):
         nu: the second moments, one tensor per parameter.
     """
 
-    count: tf.Tensor
+    count: Any
     mu: list
     nu: list
 
@@ -152,23 +153,24 @@ def adam(
 
     def init(params):
         return AdamState(
-            count=tf.constant(0, tf.int32),
-            mu=[tf.zeros_like(p) for p in params],
-            nu=[tf.zeros_like(p) for p in params],
+            count=ops.convert_to_tensor(0, "int32"),
+            mu=[ops.zeros_like(p) for p in params],
+            nu=[ops.zeros_like(p) for p in params],
         )
 
     def update(params, grads, opt_state):
         count = opt_state.count + 1
         new_params, mu, nu = [], [], []
         for p, g, m, v in zip(params, grads, opt_state.mu, opt_state.nu):
-            t = tf.cast(count, p.dtype)
-            b1, b2 = tf.constant(beta_1, p.dtype), tf.constant(beta_2, p.dtype)
+            t = ops.cast(count, p.dtype)
+            b1 = ops.convert_to_tensor(beta_1, p.dtype)
+            b2 = ops.convert_to_tensor(beta_2, p.dtype)
             m = b1 * m + (1 - b1) * g
-            v = b2 * v + (1 - b2) * tf.square(g)
-            step = tf.constant(learning_rate, p.dtype) * (
-                tf.sqrt(1 - tf.pow(b2, t)) / (1 - tf.pow(b1, t))
+            v = b2 * v + (1 - b2) * ops.square(g)
+            step = ops.convert_to_tensor(learning_rate, p.dtype) * (
+                ops.sqrt(1 - ops.power(b2, t)) / (1 - ops.power(b1, t))
             )
-            denom = _safe_sqrt(v) + tf.constant(epsilon, p.dtype)
+            denom = _safe_sqrt(v) + ops.convert_to_tensor(epsilon, p.dtype)
             new_params.append(p - step * m / denom)
             mu.append(m)
             nu.append(v)
@@ -180,8 +182,8 @@ def adam(
 def _safe_sqrt(v):
     """sqrt(v) whose derivative at v = 0 is 0 rather than inf (then NaN)."""
     positive = v > 0
-    root = tf.sqrt(tf.where(positive, v, tf.ones_like(v)))
-    return tf.where(positive, root, tf.zeros_like(v))
+    root = ops.sqrt(ops.where(positive, v, ops.ones_like(v)))
+    return ops.where(positive, root, ops.zeros_like(v))
 
 
 class Adaptation(NamedTuple):
@@ -204,7 +206,9 @@ class LossOutput(NamedTuple):
 
 def zeros_for_none(grads, params) -> list:
     """`grads` with `None` (no path to the loss) replaced by zeros."""
-    return [tf.zeros_like(p) if g is None else g for g, p in zip(grads, params)]
+    return [
+        ops.zeros_like(p) if g is None else g for g, p in zip(grads, params)
+    ]
 
 
 def forward(model: keras.Model, params, state, x, training: bool):
@@ -594,6 +598,31 @@ class TaskLearner:
         self.outputs["step_loss"] = adaptation.step_loss
         self.outputs["state"] = adaptation.state
         return adaptation.phi, adaptation.state
+
+    def gradient(self, loss_of, params, extra=()):
+        """The gradient of a scalar function of `params`, with its aux.
+
+        What a rule differentiates with, on every backend (this is the
+        TensorFlow learner; `keras_ga.jax_inner_loop.TaskLearner` is
+        JAX's).
+
+        Args:
+            loss_of: `params -> (loss, aux)`, a scalar loss and anything.
+            params: a list of tensors.
+            extra: tensors that `loss_of` reads through this learner
+                rather than through its argument (the learned inner rates,
+                `rates`), differentiated too.
+
+        Returns:
+            `(aux, grads, extra_grads)`: zeros for a parameter the loss
+            does not depend on; `extra_grads` as returned by the tape.
+        """
+        with tf.GradientTape() as tape:
+            tape.watch(params)
+            tape.watch(extra)
+            loss, aux = loss_of(params)
+        grads, extra_grads = tape.gradient(loss, (params, extra))
+        return aux, zeros_for_none(grads, params), extra_grads
 
     @property
     def multi_step(self) -> bool:

@@ -69,6 +69,11 @@ TaskResults = algorithms.TaskResults
 _no_autograph = tf.autograph.experimental.do_not_convert
 
 
+def _on_jax() -> bool:
+    """Whether Keras runs on its JAX backend (see `keras_ga.jax_trainer`)."""
+    return keras.backend.backend() == "jax"
+
+
 @keras.saving.register_keras_serializable(package="keras_ga")
 class MetaModel(keras.Model):
     """Meta-trains a Keras model with MAML, first-order MAML or Reptile.
@@ -298,6 +303,10 @@ class MetaModel(keras.Model):
         self.query_metrics = None
         self.pre_metrics = None
         self._metric_args = None
+        if _on_jax():
+            from keras_ga import jax_trainer  # noqa: PLC0415
+
+            jax_trainer.check(self)
         self.built = True
 
     def compile(self, optimizer="adam", loss=None, metrics=None, **kwargs):
@@ -523,7 +532,13 @@ class MetaModel(keras.Model):
     # Keras steps.
 
     @_no_autograph
-    def train_step(self, data):
+    def train_step(self, *args):
+        if _on_jax():
+            # Keras' JAX trainer: the pure `train_step(state, data)`.
+            from keras_ga import jax_trainer  # noqa: PLC0415
+
+            return jax_trainer.train_step(self, *args)
+        (data,) = args
         results = self.run_tasks(data, training=True)
         # Under tf.distribute each replica holds its own tasks: the weights
         # are those of the global meta-batch, each replica applies the sum
@@ -546,15 +561,37 @@ class MetaModel(keras.Model):
         return _metrics.record(self, data, results)
 
     @_no_autograph
-    def test_step(self, data):
+    def test_step(self, *args):
+        if _on_jax():
+            from keras_ga import jax_trainer  # noqa: PLC0415
+
+            return jax_trainer.test_step(self, *args)
+        (data,) = args
         results = self.run_tasks(data, training=False)
         logs = _metrics.record(self, data, results)
         return _diagnostics.without_weight_logs(logs)
 
     @_no_autograph
-    def predict_step(self, data):
+    def predict_step(self, *args):
+        if _on_jax():
+            return super().predict_step(*args)
+        (data,) = args
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
         return self(x, training=False)
+
+    def _symbolic_build(self, iterator=None, data_batch=None):
+        # Keras' JAX trainer builds by calling the model on the first
+        # batch, an episode: build the metric containers from its query
+        # set instead (the TensorFlow trainer goes through
+        # `_maybe_symbolic_build` below).
+        if _on_jax():
+            from keras_ga import jax_trainer  # noqa: PLC0415
+
+            if data_batch is None and iterator is not None:
+                data_batch = jax_trainer.first_batch(iterator)
+            if data_batch is not None:
+                jax_trainer.build_metrics(self, data_batch)
+        super()._symbolic_build(iterator=iterator, data_batch=data_batch)
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         # Overrides a private hook of Keras' TensorFlow trainer (see

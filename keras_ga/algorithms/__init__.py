@@ -33,6 +33,7 @@ from keras_ga import _checks
 from keras_ga.algorithms.base import Algorithm
 from keras_ga.algorithms.base import TaskResults
 from keras_ga.algorithms.base import difference
+from keras_ga.algorithms.base import query_gradient
 from keras_ga.algorithms.base import task_results
 from keras_ga.algorithms.base import through_adaptation
 from keras_ga.algorithms.fomaml import FOMAML
@@ -130,6 +131,7 @@ __all__ = [
     "difference",
     "get",
     "names",
+    "query_gradient",
     "register",
     "task_results",
     "through_adaptation",

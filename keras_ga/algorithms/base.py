@@ -6,14 +6,19 @@ support and query sets with the inner loop bound to them), it adapts theta
 to the task and says what the outer step receives from it. Weighting the
 tasks, summing over them and applying the outer update are `MetaModel`'s
 work, the same for every algorithm.
+
+A rule differentiates with `learner.gradient` (or the helpers here, which
+do), never with a backend's own autodiff: the learner is the backend's
+(`keras_ga.inner_loop.TaskLearner` on TensorFlow,
+`keras_ga.jax_inner_loop.TaskLearner` on JAX), so such a rule runs on
+either.
 """
 
 from __future__ import annotations
 
 import abc
+from typing import Any
 from typing import NamedTuple
-
-import tensorflow as tf
 
 from keras_ga import inner_loop
 
@@ -56,10 +61,10 @@ class TaskResults(NamedTuple):
 
     outer_grads: list
     updates: list
-    loss: tf.Tensor
-    pre_loss: tf.Tensor | None
-    predictions: tf.Tensor
-    pre_predictions: tf.Tensor | None
+    loss: Any
+    pre_loss: Any
+    predictions: Any
+    pre_predictions: Any
     states: list
     rate_grads: list | None = None
 
@@ -125,9 +130,9 @@ def task_results(
 def through_adaptation(theta, learner, second_order: bool) -> TaskResults:
     """The outer loss differentiated through the inner loop.
 
-    Adapts theta on the support set inside one tape and differentiates
-    `learner.outer_loss` (the query loss after adaptation, or the
-    multi-step loss) in theta and the learned inner rates: second-order
+    Adapts theta on the support set inside `learner.gradient` and
+    differentiates `learner.outer_loss` (the query loss after adaptation,
+    or the multi-step loss) in theta and the learned inner rates: second-order
     MAML's rule with `second_order=True`; with `False` the inner gradients
     are held constant (first order).
 
@@ -144,15 +149,48 @@ def through_adaptation(theta, learner, second_order: bool) -> TaskResults:
                 theta, learner, second_order=False)
     ```
     """
-    rates = learner.rates
-    with tf.GradientTape() as tape:
-        tape.watch(theta)
-        tape.watch(rates)
+
+    def outer(theta):
         phi, _ = learner.adapt(theta, second_order=second_order)
         query = learner.query(phi)
-        outer_loss = learner.outer_loss(query)
-    grads, rate_grads = tape.gradient(outer_loss, (theta, rates))
+        return learner.outer_loss(query), (phi, query)
+
+    (phi, query), grads, rate_grads = learner.gradient(
+        outer, theta, extra=learner.rates
+    )
     return task_results(theta, phi, grads, query, rate_grads=rate_grads)
+
+
+def query_gradient(learner, phi):
+    """The query pass at `phi` and the gradient of its loss in `phi`.
+
+    First-order MAML's outer gradient, on every backend.
+
+    Returns:
+        `(query, grads)`: the `LossOutput` of the query pass and the
+        gradient per variable.
+
+    Example:
+
+    ```python
+    # First-order MAML, as a registered rule.
+    @keras_ga.algorithms.register
+    class MyFOMAML(keras_ga.algorithms.Algorithm):
+        name = "my_fomaml"
+
+        def train(self, theta, learner):
+            phi, _ = learner.adapt(theta)
+            query, grads = keras_ga.algorithms.query_gradient(learner, phi)
+            return keras_ga.algorithms.task_results(theta, phi, grads, query)
+    ```
+    """
+
+    def query_loss(params):
+        query = learner.query(params)
+        return query.loss, query
+
+    query, grads, _ = learner.gradient(query_loss, phi)
+    return query, grads
 
 
 def check_inner_batch_size(inner_batch_size, batch_statistics: bool):
@@ -196,10 +234,12 @@ class Algorithm(abc.ABC):
 
         def train(self, theta, learner):
             phi, _ = learner.adapt(theta)
-            with tf.GradientTape() as tape:
-                tape.watch(phi)
-                query = learner.query(phi)
-            grads = tape.gradient(query.loss, phi)
+
+            def query_loss(params):
+                query = learner.query(params)
+                return query.loss, query
+
+            query, grads, _ = learner.gradient(query_loss, phi)
             return keras_ga.algorithms.task_results(theta, phi, grads, query)
 
     model = keras_ga.MetaModel(base, algo="my_fomaml")

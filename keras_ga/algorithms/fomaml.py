@@ -7,9 +7,6 @@ References:
 
 from __future__ import annotations
 
-import tensorflow as tf
-
-from keras_ga import inner_loop
 from keras_ga.algorithms import base
 
 
@@ -41,22 +38,11 @@ class FOMAML(base.Algorithm):
             # multi-step loss is the weighted sum of the query gradients
             # at each theta_t.
             return base.through_adaptation(theta, learner, second_order=False)
-        rates = learner.rates
-        with tf.GradientTape(watch_accessed_variables=False) as rate_tape:
-            rate_tape.watch(rates)
-            phi, _ = learner.adapt(theta, second_order=False)
-        with tf.GradientTape() as tape:
-            tape.watch(phi)
-            query = learner.query(phi)
-        grads = tape.gradient(query.loss, phi)
-        rate_grads = None
-        if rates:
-            # d phi / d rate with the inner gradients constant: -g_t.
-            rate_grads = rate_tape.gradient(
-                phi,
-                rates,
-                output_gradients=inner_loop.zeros_for_none(grads, phi),
-            )
-        return base.task_results(
-            theta, phi, grads, query, rate_grads=rate_grads
-        )
+        if learner.rates:
+            # With the inner gradients held constant, d theta_i / d theta
+            # is the identity and d theta_i / d rate is -g_t: the same
+            # first-order gradients, through the recorded loop.
+            return base.through_adaptation(theta, learner, second_order=False)
+        phi, _ = learner.adapt(theta, second_order=False)
+        query, grads = base.query_gradient(learner, phi)
+        return base.task_results(theta, phi, grads, query)

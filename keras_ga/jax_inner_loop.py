@@ -1,0 +1,222 @@
+"""The inner loop on Keras' JAX backend: one task's learner, functionally.
+
+The JAX counterpart of `keras_ga.inner_loop.TaskLearner`, with the same
+methods (`adapt`, `query`, `outer_loss`, `gradient`, `rates`,
+`multi_step`), so the rules of `keras_ga.algorithms` run unchanged on it:
+
+- the base model is called through `stateless_call`, never written to;
+- the inner steps are a `jax.lax.scan` (one compiled body for any number
+  of steps; reverse-mode differentiation through it keeps each step's
+  residuals, as second-order MAML needs);
+- `gradient` is `jax.grad`; first-order steps hold the inner gradients
+  constant with `jax.lax.stop_gradient`;
+- the inner optimizer is the same pure `init` / `update` pair as on
+  TensorFlow (`keras_ga.inner_loop.sgd` and `adam` are written on
+  `keras.ops`).
+
+Sub-batches: step t takes the t-th run of `batch_size` examples of one
+random order of the support set (cycling), drawn with `jax.random` from
+the task's key; the orders differ from TensorFlow's (its stateless
+Philox), so the two backends agree exactly only when every step takes the
+whole support set.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from keras_ga import protocols
+from keras_ga.inner_loop import LossOutput
+
+
+def task_loss(model, loss_fn, params, state, x, y, training: bool = True):
+    """The mean task loss of one stateless pass, with outputs and state.
+
+    Computed in the parameters' dtype, plus the layers' own losses (as
+    `keras_ga.inner_loop.InnerLoop.loss`).
+    """
+    outputs, new_state, losses = model.stateless_call(
+        params, state, x, training=training, return_losses=True
+    )
+    return _loss_output(loss_fn, params, y, outputs, new_state, losses)
+
+
+def _loss_output(loss_fn, params, y, outputs, new_state, losses):
+    dtype = params[0].dtype
+    cast = jax.tree_util.tree_map(
+        lambda t: (
+            t.astype(dtype) if jnp.issubdtype(t.dtype, jnp.floating) else t
+        ),
+        outputs,
+    )
+    loss = jnp.mean(loss_fn(y, cast)).astype(dtype)
+    for extra in losses:
+        loss = loss + jnp.asarray(extra, dtype)
+    return LossOutput(loss, outputs, list(new_state))
+
+
+def query_pass(model, loss_fn, params, state, support_x, x, y, protocol):
+    """`task_loss` of a query set predicted under `protocol`.
+
+    See `keras_ga.protocols`: `"transductive"` uses the query set's batch
+    statistics, `"moving_stats"` the moving statistics, and
+    `"support_plus_query"` predicts each query example in a batch of the
+    support set plus that example (`jax.vmap` over the examples).
+    """
+    if protocol != protocols.SUPPORT_PLUS_QUERY:
+        return task_loss(
+            model,
+            loss_fn,
+            params,
+            state,
+            x,
+            y,
+            training=protocol == protocols.TRANSDUCTIVE,
+        )
+
+    def one(example):
+        batch = jnp.concatenate([support_x, example[None]], axis=0)
+        outputs, _, losses = model.stateless_call(
+            params, state, batch, training=True, return_losses=True
+        )
+        extra = sum(losses) if losses else 0.0
+        return outputs[-1], jnp.asarray(extra, params[0].dtype)
+
+    outputs, extras = jax.vmap(one)(x)
+    output = _loss_output(loss_fn, params, y, outputs, state, [])
+    return output._replace(loss=output.loss + jnp.mean(extras))
+
+
+def sub_batch_order(size: int, key):
+    """A random order of `range(size)` from a `jax.random` key."""
+    return jax.random.permutation(key, size)
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskLearner:
+    """The inner loop bound to one task, on JAX: what a rule sees.
+
+    Attributes:
+        model: the base model (called statelessly).
+        loss_fn: the per-task loss, `loss_fn(y_true, y_pred)`.
+        optimizer: the inner optimizer's pure functions
+            (`keras_ga.inner_loop.InnerOptimizer`).
+        state: the meta-model's non-trainable state, a list of arrays.
+        support_x: support inputs `[S, ...]`.
+        support_y: support targets `[S, ...]`.
+        query_x: query inputs `[Q, ...]`.
+        query_y: query targets `[Q, ...]`.
+        steps: inner steps (a Python int).
+        batch_size: support examples per inner step.
+        key: the `jax.random` key of the sub-batch order (used only when
+            `batch_size` is smaller than the support set).
+        outputs: what `adapt` records (`final_opt_state`).
+    """
+
+    model: Any
+    loss_fn: Callable
+    optimizer: Any
+    state: list
+    support_x: Any
+    support_y: Any
+    query_x: Any
+    query_y: Any
+    steps: int
+    batch_size: int
+    key: Any = None
+    outputs: dict = dataclasses.field(default_factory=dict, compare=False)
+
+    def adapt(self, theta, second_order: bool = False):
+        """`(phi, last_state)`: `theta` after `steps` inner steps.
+
+        Every step starts from the meta-model's non-trainable state; the
+        last step's new state is returned (the task's moving statistics).
+        """
+        theta = list(theta)
+        x, y = self.support_x, self.support_y
+        size = x.shape[0]
+        order = None
+        if self.batch_size < size:
+            order = sub_batch_order(size, self.key)
+
+        def step(carry, t):
+            params, opt_state, _ = carry
+            bx, by = x, y
+            if order is not None:
+                positions = t * self.batch_size + jnp.arange(self.batch_size)
+                idx = order[positions % size]
+                bx, by = x[idx], y[idx]
+
+            def loss_of(p):
+                output = task_loss(
+                    self.model, self.loss_fn, p, self.state, bx, by
+                )
+                return output.loss, output.state
+
+            grads, new_state = jax.grad(loss_of, has_aux=True)(params)
+            if not second_order:
+                grads = [jax.lax.stop_gradient(g) for g in grads]
+            params, opt_state = self.optimizer.update(params, grads, opt_state)
+            return (params, opt_state, new_state), None
+
+        opt_state = self.optimizer.init(theta)
+        init = (theta, opt_state, list(self.state))
+        (phi, opt_state, last_state), _ = jax.lax.scan(
+            step, init, jnp.arange(self.steps)
+        )
+        self.outputs["opt_state"] = opt_state
+        return list(phi), list(last_state)
+
+    def query(self, params, protocol=protocols.TRANSDUCTIVE, step=None):
+        """The query loss of `params`, predicted under `protocol`."""
+        del step  # per-step BatchNorm statistics are TensorFlow's only
+        return query_pass(
+            self.model,
+            self.loss_fn,
+            list(params),
+            self.state,
+            self.support_x,
+            self.query_x,
+            self.query_y,
+            protocol,
+        )
+
+    def outer_loss(self, query: LossOutput):
+        """The loss the outer step differentiates: the query loss."""
+        return query.loss
+
+    def gradient(self, loss_of, params, extra=()):
+        """`(aux, grads, [])`: `jax.grad` of `loss_of(params) -> (loss,
+        aux)` in `params`; see `keras_ga.inner_loop.TaskLearner.gradient`.
+
+        Raises:
+            ValueError: for a non-empty `extra` (learned inner rates are
+                not supported on JAX).
+        """
+        if list(extra):
+            raise ValueError(
+                "`extra` (learned inner rates) is not supported on the JAX "
+                f"backend. Received: {len(list(extra))} extra tensors"
+            )
+        grads, aux = jax.grad(loss_of, has_aux=True)(list(params))
+        return aux, list(grads), []
+
+    @property
+    def rates(self) -> list:
+        """No learned inner rates on JAX: `[]`."""
+        return []
+
+    @property
+    def multi_step(self) -> bool:
+        """No multi-step loss on JAX: `False`."""
+        return False
+
+    @property
+    def final_opt_state(self):
+        """The inner optimizer's state after the last `adapt`."""
+        return self.outputs.get("opt_state")

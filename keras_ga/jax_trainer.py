@@ -1,0 +1,350 @@
+"""`MetaModel`'s steps on Keras' JAX backend: pure functions under `jax.jit`.
+
+Keras' JAX trainer calls `train_step(state, data)` and `test_step(state,
+data)` with the model's variables as arrays, `state = (trainable,
+non_trainable, optimizer, metrics)` (no optimizer variables in a test
+step), and jit-compiles them. `MetaModel` hands both to this module on
+that backend:
+
+- the tasks of a meta-batch run one rule of `keras_ga.algorithms` each,
+  on a `keras_ga.jax_inner_loop.TaskLearner`, batched over the task axis
+  with `jax.vmap` (`task_execution="vectorized"`) or run one after the
+  other with `jax.lax.map` (`"map"`);
+- the task weights are the same `keras_ga.agreement` code as on
+  TensorFlow (written on `keras.ops`), and the outer update is the
+  compiled optimizer's `stateless_apply`;
+- the base model's non-trainable state (BatchNorm moving statistics)
+  becomes the mean over tasks of each task's state, as on TensorFlow;
+- the metrics are updated statelessly (`keras.StatelessScope`).
+
+What the JAX backend does not support yet is refused by `check` when the
+`MetaModel` is built, naming the argument: learned inner rates, ANIL's
+`adapt_layers`, the multi-step loss, weight diagnostics, inner Adam with
+carried moments, per-step BatchNorm, `parallel_tasks` and tf.distribute.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import keras
+import numpy as np
+
+from keras_ga import _metrics
+from keras_ga import agreement
+from keras_ga import algorithms
+from keras_ga import batch_norm
+from keras_ga import episode as episode_lib
+from keras_ga import jax_inner_loop
+from keras_ga import protocols
+
+EXECUTIONS = ("auto", "map", "vectorized")
+
+
+def check(model) -> None:
+    """Refuses `MetaModel` options the JAX backend does not support yet.
+
+    Raises:
+        ValueError: naming the argument and the value received.
+    """
+    unsupported = {
+        "learn_inner_rates": model.learn_inner_rates is not None,
+        "adapt_layers": model.adapt_layers is not None,
+        "multi_step_loss": bool(model.multi_step_loss),
+        "weight_diagnostics": model.weight_diagnostics is not None,
+        "parallel_tasks": model.parallel_tasks is not None,
+        "inner_optimizer": model.inner_optimizer.carries_state,
+    }
+    values = {
+        "learn_inner_rates": model.learn_inner_rates,
+        "adapt_layers": model.adapt_layers,
+        "multi_step_loss": model.multi_step_loss,
+        "weight_diagnostics": model.weight_diagnostics,
+        "parallel_tasks": model.parallel_tasks,
+        "inner_optimizer": model.inner_optimizer,
+    }
+    for name, refused in unsupported.items():
+        if refused:
+            raise ValueError(
+                f"`{name}` is not supported on Keras' JAX backend yet "
+                "(keras_ga.MetaModel supports it on TensorFlow: set "
+                "KERAS_BACKEND=tensorflow). Received: "
+                f"{name}={values[name]!r}"
+            )
+    if batch_norm.has_per_step(model.base):
+        raise ValueError(
+            "Per-step BatchNormalization (`per_step=True`) is not "
+            "supported on Keras' JAX backend yet. Received: a `model` "
+            "with per-step BatchNormalization layers"
+        )
+    if model.task_execution not in EXECUTIONS:
+        raise ValueError(
+            f"`task_execution` must be one of {list(EXECUTIONS)} on the "
+            f"JAX backend. Received: task_execution={model.task_execution!r}"
+        )
+
+
+def resolve_execution(task_execution: str) -> str:
+    """`task_execution` with `"auto"` resolved: `"vectorized"` (vmap).
+
+    `benchmarks/jax_task_execution.py` times both on the workloads of
+    `benchmarks/RESULTS.md`.
+    """
+    return "vectorized" if task_execution == "auto" else task_execution
+
+
+def _index(variables, of) -> list:
+    """The positions in `of` of each variable of `variables` (identity)."""
+    ids = {id(v): i for i, v in enumerate(of)}
+    return [ids[id(v)] for v in variables]
+
+
+def _base_values(model, trainable, non_trainable):
+    """theta and the base model's state out of the Keras trainer's lists."""
+    theta = [
+        trainable[i]
+        for i in _index(
+            model.base.trainable_variables, model.trainable_variables
+        )
+    ]
+    state = [
+        non_trainable[i]
+        for i in _index(
+            model.base.non_trainable_variables, model.non_trainable_variables
+        )
+    ]
+    return theta, state
+
+
+def run_tasks(model, theta, state, data, training: bool, steps, protocol, key):
+    """Every task of a meta-batch through `model.algo`'s rule, on JAX.
+
+    Args:
+        model: the `MetaModel`.
+        theta: the meta-parameters, a list of arrays.
+        state: the base model's non-trainable state, a list of arrays.
+        data: a meta-batch (see `keras_ga.episode`).
+        training: whether to run the rule's `train` (else `evaluate`).
+        steps: inner steps.
+        protocol: the evaluation protocol (ignored in training).
+        key: the `jax.random` key of the meta-batch's sub-batch orders.
+
+    Returns:
+        The `TaskResults` of every task, stacked over the tasks.
+    """
+    ep = episode_lib.as_episode(data)
+    ep = {k: jnp.asarray(v) for k, v in ep.items()}
+    num_tasks, support = ep["support_x"].shape[0], ep["support_x"].shape[1]
+    rule = algorithms.get(model.algo)
+    if training and model.first_order:
+        rule = algorithms.get("fomaml")
+    if training:
+        protocol = protocols.TRANSDUCTIVE
+    optimizer = model.inner_optimizer.functional(model.inner_learning_rate)
+    from keras_ga import _adaptation  # noqa: PLC0415 (TensorFlow-bound)
+
+    batch_size = _adaptation.inner_batch_size(model, support, training)
+    keys = jax.random.split(key, num_tasks)
+
+    def one_task(task):
+        sx, sy, qx, qy, task_key = task
+        learner = jax_inner_loop.TaskLearner(
+            model.base,
+            model.task_loss,
+            optimizer,
+            state,
+            sx,
+            sy,
+            qx,
+            qy,
+            steps=steps,
+            batch_size=batch_size,
+            key=task_key,
+        )
+        if training:
+            results = rule.train(theta, learner)
+        else:
+            results = rule.evaluate(theta, learner, protocol)
+        if model.pre_adaptation_metrics:
+            pre = learner.query(theta, protocol)
+            pre_loss, pre_predictions = pre.loss, pre.predictions
+        else:
+            pre_loss = jnp.zeros_like(results.loss)
+            pre_predictions = jnp.zeros_like(results.predictions)
+        return results._replace(
+            pre_loss=pre_loss, pre_predictions=pre_predictions, rate_grads=[]
+        )
+
+    tasks = (
+        ep["support_x"],
+        ep["support_y"],
+        ep["query_x"],
+        ep["query_y"],
+        keys,
+    )
+    if resolve_execution(model.task_execution) == "vectorized":
+        return jax.vmap(one_task)(tasks)
+    return jax.lax.map(one_task, tasks)
+
+
+def _task_mean(stacked):
+    """The mean over tasks of floating values, else the first task's."""
+    if jnp.issubdtype(stacked.dtype, jnp.floating):
+        return jnp.mean(stacked, axis=0)
+    return stacked[0]
+
+
+def _record(model, metrics_variables, ep, results, weights):
+    """The step's logs and the new metric variables (stateless update)."""
+    mapping = list(zip(model.metrics_variables, metrics_variables))
+    y = _merge(ep["query_y"])
+    with keras.StatelessScope(state_mapping=mapping) as scope:
+        model.loss_tracker.update_state(results.loss)
+        if model.query_metrics is not None:
+            model.query_metrics.update_state(y, _merge(results.predictions))
+        if model.pre_adaptation_metrics:
+            model.pre_loss_tracker.update_state(results.pre_loss)
+            if model.pre_metrics is not None:
+                model.pre_metrics.update_state(
+                    y, _merge(results.pre_predictions)
+                )
+        if weights is not None:
+            model.weight_min_tracker.update_state(jnp.min(weights))
+            model.weight_neg_tracker.update_state(
+                jnp.mean((weights < 0).astype(weights.dtype))
+            )
+        logs = _metrics.results(model.metrics)
+    new_values = []
+    for ref, value in mapping:
+        current = scope.get_current_value(ref)
+        new_values.append(value if current is None else current)
+    logs.update(
+        label_logs([ep["support_y"], ep["query_y"]], results.predictions)
+    )
+    return logs, new_values
+
+
+def _merge(t):
+    """`[N, Q, ...]` to `[N * Q, ...]`."""
+    return jnp.reshape(t, (t.shape[0] * t.shape[1], *t.shape[2:]))
+
+
+def label_logs(labels, predictions) -> dict:
+    """`keras_ga._inputs.label_logs` on JAX: counts of labels outside the
+    model's outputs, which `raise_on_bad_labels` raises on after the step.
+    """
+    from keras_ga import _inputs  # noqa: PLC0415 (TensorFlow-bound)
+
+    labels = [
+        y for y in labels if _inputs.is_sparse_labels(y[0], predictions[0])
+    ]
+    if not labels:
+        return {}
+    width = predictions.shape[-1]
+    flat = jnp.concatenate(
+        [jnp.reshape(y, [-1]).astype("int32") for y in labels]
+    )
+    bad = (flat < 0) | (flat >= width)
+    values = (jnp.sum(bad), jnp.min(flat), jnp.max(flat), width)
+    return {
+        k: jnp.asarray(v, "float32")
+        for k, v in zip(_inputs._LABEL_KEYS, values)
+    }
+
+
+def _iteration_key(model, optimizer_variables):
+    """The sub-batch key of a training step: the optimizer's iteration."""
+    position = _index([model.optimizer.iterations], model.optimizer.variables)
+    iteration = optimizer_variables[position[0]]
+    return jax.random.fold_in(jax.random.key(0), iteration)
+
+
+def train_step(model, state, data):
+    """One meta-step: `(logs, new_state)` of Keras' JAX trainer contract."""
+    trainable, non_trainable, optimizer_variables, metrics_variables = state
+    theta, base_state = _base_values(model, trainable, non_trainable)
+    ep = episode_lib.as_episode(data)
+    results = run_tasks(
+        model,
+        theta,
+        base_state,
+        ep,
+        training=True,
+        steps=model.inner_steps,
+        protocol=None,
+        key=_iteration_key(model, optimizer_variables),
+    )
+    weights = model.weighting(results.updates)
+    grads = agreement.weighted_sum(weights, results.outer_grads)
+    grads = [model.optimizer.scale_loss(g) for g in grads]
+    positions = _index(
+        model.base.trainable_variables, model.trainable_variables
+    )
+    full = [jnp.zeros_like(t) for t in trainable]
+    for i, g in zip(positions, grads):
+        full[i] = g.astype(trainable[i].dtype)
+    trainable, optimizer_variables = model.optimizer.stateless_apply(
+        optimizer_variables, full, trainable
+    )
+    non_trainable = list(non_trainable)
+    state_positions = _index(
+        model.base.non_trainable_variables, model.non_trainable_variables
+    )
+    for i, stacked in zip(state_positions, results.states):
+        non_trainable[i] = _task_mean(stacked).astype(non_trainable[i].dtype)
+    logs, metrics_variables = _record(
+        model, metrics_variables, ep, results, weights
+    )
+    return logs, (
+        trainable,
+        non_trainable,
+        optimizer_variables,
+        metrics_variables,
+    )
+
+
+def test_step(model, state, data):
+    """One evaluation step: `(logs, new_state)` (the weights unchanged)."""
+    trainable, non_trainable, metrics_variables = state
+    theta, base_state = _base_values(model, trainable, non_trainable)
+    ep = episode_lib.as_episode(data)
+    results = run_tasks(
+        model,
+        theta,
+        base_state,
+        ep,
+        training=False,
+        steps=model.eval_inner_steps,
+        protocol=model.eval_protocol,
+        key=jax.random.key(0),
+    )
+    logs, metrics_variables = _record(
+        model, metrics_variables, ep, results, None
+    )
+    logs = {
+        k: v
+        for k, v in logs.items()
+        if k not in ("weight_min", "weight_neg_frac")
+    }
+    return logs, (trainable, non_trainable, metrics_variables)
+
+
+def first_batch(iterator):
+    """The first batch of Keras' JAX epoch iterator (its `(begin, end,
+    batches)` triples), as Keras' own symbolic build reads it."""
+    for _, _, batches in iterator:
+        if isinstance(batches, (list, tuple)):
+            return batches[0]
+        return next(batches)
+    return None
+
+
+def build_metrics(model, data) -> None:
+    """Builds the metric containers from a meta-batch's query set."""
+    ep = episode_lib.as_episode(data)
+    y = np.reshape(np.asarray(ep["query_y"]), (-1, *ep["query_y"].shape[2:]))
+    x = np.reshape(np.asarray(ep["query_x"]), (-1, *ep["query_x"].shape[2:]))
+    predictions = model.base(x[:1])
+    for container in (model.query_metrics, model.pre_metrics):
+        if container is not None and not container.built:
+            container.build(y[:1], predictions)
