@@ -100,8 +100,12 @@ def run_tasks(
     Returns:
         The `TaskResults` of every task, stacked over the tasks.
     """
-    ep = episode_lib.as_episode(data)
     steps = steps or (model.inner_steps if training else model.eval_inner_steps)
+    if keras.backend.backend() == "jax":
+        from keras_ga import jax_trainer  # noqa: PLC0415
+
+        return jax_trainer.run_tasks_now(model, data, training, steps, protocol)
+    ep = episode_lib.as_episode(data)
     if training:
         protocol = protocols.TRANSDUCTIVE
     theta, state = parameters(model)
@@ -233,10 +237,15 @@ def check_task(model, x, y, steps):
 
 def adapt(model, x, y, steps: int, seed: int) -> keras.Model:
     """`MetaModel.adapt` on checked arguments (see `check_task`)."""
-    theta, state = parameters(model)
-    phi, _ = adapt_function(model)(
-        theta, state, x, y, steps, tf.constant([seed, 0])
-    )
+    if keras.backend.backend() == "jax":
+        from keras_ga import jax_trainer  # noqa: PLC0415
+
+        phi, state = jax_trainer.adapt_values(model, x, y, steps, seed)
+    else:
+        theta, state = parameters(model)
+        phi, _ = adapt_function(model)(
+            theta, state, x, y, steps, tf.constant([seed, 0])
+        )
     fast = _copy_model(model.base)
     for var, value in zip(fast.trainable_variables, phi):
         var.assign(value)
@@ -247,6 +256,12 @@ def adapt(model, x, y, steps: int, seed: int) -> keras.Model:
 
 def adapt_and_predict(model, x, y, query_x, steps, protocol, seed):
     """`MetaModel.adapt_and_predict` on checked arguments."""
+    if keras.backend.backend() == "jax":
+        from keras_ga import jax_trainer  # noqa: PLC0415
+
+        return jax_trainer.adapt_and_predict(
+            model, x, y, query_x, steps, protocol, seed
+        )
     return adapt_and_predict_function(model)(
         x,
         y,

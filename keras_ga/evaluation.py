@@ -441,6 +441,10 @@ def _new_run(model, metric, steps, protocol):
     # tf.function of one code object together, and warns of retracing after
     # five (six evaluations of different models or steps would warn).
     # No AutoGraph: the metric's shape checks raise their ValueError as is.
+    run = functools.partial(_run_metric, model, metric, steps, protocol)
+    if keras.backend.backend() == "jax":
+        # `run_tasks` is compiled with jax.jit; the metric runs eagerly.
+        return run
     return tf.function(
         functools.partial(_run_metric, model, metric, steps, protocol),
         reduce_retracing=True,

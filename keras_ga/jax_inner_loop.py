@@ -27,11 +27,13 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-import jax
-import jax.numpy as jnp
-
+from keras_ga import _optional
 from keras_ga import protocols
 from keras_ga.inner_loop import LossOutput
+
+with _optional.requires_extra("jax", feature="keras_ga on the JAX backend"):
+    import jax
+    import jax.numpy as jnp
 
 
 def task_loss(model, loss_fn, params, state, x, y, training: bool = True):
@@ -60,23 +62,25 @@ def _loss_output(loss_fn, params, y, outputs, new_state, losses):
     return LossOutput(loss, outputs, list(new_state))
 
 
-def query_pass(model, loss_fn, params, state, support_x, x, y, protocol):
-    """`task_loss` of a query set predicted under `protocol`.
+def forward(model, params, state, support_x, x, protocol):
+    """Query outputs and the layers' own losses under `protocol`.
 
     See `keras_ga.protocols`: `"transductive"` uses the query set's batch
     statistics, `"moving_stats"` the moving statistics, and
     `"support_plus_query"` predicts each query example in a batch of the
     support set plus that example (`jax.vmap` over the examples).
+
+    Returns:
+        `(outputs, new_state, losses)`: the state is `state` itself for
+        `"support_plus_query"`; `losses` is a list of scalars.
     """
     if protocol != protocols.SUPPORT_PLUS_QUERY:
-        return task_loss(
-            model,
-            loss_fn,
+        return model.stateless_call(
             params,
             state,
             x,
-            y,
             training=protocol == protocols.TRANSDUCTIVE,
+            return_losses=True,
         )
 
     def one(example):
@@ -88,8 +92,15 @@ def query_pass(model, loss_fn, params, state, support_x, x, y, protocol):
         return outputs[-1], jnp.asarray(extra, params[0].dtype)
 
     outputs, extras = jax.vmap(one)(x)
-    output = _loss_output(loss_fn, params, y, outputs, state, [])
-    return output._replace(loss=output.loss + jnp.mean(extras))
+    return outputs, list(state), [jnp.mean(extras)]
+
+
+def query_pass(model, loss_fn, params, state, support_x, x, y, protocol):
+    """`task_loss` of a query set predicted under `protocol` (`forward`)."""
+    outputs, new_state, losses = forward(
+        model, params, state, support_x, x, protocol
+    )
+    return _loss_output(loss_fn, params, y, outputs, new_state, losses)
 
 
 def sub_batch_order(size: int, key):

@@ -25,18 +25,21 @@ carried moments, per-step BatchNorm, `parallel_tasks` and tf.distribute.
 
 from __future__ import annotations
 
-import jax
-import jax.numpy as jnp
 import keras
 import numpy as np
 
 from keras_ga import _metrics
+from keras_ga import _optional
 from keras_ga import agreement
 from keras_ga import algorithms
 from keras_ga import batch_norm
 from keras_ga import episode as episode_lib
 from keras_ga import jax_inner_loop
 from keras_ga import protocols
+
+with _optional.requires_extra("jax", feature="keras_ga on the JAX backend"):
+    import jax
+    import jax.numpy as jnp
 
 EXECUTIONS = ("auto", "map", "vectorized")
 
@@ -348,3 +351,93 @@ def build_metrics(model, data) -> None:
     for container in (model.query_metrics, model.pre_metrics):
         if container is not None and not container.built:
             container.build(y[:1], predictions)
+
+
+# Outside `fit`: the meta-model's current values, compiled functions cached
+# on the model (one trace per input shape).
+
+
+def current_values(model):
+    """theta and the base model's state, as arrays of their values."""
+    theta = [jnp.asarray(v.value) for v in model.base.trainable_variables]
+    state = [jnp.asarray(v.value) for v in model.base.non_trainable_variables]
+    return theta, state
+
+
+def _cached(model, key, make):
+    cache = model.__dict__.setdefault("_jax_functions", {})
+    if key not in cache:
+        cache[key] = make()
+    return cache[key]
+
+
+def run_tasks_now(model, data, training: bool, steps: int, protocol):
+    """`MetaModel.run_tasks` on JAX: the `TaskResults` of a meta-batch at
+    the current weights (training draws its sub-batch orders from the
+    optimizer's iteration, as a training step would)."""
+    ep = {k: jnp.asarray(v) for k, v in episode_lib.as_episode(data).items()}
+
+    def make():
+        def run(theta, state, ep, key):
+            return run_tasks(
+                model, theta, state, ep, training, steps, protocol, key
+            )
+
+        return jax.jit(run)
+
+    run = _cached(model, ("run_tasks", training, steps, protocol), make)
+    iteration = int(model.optimizer.iterations.value) if training else 0
+    key = jax.random.fold_in(jax.random.key(0), iteration)
+    return run(*current_values(model), ep, key)
+
+
+def _adapt_fn(model, steps: int, batch_size: int):
+    """`(theta, state, x, y, key) -> (phi, state)`, first order, compiled."""
+
+    def adapt(theta, state, x, y, key):
+        learner = jax_inner_loop.TaskLearner(
+            model.base,
+            model.task_loss,
+            model.inner_optimizer.functional(model.inner_learning_rate),
+            state,
+            x,
+            y,
+            x[:0],
+            y[:0],
+            steps=steps,
+            batch_size=batch_size,
+            key=key,
+        )
+        return learner.adapt(theta, second_order=False)
+
+    return jax.jit(adapt)
+
+
+def adapt_values(model, x, y, steps: int, seed: int):
+    """`(phi, state)`: the current theta adapted to the task (x, y)."""
+    from keras_ga import _adaptation  # noqa: PLC0415 (TensorFlow-bound)
+
+    x, y = jnp.asarray(x), jnp.asarray(y)
+    batch_size = _adaptation.inner_batch_size(model, x.shape[0], False)
+    adapt = _cached(
+        model,
+        ("adapt", steps, batch_size),
+        lambda: _adapt_fn(model, steps, batch_size),
+    )
+    theta, state = current_values(model)
+    phi, _ = adapt(theta, state, x, y, jax.random.key(seed))
+    return phi, state
+
+
+def adapt_and_predict(model, x, y, query_x, steps, protocol, seed):
+    """`MetaModel.adapt_and_predict` on JAX."""
+    phi, state = adapt_values(model, x, y, steps, seed)
+    outputs, _, _ = jax_inner_loop.forward(
+        model.base,
+        phi,
+        state,
+        jnp.asarray(x),
+        jnp.asarray(query_x),
+        protocol,
+    )
+    return outputs

@@ -331,7 +331,9 @@ class MetaModel(keras.Model):
                 gradient is approximate). `jit_compile=True` compiles any
                 model (on a CPU an MLP's step is up to 1.8x faster, and
                 TensorFlow logs its XLA lines; benchmarks/RESULTS.md,
-                "Task execution and XLA").
+                "Task execution and XLA"). On Keras' JAX backend the
+                steps are compiled with `jax.jit` unless
+                `jit_compile=False`.
 
         Raises:
             ValueError: for `loss=None`, for `loss_weights` or
@@ -351,9 +353,15 @@ class MetaModel(keras.Model):
         ['loss', 'mae', 'pre_loss', 'pre_mae']
         """
         kwargs = _inputs.check_compile(loss, kwargs)
-        if kwargs.get("jit_compile", "auto") == "auto":
-            kwargs["jit_compile"] = execution_lib.auto_jit_compile(self.base)
-        execution_lib.warn_if_slow_xla(self.base, kwargs["jit_compile"])
+        if _on_jax():
+            # Keras' JAX trainer: the steps compiled with jax.jit ("auto").
+            kwargs.setdefault("jit_compile", "auto")
+        else:
+            if kwargs.get("jit_compile", "auto") == "auto":
+                kwargs["jit_compile"] = execution_lib.auto_jit_compile(
+                    self.base
+                )
+            execution_lib.warn_if_slow_xla(self.base, kwargs["jit_compile"])
         self._metric_args = _metrics.check_metrics(metrics, loss)
         super().compile(
             optimizer=optimizer, metrics=self._metric_args or None, **kwargs
@@ -497,6 +505,10 @@ class MetaModel(keras.Model):
     @property
     def resolved_task_execution(self) -> str:
         """`task_execution`, with `"auto"` resolved for the base model."""
+        if _on_jax():
+            from keras_ga import jax_trainer  # noqa: PLC0415
+
+            return jax_trainer.resolve_execution(self.task_execution)
         return execution_lib.resolve(
             self.task_execution, self.base, self.jit_compile
         )

@@ -122,6 +122,8 @@ class PyprojectTest(absltest.TestCase):
                 ("matplotlib", "plotting"),
                 ("matplotlib.pyplot", "plotting"),
                 ("tensorflow_datasets", "datasets"),
+                ("jax", "jax"),
+                ("jax.numpy", "jax"),
             },
         )
         for _, extra in imports:
@@ -139,6 +141,7 @@ class PyprojectTest(absltest.TestCase):
                 "plotting",
                 "examples",
                 "docs",
+                "jax",
                 "test",
                 "all",
             },
@@ -146,8 +149,10 @@ class PyprojectTest(absltest.TestCase):
         )
         self.assertEqual(
             extras["all"],
-            ["keras_ga[tuner,datasets,plotting,examples,docs,test]"],
+            ["keras_ga[tuner,datasets,plotting,examples,docs,jax,test]"],
         )
+        # The test suite runs the JAX backend's tests too.
+        self.assertIn("keras_ga[examples,docs,jax]", extras["test"])
         # The README's test command needs pytest-xdist (`-n 2`).
         self.assertContainsSubset(
             {"pytest", "pytest-xdist", "ruff"}, set(extras["test"])
