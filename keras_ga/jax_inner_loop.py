@@ -5,9 +5,9 @@ methods (`adapt`, `query`, `outer_loss`, `gradient`, `rates`,
 `multi_step`), so the rules of `keras_ga.algorithms` run unchanged on it:
 
 - the base model is called through `stateless_call`, never written to;
-- the inner steps are a `jax.lax.scan` (one compiled body for any number
-  of steps; reverse-mode differentiation through it keeps each step's
-  residuals, as second-order MAML needs);
+- the inner steps are a `jax.lax.scan`, unrolled (`UNROLL`);
+  reverse-mode differentiation through it keeps each step's residuals, as
+  second-order MAML needs;
 - `gradient` is `jax.grad`; first-order steps hold the inner gradients
   constant with `jax.lax.stop_gradient`;
 - the inner optimizer is the same pure `init` / `update` pair as on
@@ -34,6 +34,14 @@ from keras_ga.inner_loop import LossOutput
 with _optional.requires_extra("jax", feature="keras_ga on the JAX backend"):
     import jax
     import jax.numpy as jnp
+
+
+# How many inner steps one iteration of the `lax.scan` body holds (`True`:
+# all of them). On XLA's CPU backend a convolutional step inside a loop
+# body ran 3.5x to 6x slower than unrolled (conv4 on 5 Omniglot images,
+# 1 and 5 steps; `benchmarks/backend_speed.py`), so the steps are unrolled;
+# the compiled program grows with the steps.
+UNROLL = True
 
 
 def task_loss(model, loss_fn, params, state, x, y, training: bool = True):
@@ -178,7 +186,7 @@ class TaskLearner:
         opt_state = self.optimizer.init(theta)
         init = (theta, opt_state, list(self.state))
         (phi, opt_state, last_state), _ = jax.lax.scan(
-            step, init, jnp.arange(self.steps)
+            step, init, jnp.arange(self.steps), unroll=UNROLL
         )
         self.outputs["opt_state"] = opt_state
         return list(phi), list(last_state)

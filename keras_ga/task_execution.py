@@ -74,10 +74,12 @@ _UNBATCHED_CONVS = (
 def check(execution: str, model: keras.Model) -> None:
     """Refuses `"vectorized"` for a model with convolution layers.
 
+    On TensorFlow only: JAX's `vmap` batches convolutions over tasks.
+
     Raises:
         ValueError: naming the first convolution layer of `model`.
     """
-    if execution != "vectorized":
+    if execution != "vectorized" or keras.backend.backend() != "tensorflow":
         return
     for layer in _layers(model):
         if isinstance(layer, _UNBATCHED_CONVS):

@@ -462,12 +462,13 @@ class ErrorTest(parameterized.TestCase):
             model.train_on_batch(ep)
 
     def test_other_backend_is_refused(self):
-        # Only the TensorFlow backend is installed here (Keras' numpy
-        # backend imports jax), so the backend name is patched.
-        with mock.patch.object(keras.backend, "backend", return_value="jax"):
+        # This process runs TensorFlow (JAX runs in tests/jax_checks.py),
+        # so the backend name is patched.
+        with mock.patch.object(keras.backend, "backend", return_value="torch"):
             with self.assertRaisesRegex(
                 RuntimeError,
-                r"needs the TensorFlow backend.*Received: backend='jax'",
+                r"needs the TensorFlow or the JAX backend.*Received: "
+                r"backend='torch'",
             ):
                 keras_ga.MetaModel(mlp())
 
