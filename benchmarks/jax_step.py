@@ -25,7 +25,8 @@ _TASK_EXECUTION = flags.DEFINE_enum(
     "task_execution",
     "vectorized",
     ["map", "vectorized"],
-    "MetaModel's task_execution: jax.lax.map or jax.vmap over the tasks.",
+    "MetaModel's task_execution: one task after the other (unrolled) or "
+    "jax.vmap over the tasks.",
 )
 _WEIGHTING = flags.DEFINE_enum(
     "weighting", "uniform", ["uniform", "agreement"], "Task weighting."

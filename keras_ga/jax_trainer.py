@@ -8,8 +8,8 @@ that backend:
 
 - the tasks of a meta-batch run one rule of `keras_ga.algorithms` each,
   on a `keras_ga.jax_inner_loop.TaskLearner`, batched over the task axis
-  with `jax.vmap` (`task_execution="vectorized"`) or run one after the
-  other with `jax.lax.map` (`"map"`);
+  with `jax.vmap` (`task_execution="vectorized"`) or one after the other,
+  unrolled in the compiled step (`"map"`); see `resolve_execution`;
 - the task weights are the same `keras_ga.agreement` code as on
   TensorFlow (written on `keras.ops`), and the outer update is the
   compiled optimizer's `stateless_apply`;
@@ -36,6 +36,7 @@ from keras_ga import batch_norm
 from keras_ga import episode as episode_lib
 from keras_ga import jax_inner_loop
 from keras_ga import protocols
+from keras_ga import task_execution as execution_lib
 
 with _optional.requires_extra("jax", feature="keras_ga on the JAX backend"):
     import jax
@@ -87,13 +88,19 @@ def check(model) -> None:
         )
 
 
-def resolve_execution(task_execution: str) -> str:
-    """`task_execution` with `"auto"` resolved: `"vectorized"` (vmap).
+def resolve_execution(task_execution: str, model) -> str:
+    """`task_execution` with `"auto"` resolved for `model`.
 
-    `benchmarks/jax_task_execution.py` times both on the workloads of
-    `benchmarks/RESULTS.md`.
+    `"vectorized"`: the tasks batched with `jax.vmap`; `"map"`: one task
+    after the other, unrolled in the compiled step (its compile time grows
+    with the meta-batch). `"auto"` is `"map"` for a model with
+    convolutions, whose per-task filters `vmap` turns into grouped
+    convolutions that XLA's CPU backend runs slowly, and `"vectorized"`
+    otherwise (`benchmarks/backend_speed.py` times both).
     """
-    return "vectorized" if task_execution == "auto" else task_execution
+    if task_execution != "auto":
+        return task_execution
+    return "map" if execution_lib.has_convolutions(model) else "vectorized"
 
 
 def _index(variables, of) -> list:
@@ -185,9 +192,16 @@ def run_tasks(model, theta, state, data, training: bool, steps, protocol, key):
         ep["query_y"],
         keys,
     )
-    if resolve_execution(model.task_execution) == "vectorized":
+    if resolve_execution(model.task_execution, model.base) == "vectorized":
         return jax.vmap(one_task)(tasks)
-    return jax.lax.map(one_task, tasks)
+    # One task after the other, unrolled in the compiled step: XLA's CPU
+    # backend runs a conv task in a loop body (`jax.lax.map`) 20x to 50x
+    # slower than unrolled (benchmarks/RESULTS.md, "MetaModel on JAX").
+    results = [
+        one_task(jax.tree_util.tree_map(lambda t, i=i: t[i], tasks))
+        for i in range(num_tasks)
+    ]
+    return jax.tree_util.tree_map(lambda *r: jnp.stack(r), *results)
 
 
 def _task_mean(stacked):

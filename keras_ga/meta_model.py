@@ -508,7 +508,7 @@ class MetaModel(keras.Model):
         if _on_jax():
             from keras_ga import jax_trainer  # noqa: PLC0415
 
-            return jax_trainer.resolve_execution(self.task_execution)
+            return jax_trainer.resolve_execution(self.task_execution, self.base)
         return execution_lib.resolve(
             self.task_execution, self.base, self.jit_compile
         )

@@ -71,6 +71,11 @@ _UNBATCHED_CONVS = (
 )
 
 
+def has_convolutions(model: keras.Model) -> bool:
+    """Whether `model` holds a convolution layer (of `_UNBATCHED_CONVS`)."""
+    return any(isinstance(layer, _UNBATCHED_CONVS) for layer in _layers(model))
+
+
 def check(execution: str, model: keras.Model) -> None:
     """Refuses `"vectorized"` for a model with convolution layers.
 

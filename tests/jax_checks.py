@@ -251,3 +251,16 @@ def test_evaluate_tasks_gives_a_confidence_interval():
     )
     assert result.num_tasks == 24
     assert np.isfinite(result.mean) and result.ci95 > 0
+
+
+def test_auto_execution_is_map_for_convolutions_and_vmap_otherwise():
+    conv = keras_ga.MetaModel(keras_ga.conv4((28, 28, 1), 5, 8), algo="fomaml")
+    mlp = keras_ga.MetaModel(keras_ga.mlp((1,), 1, (8,)), algo="fomaml")
+    assert conv.resolved_task_execution == "map"
+    assert mlp.resolved_task_execution == "vectorized"
+    vmapped = keras_ga.MetaModel(
+        keras_ga.conv4((28, 28, 1), 5, 8),
+        algo="fomaml",
+        task_execution="vectorized",  # allowed on JAX, unlike TensorFlow
+    )
+    assert vmapped.resolved_task_execution == "vectorized"
