@@ -446,7 +446,7 @@ def _new_run(model, metric, steps, protocol):
         # `run_tasks` is compiled with jax.jit; the metric runs eagerly.
         return run
     return tf.function(
-        functools.partial(_run_metric, model, metric, steps, protocol),
+        run,
         reduce_retracing=True,
         autograph=False,
     )

@@ -25,6 +25,10 @@ task in `keras_ga._adaptation` (tasks run with `keras_ga.task_execution`),
 the evaluation protocols in `keras_ga.protocols`. BatchNormalization,
 mixed precision and which model is trained: see the README's "Pitfalls".
 
+On Keras' JAX backend (`KERAS_BACKEND=jax`) the Keras steps are those of
+`keras_ga.jax_trainer`, pure functions compiled with `jax.jit`; the same
+rules and weightings run there (see the README's "TensorFlow or JAX").
+
 References:
     Finn, Abbeel, Levine. Model-Agnostic Meta-Learning for Fast Adaptation
     of Deep Networks. ICML 2017.
@@ -176,7 +180,11 @@ class MetaModel(keras.Model):
             over tasks (dense, activations, reshapes, BatchNormalization),
             the step is not XLA-compiled and no `tf.distribute` strategy is
             in use, else `"map"` (see `keras_ga.task_execution`; measured
-            speeds are in benchmarks/RESULTS.md, "Speed").
+            speeds are in benchmarks/RESULTS.md, "Speed"). On JAX:
+            `"vectorized"` is `jax.vmap` (convolutions included), `"map"`
+            runs the tasks one after the other, unrolled in the compiled
+            step, and `"auto"` is `"map"` for models with convolutions
+            (see `keras_ga.jax_trainer.resolve_execution`).
         **kwargs: passed to `keras.Model` (for example `name`).
 
     Example:
