@@ -98,12 +98,13 @@ def _scheduled_sgd(step_sizes) -> InnerOptimizer:
 
     def init(params):
         del params
-        return tf.constant(0, tf.int32)
+        return ops.convert_to_tensor(0, "int32")
 
     def update(params, grads, t):
         sizes = step_sizes(t)
         params = [
-            p - tf.cast(a, p.dtype) * g for p, g, a in zip(params, grads, sizes)
+            p - ops.cast(a, p.dtype) * g
+            for p, g, a in zip(params, grads, sizes)
         ]
         return params, t + 1
 

@@ -51,7 +51,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import keras
+import numpy as np
 import tensorflow as tf
+from keras import ops
 
 from keras_ga import _checks
 from keras_ga import inner_optimizers
@@ -147,8 +149,10 @@ def variables(mode, weights, steps: int, learning_rate: float) -> list:
         return []
     return [
         keras.Variable(
-            tf.fill(
-                shape(mode, w.shape, steps), tf.constant(learning_rate, w.dtype)
+            np.full(
+                shape(mode, w.shape, steps),
+                learning_rate,
+                keras.backend.standardize_dtype(w.dtype),
             ),
             dtype=w.dtype,
             trainable=True,
@@ -183,6 +187,6 @@ def step_sizes(mode: str, rates) -> Callable[[tf.Tensor], list]:
 
     def at_step(t):
         # A slice, whose gradient is dense (a gather's would be sparse).
-        return [r[tf.minimum(t, r.shape[0] - 1)] for r in rates]
+        return [r[ops.minimum(t, r.shape[0] - 1)] for r in rates]
 
     return at_step

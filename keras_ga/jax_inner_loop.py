@@ -134,6 +134,11 @@ class TaskLearner:
         batch_size: support examples per inner step.
         key: the `jax.random` key of the sub-batch order (used only when
             `batch_size` is smaller than the support set).
+        inner_rates: the learned inner learning rates (`keras_ga.inner_rates`)
+            as arrays; `()` for a fixed step size.
+        optimizer_of_rates: with `inner_rates`, `rates -> optimizer`, the
+            inner optimizer stepping with those rates (`optimizer` is then
+            the one of `inner_rates`).
         outputs: what `adapt` records (`final_opt_state`).
     """
 
@@ -148,7 +153,17 @@ class TaskLearner:
     steps: int
     batch_size: int
     key: Any = None
+    inner_rates: tuple = ()
+    optimizer_of_rates: Callable | None = None
     outputs: dict = dataclasses.field(default_factory=dict, compare=False)
+
+    def _optimizer(self):
+        """The inner optimizer, stepping with the rates being
+        differentiated when `gradient` has them as `extra`."""
+        rates = self.outputs.get("traced_rates")
+        if rates is None:
+            return self.optimizer
+        return self.optimizer_of_rates(rates)
 
     def adapt(self, theta, second_order: bool = False):
         """`(phi, last_state)`: `theta` after `steps` inner steps.
@@ -180,10 +195,11 @@ class TaskLearner:
             grads, new_state = jax.grad(loss_of, has_aux=True)(params)
             if not second_order:
                 grads = [jax.lax.stop_gradient(g) for g in grads]
-            params, opt_state = self.optimizer.update(params, grads, opt_state)
+            params, opt_state = optimizer.update(params, grads, opt_state)
             return (params, opt_state, new_state), None
 
-        opt_state = self.optimizer.init(theta)
+        optimizer = self._optimizer()
+        opt_state = optimizer.init(theta)
         init = (theta, opt_state, list(self.state))
         (phi, opt_state, last_state), _ = jax.lax.scan(
             step, init, jnp.arange(self.steps), unroll=UNROLL
@@ -210,25 +226,44 @@ class TaskLearner:
         return query.loss
 
     def gradient(self, loss_of, params, extra=()):
-        """`(aux, grads, [])`: `jax.grad` of `loss_of(params) -> (loss,
-        aux)` in `params`; see `keras_ga.inner_loop.TaskLearner.gradient`.
+        """`(aux, grads, extra_grads)`: `jax.grad` of `loss_of(params) ->
+        (loss, aux)`; see `keras_ga.inner_loop.TaskLearner.gradient`.
+
+        `extra` may only be this learner's `rates`: `adapt` steps with
+        them while `loss_of` runs, so that the loss is differentiated in
+        them too.
 
         Raises:
-            ValueError: for a non-empty `extra` (learned inner rates are
-                not supported on JAX).
+            ValueError: for an `extra` that is not `rates`.
         """
-        if list(extra):
+        extra = list(extra)
+        if not extra:
+            grads, aux = jax.grad(loss_of, has_aux=True)(list(params))
+            return aux, list(grads), []
+        if len(extra) != len(self.inner_rates) or any(
+            a is not b for a, b in zip(extra, self.inner_rates)
+        ):
             raise ValueError(
-                "`extra` (learned inner rates) is not supported on the JAX "
-                f"backend. Received: {len(list(extra))} extra tensors"
+                "`extra` must be the learner's `rates` on the JAX backend. "
+                f"Received: {len(extra)} other tensors"
             )
-        grads, aux = jax.grad(loss_of, has_aux=True)(list(params))
-        return aux, list(grads), []
+
+        def with_rates(p, rates):
+            self.outputs["traced_rates"] = list(rates)
+            try:
+                return loss_of(p)
+            finally:
+                self.outputs.pop("traced_rates")
+
+        (grads, rate_grads), aux = jax.grad(
+            with_rates, argnums=(0, 1), has_aux=True
+        )(list(params), extra)
+        return aux, list(grads), list(rate_grads)
 
     @property
     def rates(self) -> list:
-        """No learned inner rates on JAX: `[]`."""
-        return []
+        """The learned inner learning rates (`[]` for a fixed step size)."""
+        return list(self.inner_rates)
 
     @property
     def multi_step(self) -> bool:

@@ -18,9 +18,10 @@ that backend:
 - the metrics are updated statelessly (`keras.StatelessScope`).
 
 What the JAX backend does not support yet is refused by `check` when the
-`MetaModel` is built, naming the argument: learned inner rates, ANIL's
-`adapt_layers`, the multi-step loss, weight diagnostics, inner Adam with
-carried moments, per-step BatchNorm, `parallel_tasks` and tf.distribute.
+`MetaModel` is built, naming the argument: ANIL's `adapt_layers`, the
+multi-step loss, weight diagnostics, inner Adam with carried moments,
+per-step BatchNorm, `parallel_tasks` and tf.distribute. Learned inner
+rates (`learn_inner_rates`) are trained as on TensorFlow.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from keras_ga import agreement
 from keras_ga import algorithms
 from keras_ga import batch_norm
 from keras_ga import episode as episode_lib
+from keras_ga import inner_rates
 from keras_ga import jax_inner_loop
 from keras_ga import protocols
 from keras_ga import task_execution as execution_lib
@@ -52,7 +54,6 @@ def check(model) -> None:
         ValueError: naming the argument and the value received.
     """
     unsupported = {
-        "learn_inner_rates": model.learn_inner_rates is not None,
         "adapt_layers": model.adapt_layers is not None,
         "multi_step_loss": bool(model.multi_step_loss),
         "weight_diagnostics": model.weight_diagnostics is not None,
@@ -60,7 +61,6 @@ def check(model) -> None:
         "inner_optimizer": model.inner_optimizer.carries_state,
     }
     values = {
-        "learn_inner_rates": model.learn_inner_rates,
         "adapt_layers": model.adapt_layers,
         "multi_step_loss": model.multi_step_loss,
         "weight_diagnostics": model.weight_diagnostics,
@@ -110,7 +110,8 @@ def _index(variables, of) -> list:
 
 
 def _base_values(model, trainable, non_trainable):
-    """theta and the base model's state out of the Keras trainer's lists."""
+    """theta, the base model's state and the learned inner rates, out of
+    the Keras trainer's lists."""
     theta = [
         trainable[i]
         for i in _index(
@@ -123,10 +124,16 @@ def _base_values(model, trainable, non_trainable):
             model.base.non_trainable_variables, model.non_trainable_variables
         )
     ]
-    return theta, state
+    rates = [
+        trainable[i]
+        for i in _index(model.inner_rates, model.trainable_variables)
+    ]
+    return theta, state, rates
 
 
-def run_tasks(model, theta, state, data, training: bool, steps, protocol, key):
+def run_tasks(
+    model, theta, state, data, training: bool, steps, protocol, key, rates=()
+):
     """Every task of a meta-batch through `model.algo`'s rule, on JAX.
 
     Args:
@@ -138,6 +145,7 @@ def run_tasks(model, theta, state, data, training: bool, steps, protocol, key):
         steps: inner steps.
         protocol: the evaluation protocol (ignored in training).
         key: the `jax.random` key of the meta-batch's sub-batch orders.
+        rates: the learned inner rates' values (`()` without them).
 
     Returns:
         The `TaskResults` of every task, stacked over the tasks.
@@ -150,7 +158,7 @@ def run_tasks(model, theta, state, data, training: bool, steps, protocol, key):
         rule = algorithms.get("fomaml")
     if training:
         protocol = protocols.TRANSDUCTIVE
-    optimizer = model.inner_optimizer.functional(model.inner_learning_rate)
+    optimizer, optimizer_of_rates = _inner_optimizer(model, rates)
     from keras_ga import _adaptation  # noqa: PLC0415 (TensorFlow-bound)
 
     batch_size = _adaptation.inner_batch_size(model, support, training)
@@ -170,6 +178,8 @@ def run_tasks(model, theta, state, data, training: bool, steps, protocol, key):
             steps=steps,
             batch_size=batch_size,
             key=task_key,
+            inner_rates=tuple(rates),
+            optimizer_of_rates=optimizer_of_rates,
         )
         if training:
             results = rule.train(theta, learner)
@@ -181,8 +191,13 @@ def run_tasks(model, theta, state, data, training: bool, steps, protocol, key):
         else:
             pre_loss = jnp.zeros_like(results.loss)
             pre_predictions = jnp.zeros_like(results.predictions)
+        rate_grads = results.rate_grads
+        if rate_grads is None:  # the rule gives none (evaluation)
+            rate_grads = [jnp.zeros_like(r) for r in rates]
         return results._replace(
-            pre_loss=pre_loss, pre_predictions=pre_predictions, rate_grads=[]
+            pre_loss=pre_loss,
+            pre_predictions=pre_predictions,
+            rate_grads=list(rate_grads),
         )
 
     tasks = (
@@ -202,6 +217,19 @@ def run_tasks(model, theta, state, data, training: bool, steps, protocol, key):
         for i in range(num_tasks)
     ]
     return jax.tree_util.tree_map(lambda *r: jnp.stack(r), *results)
+
+
+def _inner_optimizer(model, rates):
+    """`(optimizer, rates -> optimizer)` of the inner loop: with learned
+    rates, SGD stepping with them (`keras_ga.inner_rates.step_sizes`)."""
+    if not rates:
+        return model.inner_optimizer.functional(model.inner_learning_rate), None
+
+    def optimizer_of_rates(values):
+        sizes = inner_rates.step_sizes(model.learn_inner_rates, values)
+        return model.inner_optimizer.functional(sizes)
+
+    return optimizer_of_rates(list(rates)), optimizer_of_rates
 
 
 def _task_mean(stacked):
@@ -279,7 +307,7 @@ def _iteration_key(model, optimizer_variables):
 def train_step(model, state, data):
     """One meta-step: `(logs, new_state)` of Keras' JAX trainer contract."""
     trainable, non_trainable, optimizer_variables, metrics_variables = state
-    theta, base_state = _base_values(model, trainable, non_trainable)
+    theta, base_state, rates = _base_values(model, trainable, non_trainable)
     ep = episode_lib.as_episode(data)
     results = run_tasks(
         model,
@@ -290,15 +318,16 @@ def train_step(model, state, data):
         steps=model.inner_steps,
         protocol=None,
         key=_iteration_key(model, optimizer_variables),
+        rates=rates,
     )
     weights = model.weighting(results.updates)
+    # The learned inner rates take the same task weights.
     grads = agreement.weighted_sum(weights, results.outer_grads)
+    grads += agreement.weighted_sum(weights, results.rate_grads)
     grads = [model.optimizer.scale_loss(g) for g in grads]
-    positions = _index(
-        model.base.trainable_variables, model.trainable_variables
-    )
+    variables = [*model.base.trainable_variables, *model.inner_rates]
     full = [jnp.zeros_like(t) for t in trainable]
-    for i, g in zip(positions, grads):
+    for i, g in zip(_index(variables, model.trainable_variables), grads):
         full[i] = g.astype(trainable[i].dtype)
     trainable, optimizer_variables = model.optimizer.stateless_apply(
         optimizer_variables, full, trainable
@@ -323,7 +352,7 @@ def train_step(model, state, data):
 def test_step(model, state, data):
     """One evaluation step: `(logs, new_state)` (the weights unchanged)."""
     trainable, non_trainable, metrics_variables = state
-    theta, base_state = _base_values(model, trainable, non_trainable)
+    theta, base_state, rates = _base_values(model, trainable, non_trainable)
     ep = episode_lib.as_episode(data)
     results = run_tasks(
         model,
@@ -334,6 +363,7 @@ def test_step(model, state, data):
         steps=model.eval_inner_steps,
         protocol=model.eval_protocol,
         key=jax.random.key(0),
+        rates=rates,
     )
     logs, metrics_variables = _record(
         model, metrics_variables, ep, results, None
@@ -372,10 +402,12 @@ def build_metrics(model, data) -> None:
 
 
 def current_values(model):
-    """theta and the base model's state, as arrays of their values."""
+    """theta, the base model's state and the learned inner rates, as
+    arrays of their values."""
     theta = [jnp.asarray(v.value) for v in model.base.trainable_variables]
     state = [jnp.asarray(v.value) for v in model.base.non_trainable_variables]
-    return theta, state
+    rates = [jnp.asarray(v.value) for v in model.inner_rates]
+    return theta, state, rates
 
 
 def _cached(model, key, make):
@@ -392,9 +424,9 @@ def run_tasks_now(model, data, training: bool, steps: int, protocol):
     ep = {k: jnp.asarray(v) for k, v in episode_lib.as_episode(data).items()}
 
     def make():
-        def run(theta, state, ep, key):
+        def run(theta, state, rates, ep, key):
             return run_tasks(
-                model, theta, state, ep, training, steps, protocol, key
+                model, theta, state, ep, training, steps, protocol, key, rates
             )
 
         return jax.jit(run)
@@ -406,13 +438,14 @@ def run_tasks_now(model, data, training: bool, steps: int, protocol):
 
 
 def _adapt_fn(model, steps: int, batch_size: int):
-    """`(theta, state, x, y, key) -> (phi, state)`, first order, compiled."""
+    """`(theta, state, rates, x, y, key) -> (phi, state)`, first order,
+    compiled."""
 
-    def adapt(theta, state, x, y, key):
+    def adapt(theta, state, rates, x, y, key):
         learner = jax_inner_loop.TaskLearner(
             model.base,
             model.task_loss,
-            model.inner_optimizer.functional(model.inner_learning_rate),
+            _inner_optimizer(model, rates)[0],
             state,
             x,
             y,
@@ -438,8 +471,8 @@ def adapt_values(model, x, y, steps: int, seed: int):
         ("adapt", steps, batch_size),
         lambda: _adapt_fn(model, steps, batch_size),
     )
-    theta, state = current_values(model)
-    phi, _ = adapt(theta, state, x, y, jax.random.key(seed))
+    theta, state, rates = current_values(model)
+    phi, _ = adapt(theta, state, rates, x, y, jax.random.key(seed))
     return phi, state
 
 

@@ -20,7 +20,8 @@ import sys
 
 import numpy as np
 
-# name: (model, algo, weighting, inner optimizer, evaluation protocol)
+# name: (model, algo, weighting, inner optimizer, evaluation protocol[,
+# other MetaModel arguments])
 CASES = {
     "mlp_maml_uniform": ("mlp", "maml", "uniform", "sgd", "transductive"),
     "mlp_maml_agreement": ("mlp", "maml", "agreement", "sgd", "transductive"),
@@ -47,6 +48,22 @@ CASES = {
         "support_plus_query",
     ),
     "conv_fomaml_uniform": ("conv", "fomaml", "uniform", "sgd", "transductive"),
+    "mlp_maml_meta_sgd": (
+        "mlp",
+        "maml",
+        "agreement",
+        "sgd",
+        "transductive",
+        {"learn_inner_rates": "per_parameter"},
+    ),
+    "conv_fomaml_lslr": (
+        "conv",
+        "fomaml",
+        "agreement",
+        "sgd",
+        "transductive",
+        {"learn_inner_rates": "per_layer_per_step"},
+    ),
     "conv_reptile_agreement": (
         "conv",
         "reptile",
@@ -120,7 +137,7 @@ def run(case: str) -> dict:
 
     import keras_ga
 
-    kind, algo, weighting, inner, protocol = CASES[case]
+    kind, algo, weighting, inner, protocol, *other = CASES[case]
     model = keras_ga.MetaModel(
         base_model(kind),
         algo=algo,
@@ -133,6 +150,7 @@ def run(case: str) -> dict:
         # backend's own random draws.
         inner_batch_size=SUPPORT,
         eval_protocol=protocol,
+        **(other[0] if other else {}),
     )
     if kind == "mlp":
         model.compile(optimizer=keras.optimizers.SGD(0.1), loss=squared_error)

@@ -127,7 +127,7 @@ def conv_float64_setup():
 def test_maml_meta_gradient_matches_float64_finite_differences():
     # conv + BatchNormalization + max-pooling, two second-order steps.
     model, ep = conv_float64_setup()
-    theta, state = jax_trainer.current_values(model)
+    theta, state, _ = jax_trainer.current_values(model)
     assert theta[0].dtype == "float64"
     results = jax_trainer.run_tasks(
         model,
@@ -174,7 +174,7 @@ def test_fomaml_is_not_maml():
     # The first-order rule must differ from the second-order one here
     # (else the finite-difference test above could not tell them apart).
     model, ep = conv_float64_setup()
-    theta, state = jax_trainer.current_values(model)
+    theta, state, _ = jax_trainer.current_values(model)
     grads = {}
     for algo in ("maml", "fomaml"):
         model.algo = algo
@@ -188,7 +188,6 @@ def test_fomaml_is_not_maml():
 @pytest.mark.parametrize(
     "argument, value",
     [
-        ("learn_inner_rates", "per_parameter"),
         ("adapt_layers", ["dense_1"]),
         ("multi_step_loss", True),
         ("weight_diagnostics", "update_norm"),
@@ -264,3 +263,20 @@ def test_auto_execution_is_map_for_convolutions_and_vmap_otherwise():
         task_execution="vectorized",  # allowed on JAX, unlike TensorFlow
     )
     assert vmapped.resolved_task_execution == "vectorized"
+
+
+def test_learned_inner_rates_train_and_are_used_by_adapt():
+    keras.utils.set_random_seed(0)
+    model = sine_model("maml", "uniform", learn_inner_rates="per_parameter")
+    initial = [np.asarray(r) for r in model.inner_rates]
+    model.fit(sine_tasks(seed=0), steps_per_epoch=20, epochs=1, verbose=0)
+    trained = [np.asarray(r) for r in model.inner_rates]
+    assert any(np.max(np.abs(a - b)) > 1e-4 for a, b in zip(initial, trained))
+    x = np.linspace(-5, 5, 10, dtype="float32")[:, None]
+    y = np.sin(x)
+    adapted = model.adapt_and_predict(x, y, x, steps=2)
+    for rate in model.inner_rates:
+        rate.assign(np.zeros(rate.shape, rate.dtype))
+    unadapted = model.adapt_and_predict(x, y, x, steps=2)
+    np.testing.assert_allclose(unadapted, model(x), rtol=1e-5, atol=1e-6)
+    assert np.max(np.abs(np.asarray(adapted) - np.asarray(unadapted))) > 1e-4
