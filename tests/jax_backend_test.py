@@ -4,9 +4,10 @@ Keras fixes its backend when it is imported, so the JAX side runs in
 processes of its own:
 
 - `test_both_backends_give_the_same_step`: `tests/backend_worker.py` runs
-  one meta-step and one evaluation of eight models (MLP and conv +
+  one meta-step and one evaluation of ten models (MLP and conv +
   BatchNorm + max-pooling; MAML, first-order MAML, Reptile; uniform and
-  agreement weighting; inner SGD and Adam; two evaluation protocols) from
+  agreement weighting; inner SGD and Adam; learned inner rates; two
+  evaluation protocols) from
   the same weights and meta-batch in float64, under each backend; the
   weights after the step, the moving statistics and every logged value
   must agree to float64 precision.
