@@ -12,11 +12,11 @@ import statistics
 import time
 
 import keras
-import tensorflow as tf
 
 import keras_ga
 from benchmarks import _timing
 from benchmarks import workloads
+from keras_ga._optional import tensorflow as tf
 
 
 def configure_threads(threads: int, split: bool) -> None:

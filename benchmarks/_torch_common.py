@@ -46,11 +46,13 @@ def mlp(problem: workloads.Problem) -> nn.Module:
     return nn.Sequential(*layers, nn.Linear(width, problem.outputs))
 
 
-def make(workload: workloads.Workload):
-    """`(model, loss_fn, (support_x, support_y, query_x, query_y))`."""
+def make(workload: workloads.Workload, device: str = "cpu"):
+    """`(model, loss_fn, (support_x, support_y, query_x, query_y))` on
+    `device` (a torch device name: `"cpu"`, `"cuda"`)."""
     problem = workload.problem
     torch.manual_seed(0)
     model = conv4(problem) if problem.network == "conv4" else mlp(problem)
+    model = model.to(device)
     loss_fn = F.cross_entropy if problem.classification else F.mse_loss
     data = []
     for key, array in workloads.episode(workload).items():
@@ -59,7 +61,7 @@ def make(workload: workloads.Workload):
             tensor = tensor.permute(0, 1, 4, 2, 3).contiguous()
         elif problem.classification and key.endswith("_y"):
             tensor = tensor.long()
-        data.append(tensor)
+        data.append(tensor.to(device))
     return model, loss_fn, tuple(data)
 
 

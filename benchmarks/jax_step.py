@@ -5,7 +5,9 @@ JSON line), started once per configuration by `benchmarks/backend_speed.py`.
 It sets `KERAS_BACKEND=jax` before Keras is imported, builds the
 workload's `MetaModel` (compiled with `jax.jit`), and times the compiled
 train function on one random meta-batch, threading the state as Keras'
-JAX trainer does. Command, from the repository root:
+JAX trainer does; on JAX's default device (a GPU where JAX has one).
+`--flops` adds XLA's FLOP count of the step. Command, from the
+repository root:
 
     python -m benchmarks.jax_step --workload=omniglot_maml1 --repeats=3
 """
@@ -31,6 +33,9 @@ _TASK_EXECUTION = flags.DEFINE_enum(
 _WEIGHTING = flags.DEFINE_enum(
     "weighting", "uniform", ["uniform", "agreement"], "Task weighting."
 )
+_FLOPS = flags.DEFINE_bool(
+    "flops", False, "Also report one step's FLOPs, XLA's cost analysis."
+)
 
 
 def time_train_step(model, workload, repeats, warmup=1) -> dict:
@@ -49,6 +54,16 @@ def time_train_step(model, workload, repeats, warmup=1) -> dict:
         [v.value for v in model.metrics_variables],
     ]
 
+    flops = None
+    if _FLOPS.value:
+        import jax
+
+        compiled = jax.jit(model.train_step).lower(state, batch).compile()
+        analysis = compiled.cost_analysis()
+        if isinstance(analysis, (list, tuple)):  # older JAX: one per device
+            analysis = analysis[0]
+        flops = float(analysis.get("flops", 0.0)) or None
+
     def step():
         nonlocal state
         logs, state = model.train_function(state, iterator)
@@ -58,6 +73,7 @@ def time_train_step(model, workload, repeats, warmup=1) -> dict:
     return {
         "first_s": first,
         "times_s": times,
+        "flops": flops,
         "task_execution": model.resolved_task_execution,
         "jit_compile": bool(model.jit_compile),
     }
@@ -88,8 +104,17 @@ def main(argv):
             **result,
             "rss_base_mb": rss_base,
             "rss_peak_mb": _timing.peak_rss_mb(),
+            "device": _device(),
         }
     )
+
+
+def _device() -> str:
+    """JAX's first device, as `platform: kind`."""
+    import jax
+
+    device = jax.devices()[0]
+    return f"{device.platform}: {device.device_kind}"
 
 
 if __name__ == "__main__":

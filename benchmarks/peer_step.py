@@ -8,7 +8,8 @@ workload comes from `benchmarks/workloads.py`. It times the first step,
 `--warmup` more and `--repeats` timed ones (one timed step, no warm-up,
 when the first took longer than `--budget_s`) and prints one JSON line:
 step times, peak RSS, torch's version and, with `--flops`, the matmul and
-convolution FLOPs of one step. Command, from the repository root:
+convolution FLOPs of one step. `--device=cuda` runs it on a GPU. Command,
+from the repository root:
 
     .venv-peers/bin/python -m benchmarks.peer_step --impl=l2l \
         --workload=omniglot_maml1 --repeats=3
@@ -27,6 +28,9 @@ _IMPL = flags.DEFINE_enum(
     "learn2learn's MAML class, or torch.func with vmap or a loop over tasks.",
 )
 _FLOPS = flags.DEFINE_bool("flops", False, "Also count one step's FLOPs.")
+_DEVICE = flags.DEFINE_string(
+    "device", "cpu", "torch device of the step: cpu or cuda."
+)
 _BUDGET_S = flags.DEFINE_float(
     "budget_s", 60.0, "Time one step only when the first took longer."
 )
@@ -43,7 +47,7 @@ def main(argv):
     torch.set_num_threads(threads)
     torch.set_num_interop_threads(threads)
     rss_base = _timing.peak_rss_mb()
-    model, loss_fn, data = _torch_common.make(workload)
+    model, loss_fn, data = _torch_common.make(workload, _DEVICE.value)
     if _IMPL.value == "l2l":
         from benchmarks import l2l_reference
 
@@ -52,8 +56,14 @@ def main(argv):
         from benchmarks import torch_reference
 
         step = torch_reference.step_fn(_IMPL.value, model, loss_fn, workload)
+
+    def timed():
+        step(data)
+        if _DEVICE.value.startswith("cuda"):
+            torch.cuda.synchronize()  # CUDA kernels run asynchronously
+
     first, times = _timing.time_steps(
-        lambda: step(data),
+        timed,
         flags.FLAGS.repeats,
         flags.FLAGS.warmup,
         _BUDGET_S.value,
@@ -66,7 +76,11 @@ def main(argv):
         "rss_base_mb": rss_base,
         "rss_peak_mb": _timing.peak_rss_mb(),
         "torch": torch.__version__,
+        "device": _DEVICE.value,
     }
+    if _DEVICE.value.startswith("cuda"):
+        result["device_name"] = torch.cuda.get_device_name()
+        result["gpu_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
     if _FLOPS.value:
         result["flops"] = _torch_common.count_flops(step, data)
     _timing.emit(result)

@@ -68,7 +68,6 @@ from collections.abc import Sequence
 
 import keras
 import numpy as np
-import tensorflow as tf
 from absl import logging
 
 import keras_ga
@@ -84,6 +83,7 @@ from keras_ga import models
 from keras_ga import plotting
 from keras_ga import protocols
 from keras_ga import sampler
+from keras_ga._optional import tensorflow as tf
 from keras_ga.datasets import miniimagenet_episodes
 from keras_ga.datasets import omniglot_episodes
 from keras_ga.datasets import sine_task_params

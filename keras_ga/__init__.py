@@ -1,4 +1,4 @@
-"""keras_ga: gradient-based meta-learning for Keras 3 (TensorFlow backend).
+"""keras_ga: gradient-based meta-learning for Keras 3 (TensorFlow or JAX).
 
 MAML, first-order MAML and Reptile as a `keras.Model` (`MetaModel`), with
 uniform or gradient-agreement task weighting (`AgreementWeighting`).

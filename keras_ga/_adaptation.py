@@ -19,7 +19,6 @@ and arguments):
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
 
 from keras_ga import _checks
 from keras_ga import _inputs
@@ -32,6 +31,7 @@ from keras_ga import inner_rates
 from keras_ga import multi_step_loss
 from keras_ga import protocols
 from keras_ga import task_execution as execution_lib
+from keras_ga._optional import tensorflow as tf
 
 
 def check_compiled(model) -> None:

@@ -12,11 +12,11 @@ meta-batch. Evaluation steps log none of them.
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
 
 from keras_ga import agreement
 from keras_ga import distribute
 from keras_ga import episode as episode_lib
+from keras_ga._optional import tensorflow as tf
 
 # Logged by every training step, then with `weight_diagnostics` only.
 ALWAYS = ("weight_min", "weight_neg_frac")

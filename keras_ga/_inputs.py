@@ -14,14 +14,15 @@ import inspect
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from keras_ga import _checks
 from keras_ga import _diagnostics
+from keras_ga import _optional
 from keras_ga import algorithms
 from keras_ga import batch_norm
 from keras_ga import episode as episode_lib
 from keras_ga import task_execution as execution_lib
+from keras_ga._optional import tensorflow as tf
 
 # The logs key under which a step reports labels outside the model's
 # outputs; `raise_on_bad_labels` removes it before Keras sees the logs.
@@ -236,7 +237,7 @@ def check_finite(name: str, data, steps_name: str, steps) -> None:
     Raises:
         ValueError: naming `steps_name`, which bounds the stream.
     """
-    if steps is not None or not isinstance(data, tf.data.Dataset):
+    if steps is not None or not _optional.is_tf_dataset(data):
         return
     if int(data.cardinality()) == int(tf.data.INFINITE_CARDINALITY):
         raise ValueError(
@@ -249,7 +250,9 @@ def check_finite(name: str, data, steps_name: str, steps) -> None:
 
 def _tuple_as_episode(data):
     if isinstance(data, (tuple, list)) and len(data) == 4:
-        if not any(isinstance(d, (dict, tf.data.Dataset)) for d in data):
+        if not any(
+            isinstance(d, dict) or _optional.is_tf_dataset(d) for d in data
+        ):
             return dict(zip(episode_lib.EPISODE_KEYS, data))
     return data
 
@@ -272,20 +275,21 @@ def check_adapt_inputs(model, x, y):
             "`adapt(ep['support_x'][i], ep['support_y'][i])` for task i. "
             f"Received: x=a dict with keys {sorted(x)}"
         )
-    x = tf.convert_to_tensor(x)
-    y = tf.convert_to_tensor(y)
+    x = keras.ops.convert_to_tensor(x)
+    y = keras.ops.convert_to_tensor(y)
+    xs, ys = tuple(x.shape), tuple(y.shape)
     shape = _input_shape(model)
-    if shape is not None and x.shape.rank != len(shape):
+    if shape is not None and len(xs) != len(shape):
         raise ValueError(
             "`x` must be one task's support inputs, [S, *input_shape] = "
             f"{['S', *shape[1:]]} for this model (a meta-batch holds one "
             "such set per task: pass `x[i]`, `y[i]` for task i). Received: "
-            f"x.shape={x.shape}"
+            f"x.shape={xs}"
         )
-    if x.shape.rank < 1 or y.shape.rank < 1 or x.shape[0] != y.shape[0]:
+    if len(xs) < 1 or len(ys) < 1 or xs[0] != ys[0]:
         raise ValueError(
             "`x` and `y` must hold the same number of support examples "
-            f"on axis 0. Received: x.shape={x.shape}, y.shape={y.shape}"
+            f"on axis 0. Received: x.shape={xs}, y.shape={ys}"
         )
     return x, y
 
@@ -299,7 +303,7 @@ def _input_shape(model):
     return None
 
 
-def is_sparse_labels(y: tf.Tensor, predictions: tf.Tensor) -> bool:
+def is_sparse_labels(y, predictions) -> bool:
     """Whether `y` holds class indices for `predictions`, as Keras decides.
 
     Integer targets with one axis fewer than the predictions, or a last
@@ -313,7 +317,7 @@ def is_sparse_labels(y: tf.Tensor, predictions: tf.Tensor) -> bool:
     return rank == outputs - 1 or (rank == outputs and y.shape[-1] == 1)
 
 
-def label_logs(labels, predictions: tf.Tensor) -> dict:
+def label_logs(labels, predictions) -> dict:
     """Logs entries counting class labels outside `predictions`' width.
 
     TensorFlow's sparse cross-entropy raises for such labels, but XLA has no
@@ -328,18 +332,19 @@ def label_logs(labels, predictions: tf.Tensor) -> dict:
     labels = [y for y in labels if is_sparse_labels(y[0], predictions[0])]
     if not labels:
         return {}
+    ops = keras.ops
     width = predictions.shape[-1]
-    flat = tf.concat(
-        [tf.reshape(tf.cast(y, tf.int64), [-1]) for y in labels], 0
+    flat = ops.concatenate(
+        [ops.reshape(ops.cast(y, "int32"), [-1]) for y in labels], 0
     )
-    bad = tf.logical_or(flat < 0, flat >= width)
+    bad = ops.logical_or(flat < 0, flat >= width)
     values = (
-        tf.reduce_sum(tf.cast(bad, tf.int32)),
-        tf.reduce_min(flat),
-        tf.reduce_max(flat),
+        ops.sum(ops.cast(bad, "int32")),
+        ops.min(flat),
+        ops.max(flat),
         width,
     )
-    return {k: tf.cast(v, tf.float32) for k, v in zip(_LABEL_KEYS, values)}
+    return {k: ops.cast(v, "float32") for k, v in zip(_LABEL_KEYS, values)}
 
 
 def raise_on_bad_labels(function):
@@ -380,12 +385,12 @@ def check_adapt_labels(model, x, y) -> None:
     Raises:
         ValueError: for class labels outside the model's outputs.
     """
-    if not y.dtype.is_integer:
+    if "int" not in keras.backend.standardize_dtype(y.dtype):
         return
     predictions = model(x[:1])
     if is_sparse_labels(y[:1], predictions):
         width = predictions.shape[-1]
-        values = y.numpy()
+        values = keras.ops.convert_to_numpy(y)
         if values.min() < 0 or values.max() >= width:
             raise ValueError(
                 f"`y` must hold class indices in [0, {width}): the model "

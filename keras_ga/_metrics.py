@@ -14,12 +14,12 @@ set before adaptation (see `keras_ga._compat.prefixed_compile_metrics`).
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
 
 from keras_ga import _compat
 from keras_ga import _inputs
 from keras_ga import distribute
 from keras_ga import episode as episode_lib
+from keras_ga._optional import tensorflow as tf
 
 _ACCURACY = ("accuracy", "acc")
 

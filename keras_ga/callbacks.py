@@ -14,10 +14,10 @@ step, which `EpisodeStreamStart` provides.
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
 
 from keras_ga import _checks
 from keras_ga import multi_step_loss
+from keras_ga._optional import tensorflow as tf
 
 
 class EpisodeStreamStart(keras.callbacks.Callback):

@@ -20,9 +20,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import tensorflow as tf
-
 from keras_ga import _compat
+from keras_ga._optional import tensorflow as tf
 
 
 def _replica_context():

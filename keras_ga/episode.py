@@ -23,7 +23,8 @@ integer class ids `0..N_ways-1` with `y_shape = ()`. For regression
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
+
+from keras_ga._optional import tensorflow as tf
 
 EPISODE_KEYS = ("support_x", "support_y", "query_x", "query_y")
 
@@ -109,19 +110,18 @@ def check_episode_shapes(episode: dict) -> None:
         examples per task (axis 1). Received: support_x.shape=(2, 5, 3),
         support_y.shape=(2, 4).
     """
-    shapes = {k: tf.TensorShape(episode[k].shape) for k in EPISODE_KEYS}
+    shapes = {k: _shape(episode[k]) for k in EPISODE_KEYS}
     for key, shape in shapes.items():
-        if shape.rank is not None and shape.rank < 2:
+        if shape is not None and len(shape) < 2:
             raise ValueError(
                 f"`{key}` must have a task axis and an example axis, "
                 f"[N, examples, ...]. Received: {key}.shape={shape}."
             )
-    n_axis = {k: s[0] for k, s in shapes.items() if s.rank is not None}
-    known = {k: n for k, n in n_axis.items() if n is not None}
-    if len(set(known.values())) > 1:
+    known = {k: s[0] for k, s in shapes.items() if s is not None}
+    if len({n for n in known.values() if n is not None}) > 1:
         raise ValueError(
             "All four episode tensors must have the same number of tasks "
-            f"(axis 0). Received: { {k: str(s) for k, s in shapes.items()} }."
+            f"(axis 0). Received: { {k: _str(s) for k, s in shapes.items()} }."
         )
     _check_same(shapes, "support_x", "support_y", axis=1, what="examples")
     _check_same(shapes, "query_x", "query_y", axis=1, what="examples")
@@ -129,9 +129,20 @@ def check_episode_shapes(episode: dict) -> None:
     _check_tail(shapes, "support_y", "query_y")
 
 
+def _shape(value) -> tuple | None:
+    """The shape as a tuple of ints and Nones; None for an unknown rank."""
+    if getattr(value.shape, "rank", 0) is None:  # tf.TensorShape(None)
+        return None
+    return tuple(value.shape)
+
+
+def _str(shape: tuple | None) -> str:
+    return "<unknown>" if shape is None else str(shape)
+
+
 def _check_same(shapes, a, b, axis, what):
     sa, sb = shapes[a], shapes[b]
-    if sa.rank is None or sb.rank is None:
+    if sa is None or sb is None:
         return
     da, db = sa[axis], sb[axis]
     if da is not None and db is not None and da != db:
@@ -143,9 +154,12 @@ def _check_same(shapes, a, b, axis, what):
 
 def _check_tail(shapes, a, b):
     sa, sb = shapes[a], shapes[b]
-    if sa.rank is None or sb.rank is None:
+    if sa is None or sb is None:
         return
-    if not sa[2:].is_compatible_with(sb[2:]) or sa.rank != sb.rank:
+    compatible = len(sa) == len(sb) and all(
+        da is None or db is None or da == db for da, db in zip(sa[2:], sb[2:])
+    )
+    if not compatible:
         raise ValueError(
             f"`{a}` and `{b}` must have the same per-example shape "
             f"(axes 2 and up). Received: {a}.shape={sa}, {b}.shape={sb}."
@@ -159,7 +173,7 @@ def episode_signature(
     num_tasks=None,
     support=None,
     query=None,
-    x_dtype=tf.float32,
+    x_dtype="float32",
 ) -> dict:
     """The `tf.TensorSpec` dict of a meta-batch, for `tf.data` pipelines.
 

@@ -49,12 +49,13 @@ import math
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from keras_ga import _checks
+from keras_ga import _optional
 from keras_ga import _progress
 from keras_ga import episode as episode_lib
 from keras_ga import protocols
+from keras_ga._optional import tensorflow as tf
 
 METRICS = ("accuracy", "mse", "loss")
 # Test-set sizes of the literature: 600 classification tasks (MAML,
@@ -211,7 +212,7 @@ def paired_difference(
     return mean, ci95
 
 
-def task_metric(metric: str, results, query_y) -> tf.Tensor:
+def task_metric(metric: str, results, query_y):
     """Per-task values `[N]` of `metric` from `MetaModel.run_tasks` output.
 
     Args:
@@ -241,54 +242,60 @@ def task_metric(metric: str, results, query_y) -> tf.Tensor:
         TensorShape([4])
     """
     _checks.check_one_of("metric", metric, list(METRICS))
+    ops = keras.ops
     if metric == "loss":
-        return tf.cast(results.loss, tf.float64)
-    pred = tf.cast(results.predictions, tf.float64)
-    query_y = tf.convert_to_tensor(query_y)
+        return ops.cast(results.loss, "float64")
+    pred = ops.cast(results.predictions, "float64")
+    query_y = ops.convert_to_tensor(query_y)
     if metric == "accuracy":
-        labels = _class_labels(pred.shape, query_y)
-        hits = tf.equal(tf.argmax(pred, axis=-1), labels)
-        return tf.reduce_mean(tf.cast(hits, tf.float64), axis=1)
-    _check_mse_shapes(pred.shape, query_y)
-    err = tf.square(pred - tf.cast(query_y, tf.float64))
-    return tf.reduce_mean(tf.reshape(err, [tf.shape(err)[0], -1]), axis=1)
+        labels = _class_labels(pred, query_y)
+        hits = ops.equal(ops.argmax(pred, axis=-1), labels)
+        return ops.mean(ops.cast(hits, "float64"), axis=1)
+    _check_mse_shapes(pred, query_y)
+    err = ops.square(pred - ops.cast(query_y, "float64"))
+    return ops.mean(ops.reshape(err, (ops.shape(err)[0], -1)), axis=1)
 
 
-def _metric_mismatch(metric, rule, pred_shape, query_y) -> ValueError:
+def _metric_mismatch(metric, rule, pred, query_y) -> ValueError:
     return ValueError(
         f"`metric={metric!r}` needs {rule}. Received: predictions of shape "
-        f"{pred_shape} and query_y of shape {query_y.shape} and dtype "
-        f"{query_y.dtype.name}. Pick the metric that fits the task: "
-        "'accuracy' for classification, 'mse' for regression, 'loss' for "
-        "the compiled task loss."
+        f"{tuple(pred.shape)} and query_y of shape {tuple(query_y.shape)} "
+        f"and dtype {keras.backend.standardize_dtype(query_y.dtype)}. Pick "
+        "the metric that fits the task: 'accuracy' for classification, "
+        "'mse' for regression, 'loss' for the compiled task loss."
     )
 
 
-def _class_labels(pred_shape, query_y) -> tf.Tensor:
+def _class_labels(pred, query_y):
     """Integer labels `[N, Q]` from class ids `[N, Q(, 1)]` or one-hot."""
     rule = (
         "class scores [tasks, queries, classes] with at least 2 classes and "
         "integer labels [tasks, queries] (or one-hot labels shaped like the "
         "scores)"
     )
-    classes = pred_shape[-1] if pred_shape.rank == 3 else None
-    shape = query_y.shape
+    ops = keras.ops
+    classes = pred.shape[-1] if len(pred.shape) == 3 else None
+    shape = tuple(query_y.shape)
+    integer = "int" in keras.backend.standardize_dtype(query_y.dtype)
     if classes is not None and classes >= 2:
-        if shape.rank == 3 and shape[-1] == classes:
-            return tf.argmax(query_y, axis=-1)
-        if query_y.dtype.is_integer and (
-            shape.rank == 2 or (shape.rank == 3 and shape[-1] == 1)
+        if len(shape) == 3 and shape[-1] == classes:
+            return ops.argmax(query_y, axis=-1)
+        if integer and (
+            len(shape) == 2 or (len(shape) == 3 and shape[-1] == 1)
         ):
-            return tf.cast(tf.reshape(query_y, tf.shape(query_y)[:2]), tf.int64)
-    raise _metric_mismatch("accuracy", rule, pred_shape, query_y)
+            labels = ops.reshape(query_y, ops.shape(query_y)[:2])
+            return ops.cast(labels, "int32")
+    raise _metric_mismatch("accuracy", rule, pred, query_y)
 
 
-def _check_mse_shapes(pred_shape, query_y) -> None:
-    if pred_shape.rank != query_y.shape.rank or not (
-        pred_shape.is_compatible_with(query_y.shape)
-    ):
+def _check_mse_shapes(pred, query_y) -> None:
+    a, b = tuple(pred.shape), tuple(query_y.shape)
+    compatible = len(a) == len(b) and all(
+        m is None or n is None or m == n for m, n in zip(a, b)
+    )
+    if not compatible:
         raise _metric_mismatch(
-            "mse", "targets shaped like the predictions", pred_shape, query_y
+            "mse", "targets shaped like the predictions", pred, query_y
         )
 
 
@@ -413,7 +420,7 @@ def evaluate_tasks(
 
 def _default_num_tasks(tasks, metric):
     """`None` (all tasks) unless `tasks` is an endless dataset."""
-    if isinstance(tasks, tf.data.Dataset):
+    if _optional.is_tf_dataset(tasks):
         if int(tasks.cardinality()) == tf.data.INFINITE_CARDINALITY:
             return DEFAULT_NUM_TASKS[metric]
     return None
@@ -467,7 +474,7 @@ def _total_tasks(tasks, num_tasks, first) -> int | None:
     """
     if num_tasks is not None:
         return num_tasks
-    if isinstance(tasks, tf.data.Dataset):
+    if _optional.is_tf_dataset(tasks):
         batches = int(tasks.cardinality())
     elif isinstance(tasks, (list, tuple)):
         batches = len(tasks)
@@ -484,7 +491,7 @@ def _collect(run, tasks, num_tasks, verbose):
         if verbose and bar is None:
             total = _total_tasks(tasks, num_tasks, data)
             bar = _progress.progbar(total, "task", verbose)
-        batch = run(data).numpy()
+        batch = keras.ops.convert_to_numpy(run(data))
         if num_tasks is not None:
             batch = batch[: num_tasks - seen]
         values.append(batch)

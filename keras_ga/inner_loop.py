@@ -36,12 +36,12 @@ from typing import Any
 from typing import NamedTuple
 
 import keras
-import tensorflow as tf
 from keras import ops
 
 from keras_ga import anil
 from keras_ga import batch_norm
 from keras_ga import protocols
+from keras_ga._optional import tensorflow as tf
 
 
 class InnerOptimizer(NamedTuple):

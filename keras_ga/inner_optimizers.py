@@ -44,7 +44,6 @@ References:
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
 
 from keras_ga import _checks
 from keras_ga import inner_loop
@@ -158,7 +157,7 @@ class Adam:
         )
         slots = [
             keras.Variable(
-                tf.zeros(v.shape, v.dtype),
+                keras.ops.zeros(v.shape, v.dtype),
                 trainable=False,
                 name=f"inner_adam_{kind}_{i}",
             )

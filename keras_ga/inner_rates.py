@@ -52,11 +52,11 @@ from collections.abc import Callable
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import ops
 
 from keras_ga import _checks
 from keras_ga import inner_optimizers
+from keras_ga._optional import tensorflow as tf
 
 PER_PARAMETER = "per_parameter"
 PER_LAYER_PER_STEP = "per_layer_per_step"

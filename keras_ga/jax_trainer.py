@@ -17,11 +17,20 @@ that backend:
   becomes the mean over tasks of each task's state, as on TensorFlow;
 - the metrics are updated statelessly (`keras.StatelessScope`).
 
+Several devices: under Keras' distribution API
+(`keras.distribution.set_distribution(keras.distribution.DataParallel())`)
+Keras shards each meta-batch's task axis over the devices and compiles the
+same step for the sharded input, so every sum over tasks (the agreement
+weights' `sum_j g_j` and normaliser, the mean BatchNorm statistics, the
+logs) is reduced over all tasks of all devices by XLA: the step equals the
+one-device step. The meta-batch size must be a multiple of the number of
+devices (JAX raises an `IndivisibleError` otherwise).
+
 What the JAX backend does not support yet is refused by `check` when the
 `MetaModel` is built, naming the argument: ANIL's `adapt_layers`, the
 multi-step loss, weight diagnostics, inner Adam with carried moments,
-per-step BatchNorm, `parallel_tasks` and tf.distribute. Learned inner
-rates (`learn_inner_rates`) are trained as on TensorFlow.
+per-step BatchNorm and `parallel_tasks`. Learned inner rates
+(`learn_inner_rates`) are trained as on TensorFlow.
 """
 
 from __future__ import annotations
@@ -29,6 +38,8 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from keras_ga import _adaptation
+from keras_ga import _inputs
 from keras_ga import _metrics
 from keras_ga import _optional
 from keras_ga import agreement
@@ -159,8 +170,6 @@ def run_tasks(
     if training:
         protocol = protocols.TRANSDUCTIVE
     optimizer, optimizer_of_rates = _inner_optimizer(model, rates)
-    from keras_ga import _adaptation  # noqa: PLC0415 (TensorFlow-bound)
-
     batch_size = _adaptation.inner_batch_size(model, support, training)
     keys = jax.random.split(key, num_tasks)
 
@@ -264,7 +273,9 @@ def _record(model, metrics_variables, ep, results, weights):
         current = scope.get_current_value(ref)
         new_values.append(value if current is None else current)
     logs.update(
-        label_logs([ep["support_y"], ep["query_y"]], results.predictions)
+        _inputs.label_logs(
+            [ep["support_y"], ep["query_y"]], results.predictions
+        )
     )
     return logs, new_values
 
@@ -272,29 +283,6 @@ def _record(model, metrics_variables, ep, results, weights):
 def _merge(t):
     """`[N, Q, ...]` to `[N * Q, ...]`."""
     return jnp.reshape(t, (t.shape[0] * t.shape[1], *t.shape[2:]))
-
-
-def label_logs(labels, predictions) -> dict:
-    """`keras_ga._inputs.label_logs` on JAX: counts of labels outside the
-    model's outputs, which `raise_on_bad_labels` raises on after the step.
-    """
-    from keras_ga import _inputs  # noqa: PLC0415 (TensorFlow-bound)
-
-    labels = [
-        y for y in labels if _inputs.is_sparse_labels(y[0], predictions[0])
-    ]
-    if not labels:
-        return {}
-    width = predictions.shape[-1]
-    flat = jnp.concatenate(
-        [jnp.reshape(y, [-1]).astype("int32") for y in labels]
-    )
-    bad = (flat < 0) | (flat >= width)
-    values = (jnp.sum(bad), jnp.min(flat), jnp.max(flat), width)
-    return {
-        k: jnp.asarray(v, "float32")
-        for k, v in zip(_inputs._LABEL_KEYS, values)
-    }
 
 
 def _iteration_key(model, optimizer_variables):
@@ -462,8 +450,6 @@ def _adapt_fn(model, steps: int, batch_size: int):
 
 def adapt_values(model, x, y, steps: int, seed: int):
     """`(phi, state)`: the current theta adapted to the task (x, y)."""
-    from keras_ga import _adaptation  # noqa: PLC0415 (TensorFlow-bound)
-
     x, y = jnp.asarray(x), jnp.asarray(y)
     batch_size = _adaptation.inner_batch_size(model, x.shape[0], False)
     adapt = _cached(

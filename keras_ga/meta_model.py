@@ -41,7 +41,6 @@ References:
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
 
 from keras_ga import _adaptation
 from keras_ga import _diagnostics
@@ -57,6 +56,7 @@ from keras_ga import inner_rates
 from keras_ga import multi_step_loss as multi_step_loss_lib
 from keras_ga import protocols
 from keras_ga import task_execution as execution_lib
+from keras_ga._optional import tensorflow as tf
 
 # The algorithms built in (`keras_ga.algorithms.names()` also lists those
 # registered later) and the task executions, as `algo` and
@@ -66,16 +66,21 @@ TASK_EXECUTIONS = execution_lib.EXECUTIONS
 # What `run_tasks` returns, per task and stacked over the tasks.
 TaskResults = algorithms.TaskResults
 
-# The steps are written with TensorFlow control flow (tf.map_fn,
-# tf.while_loop), so AutoGraph has nothing to convert; converting them
-# anyway (tf.function or strategy.run around train_step) cost about 3 s of
-# source transformation per trace of the conv MAML step.
-_no_autograph = tf.autograph.experimental.do_not_convert
-
 
 def _on_jax() -> bool:
     """Whether Keras runs on its JAX backend (see `keras_ga.jax_trainer`)."""
     return keras.backend.backend() == "jax"
+
+
+# The steps are written with TensorFlow control flow (tf.map_fn,
+# tf.while_loop), so AutoGraph has nothing to convert; converting them
+# anyway (tf.function or strategy.run around train_step) cost about 3 s of
+# source transformation per trace of the conv MAML step. Keras fixes its
+# backend when imported; on JAX there is no AutoGraph (and no TensorFlow).
+if _on_jax():
+    _no_autograph = lambda method: method  # noqa: E731
+else:
+    _no_autograph = tf.autograph.experimental.do_not_convert
 
 
 @keras.saving.register_keras_serializable(package="keras_ga")

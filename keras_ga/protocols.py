@@ -39,9 +39,9 @@ from __future__ import annotations
 import warnings
 
 import keras
-import tensorflow as tf
 
 from keras_ga import _checks
+from keras_ga._optional import tensorflow as tf
 
 TRANSDUCTIVE = "transductive"
 SUPPORT_PLUS_QUERY = "support_plus_query"

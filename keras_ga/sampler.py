@@ -51,11 +51,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-import tensorflow as tf
 
 from keras_ga import _checks
 from keras_ga import _corruption
 from keras_ga import class_major
+from keras_ga._optional import tensorflow as tf
 from keras_ga.class_major import ClassMajor
 from keras_ga.class_major import group_by_class
 from keras_ga.episode import EPISODE_KEYS

@@ -21,10 +21,10 @@ import warnings
 from collections.abc import Callable
 
 import keras
-import tensorflow as tf
 
 from keras_ga import batch_norm
 from keras_ga import episode as episode_lib
+from keras_ga._optional import tensorflow as tf
 from keras_ga.algorithms import TaskResults
 
 EXECUTIONS = ("auto", "map", "vectorized")

@@ -413,7 +413,7 @@ def _check_values(probe, settings, drawn):
 def _check_ends(data, name, steps_name, kwargs):
     if kwargs.get(steps_name) is not None:
         return
-    if isinstance(data, tf.data.Dataset) and (
+    if _optional.is_tf_dataset(data) and (
         data.cardinality() == tf.data.INFINITE_CARDINALITY
     ):
         raise keras_tuner.errors.FatalValueError(

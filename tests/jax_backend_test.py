@@ -12,8 +12,9 @@ processes of its own:
   weights after the step, the moving statistics and every logged value
   must agree to float64 precision.
 - `test_jax_suite`: `tests/jax_checks.py` under `KERAS_BACKEND=jax`, in
-  its own pytest process (training, finite differences, refusals,
-  saving, adaptation, evaluation).
+  its own pytest process with TensorFlow made unimportable
+  (`tests/without_tensorflow.py`): training, finite differences,
+  refusals, saving, adaptation, evaluation, NumPy episodes.
 """
 
 import os
@@ -58,6 +59,8 @@ class JAXBackendTest(absltest.TestCase):
                 sys.executable,
                 "-m",
                 "pytest",
+                "-p",
+                "tests.without_tensorflow",
                 "tests/jax_checks.py",
                 "-q",
                 "-p",

@@ -3,13 +3,21 @@
 `tests/jax_backend_test.py` runs this file with `KERAS_BACKEND=jax` in its
 own pytest process (the suite's process runs TensorFlow; Keras fixes its
 backend at import). It is not named `*_test.py`, so the suite does not
-collect it directly; under another backend it refuses to run.
+collect it directly; under another backend it refuses to run. JAX sees
+two host CPU devices here (`XLA_FLAGS`), for the data-parallel checks;
+the other checks run on the first.
 """
 
 import os
 import tempfile
 
-import jax
+_DEVICES = "--xla_force_host_platform_device_count=2"
+if "xla_force_host_platform_device_count" not in os.environ.get(
+    "XLA_FLAGS", ""
+):
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_DEVICES}"
+
+import jax  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 
@@ -280,3 +288,116 @@ def test_learned_inner_rates_train_and_are_used_by_adapt():
     unadapted = model.adapt_and_predict(x, y, x, steps=2)
     np.testing.assert_allclose(unadapted, model(x), rtol=1e-5, atol=1e-6)
     assert np.max(np.abs(np.asarray(adapted) - np.asarray(unadapted))) > 1e-4
+
+
+def test_tensorflow_is_not_importable_and_was_not_imported():
+    # `tests/jax_backend_test.py` loads `tests.without_tensorflow`, so the
+    # checks above ran as if TensorFlow were not installed.
+    import sys  # noqa: PLC0415
+
+    with pytest.raises(ModuleNotFoundError):
+        import tensorflow  # noqa: F401, PLC0415
+    assert not [m for m in sys.modules if m.split(".")[0] == "tensorflow"]
+
+
+def test_few_shot_numpy_episodes_train_a_conv_model():
+    # The N-way K-shot sampler's NumPy path (the tf.data path's tasks, see
+    # tests/numpy_episodes_test.py) feeds fit and evaluate_tasks on JAX.
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    prototypes = rng.normal(size=(20, 1, 8, 8, 1))
+    images = prototypes + 0.3 * rng.normal(size=(20, 10, 8, 8, 1))
+
+    def episodes(seed, num_tasks=None):
+        return keras_ga.numpy_episodes.FewShotEpisodes(
+            images.astype("float32"),
+            ways=5,
+            shots=1,
+            queries=2,
+            meta_batch_size=4,
+            seed=seed,
+            num_tasks=num_tasks,
+        )
+
+    model = keras_ga.MetaModel(
+        keras_ga.conv4((8, 8, 1), 5, 8), algo="maml", inner_learning_rate=0.4
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(3e-3),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    before = keras_ga.evaluate_tasks(model, episodes(7, 40))
+    model.fit(episodes(0), steps_per_epoch=60, epochs=1, verbose=0)
+    after = keras_ga.evaluate_tasks(model, episodes(7, 40))
+    assert after.num_tasks == 40
+    assert after.mean > before.mean + 0.1, (before, after)
+
+
+def data_parallel_step(kind, distribution):
+    """Weights and logs after one float64 MAML step with agreement weights
+    on `backend_worker`'s four-task meta-batch, under `distribution`."""
+    keras.distribution.set_distribution(distribution)
+    try:
+        set_float("float64")
+        keras.utils.set_random_seed(0)
+        model = keras_ga.MetaModel(
+            backend_worker.base_model(kind),
+            algo="maml",
+            weighting="agreement",
+            inner_steps=2,
+            inner_learning_rate=0.1,
+        )
+        loss = "mse"
+        if kind == "conv":
+            loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        model.compile(optimizer="sgd", loss=loss)
+        ep = backend_worker.episode(kind)
+        logs = model.train_on_batch(ep, return_dict=True)
+        evaluation = keras_ga.evaluate_tasks(
+            model, [ep], metric="mse" if kind == "mlp" else "accuracy"
+        )
+        return model, ep, model.get_weights(), logs, evaluation
+    finally:
+        keras.distribution.set_distribution(None)
+
+
+@pytest.mark.parametrize("kind", ["mlp", "conv"])
+def test_data_parallel_over_two_devices_gives_the_one_device_step(kind):
+    # Keras' DataParallel splits the meta-batch's task axis over the
+    # devices; the jit-compiled step is the same global computation, so
+    # the agreement weights' sums over tasks (sum_j g_j and the
+    # normaliser), the BatchNorm statistics' mean over tasks and the logs
+    # are all-reduced over devices by XLA.
+    assert len(jax.devices()) == 2, jax.devices()
+    *_, weights, logs, evaluation = data_parallel_step(kind, None)
+    model, ep, weights2, logs2, evaluation2 = data_parallel_step(
+        kind, keras.distribution.DataParallel()
+    )
+    for a, b in zip(weights, weights2):
+        np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-14)
+    assert logs.keys() == logs2.keys()
+    for key in logs:
+        assert logs2[key] == pytest.approx(logs[key], rel=1e-12), key
+    assert evaluation2.mean == pytest.approx(evaluation.mean, rel=1e-12)
+    # It did run on both devices: the variables are replicated over them,
+    # and the step compiled for a task-sharded meta-batch all-reduces.
+    variable = model.trainable_variables[0].value
+    assert len(variable.sharding.device_set) == 2
+    distribution = keras.distribution.DataParallel()
+    data = {
+        k: keras.distribution.distribute_tensor(
+            v, distribution.get_data_layout(v.shape)
+        )
+        for k, v in ep.items()
+    }
+    assert len(data["support_x"].sharding.device_set) == 2
+    state = model._get_jax_state(
+        trainable_variables=True,
+        non_trainable_variables=True,
+        optimizer_variables=True,
+        metrics_variables=True,
+    )
+    with distribution.scope():
+        compiled = jax.jit(model.train_step).lower(state, data).compile()
+    assert "all-reduce" in compiled.as_text()

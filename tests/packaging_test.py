@@ -7,6 +7,7 @@ which names the extra that installs it.
 
 import ast
 import importlib
+import importlib.metadata
 import subprocess
 import sys
 import tempfile
@@ -14,6 +15,7 @@ from unittest import mock
 
 from absl.testing import absltest
 from absl.testing import parameterized
+from packaging.requirements import Requirement
 
 import keras_ga
 from keras_ga import _optional
@@ -85,6 +87,29 @@ def optional_imports():
     return found
 
 
+def requirement_closure(requirements):
+    """The distribution names `requirements` install, by installed metadata.
+
+    Requirements with an `extra ==` marker are not followed (nothing asks
+    for those extras); other markers are taken as true.
+    """
+    seen, todo = set(), [requirement_name(r) for r in requirements]
+    while todo:
+        name = todo.pop().lower().replace("_", "-")
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            declared = importlib.metadata.requires(name) or []
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        for text in declared:
+            requirement = Requirement(text)
+            if "extra" not in str(requirement.marker or ""):
+                todo.append(requirement.name)
+    return seen
+
+
 class PyprojectTest(absltest.TestCase):
     def test_version_has_one_static_source(self):
         project = pyproject()
@@ -110,7 +135,33 @@ class PyprojectTest(absltest.TestCase):
         names = {
             requirement_name(r) for r in pyproject()["project"]["dependencies"]
         }
-        self.assertEqual(names, {"tensorflow", "keras", "numpy", "pillow"})
+        self.assertEqual(names, {"keras", "numpy", "pillow"})
+
+    def test_each_backend_is_an_extra_and_jax_installs_no_tensorflow(self):
+        extras = pyproject()["project"]["optional-dependencies"]
+        self.assertEqual(extras["tensorflow"], ["tensorflow>=2.16"])
+        # The extras that run on TensorFlow bring it.
+        for name in ("tuner", "datasets", "examples"):
+            self.assertTrue(
+                any(
+                    r.startswith("keras_ga[") and "tensorflow" in r
+                    for r in extras[name]
+                ),
+                (name, extras[name]),
+            )
+        # `pip install keras_ga[jax]`: the core, JAX and what they need,
+        # as the installed packages declare it, without TensorFlow.
+        closure = requirement_closure(
+            pyproject()["project"]["dependencies"] + extras["jax"]
+        )
+        self.assertIn("jax", closure)
+        self.assertIn("keras", closure)
+        self.assertFalse(
+            {n for n in closure if "tensorflow" in n or n == "tensorboard"},
+            sorted(closure),
+        )
+        # The lazily imported TensorFlow names that extra.
+        self.assertEqual(_optional.tensorflow._lazy[1], "tensorflow")
 
     def test_every_optional_import_names_a_declared_extra(self):
         extras = pyproject()["project"]["optional-dependencies"]
@@ -136,6 +187,7 @@ class PyprojectTest(absltest.TestCase):
         extras = pyproject()["project"]["optional-dependencies"]
         self.assertContainsSubset(
             {
+                "tensorflow",
                 "tuner",
                 "datasets",
                 "plotting",
@@ -149,10 +201,13 @@ class PyprojectTest(absltest.TestCase):
         )
         self.assertEqual(
             extras["all"],
-            ["keras_ga[tuner,datasets,plotting,examples,docs,jax,test]"],
+            [
+                "keras_ga[tensorflow,jax,tuner,datasets,plotting,examples,"
+                "docs,test]"
+            ],
         )
-        # The test suite runs the JAX backend's tests too.
-        self.assertIn("keras_ga[examples,docs,jax]", extras["test"])
+        # The test suite runs both backends' tests.
+        self.assertIn("keras_ga[tensorflow,jax,examples,docs]", extras["test"])
         # The README's test command needs pytest-xdist (`-n 2`).
         self.assertContainsSubset(
             {"pytest", "pytest-xdist", "ruff"}, set(extras["test"])

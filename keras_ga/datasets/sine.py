@@ -37,12 +37,12 @@ References:
 from __future__ import annotations
 
 import numpy as np
-import tensorflow as tf
 
 from keras_ga import _checks
 from keras_ga import _corruption
 from keras_ga import numpy_episodes
 from keras_ga import sampler
+from keras_ga._optional import tensorflow as tf
 from keras_ga._sine import AMPLITUDE_RANGE
 from keras_ga._sine import CORRUPTIONS
 from keras_ga._sine import NOISE_STD
