@@ -139,6 +139,8 @@ class TaskLearner:
         optimizer_of_rates: with `inner_rates`, `rates -> optimizer`, the
             inner optimizer stepping with those rates (`optimizer` is then
             the one of `inner_rates`).
+        opt_state: the inner optimizer's state before the first step;
+            `None` for `optimizer.init(theta)`.
         outputs: what `adapt` records (`final_opt_state`).
     """
 
@@ -155,6 +157,7 @@ class TaskLearner:
     key: Any = None
     inner_rates: tuple = ()
     optimizer_of_rates: Callable | None = None
+    opt_state: Any = None
     outputs: dict = dataclasses.field(default_factory=dict, compare=False)
 
     def _optimizer(self):
@@ -199,7 +202,9 @@ class TaskLearner:
             return (params, opt_state, new_state), None
 
         optimizer = self._optimizer()
-        opt_state = optimizer.init(theta)
+        opt_state = self.opt_state
+        if opt_state is None:
+            opt_state = optimizer.init(theta)
         init = (theta, opt_state, list(self.state))
         (phi, opt_state, last_state), _ = jax.lax.scan(
             step, init, jnp.arange(self.steps), unroll=UNROLL
@@ -237,6 +242,21 @@ class TaskLearner:
             ValueError: for an `extra` that is not `rates`.
         """
         extra = list(extra)
+        # `adapt` may run inside `loss_of`: its final optimizer state comes
+        # out of the gradient's trace as part of the aux value.
+        inner = loss_of
+
+        def loss_of(p):
+            loss, aux = inner(p)
+            return loss, (aux, self.outputs.get("opt_state"))
+
+        aux, grads, rate_grads = self._gradient(loss_of, params, extra)
+        aux, opt_state = aux
+        if opt_state is not None:
+            self.outputs["opt_state"] = opt_state
+        return aux, grads, rate_grads
+
+    def _gradient(self, loss_of, params, extra):
         if not extra:
             grads, aux = jax.grad(loss_of, has_aux=True)(list(params))
             return aux, list(grads), []
@@ -272,5 +292,6 @@ class TaskLearner:
 
     @property
     def final_opt_state(self):
-        """The inner optimizer's state after the last `adapt`."""
-        return self.outputs.get("opt_state")
+        """The inner optimizer's state after the last `adapt` (the initial
+        one, `opt_state`, before any)."""
+        return self.outputs.get("opt_state", self.opt_state)

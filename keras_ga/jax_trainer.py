@@ -28,9 +28,9 @@ devices (JAX raises an `IndivisibleError` otherwise).
 
 What the JAX backend does not support yet is refused by `check` when the
 `MetaModel` is built, naming the argument: ANIL's `adapt_layers`, the
-multi-step loss, weight diagnostics, inner Adam with carried moments,
-per-step BatchNorm and `parallel_tasks`. Learned inner rates
-(`learn_inner_rates`) are trained as on TensorFlow.
+multi-step loss, per-step BatchNorm and `parallel_tasks`. Learned inner
+rates (`learn_inner_rates`) are trained, inner Adam's moments carried
+(`moments="carry"`) and the `weight_diagnostics` logged as on TensorFlow.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ import keras
 import numpy as np
 
 from keras_ga import _adaptation
+from keras_ga import _diagnostics as _diagnostics_lib
 from keras_ga import _inputs
 from keras_ga import _metrics
 from keras_ga import _optional
@@ -67,16 +68,12 @@ def check(model) -> None:
     unsupported = {
         "adapt_layers": model.adapt_layers is not None,
         "multi_step_loss": bool(model.multi_step_loss),
-        "weight_diagnostics": model.weight_diagnostics is not None,
         "parallel_tasks": model.parallel_tasks is not None,
-        "inner_optimizer": model.inner_optimizer.carries_state,
     }
     values = {
         "adapt_layers": model.adapt_layers,
         "multi_step_loss": model.multi_step_loss,
-        "weight_diagnostics": model.weight_diagnostics,
         "parallel_tasks": model.parallel_tasks,
-        "inner_optimizer": model.inner_optimizer,
     }
     for name, refused in unsupported.items():
         if refused:
@@ -142,8 +139,28 @@ def _base_values(model, trainable, non_trainable):
     return theta, state, rates
 
 
+def _carried_values(model, non_trainable):
+    """The carried inner optimizer state (`inner_optimizer_state`: Adam's
+    step count, m and v with `moments="carry"`) out of the trainer's list."""
+    return [
+        non_trainable[i]
+        for i in _index(
+            model.inner_optimizer_state, model.non_trainable_variables
+        )
+    ]
+
+
 def run_tasks(
-    model, theta, state, data, training: bool, steps, protocol, key, rates=()
+    model,
+    theta,
+    state,
+    data,
+    training: bool,
+    steps,
+    protocol,
+    key,
+    rates=(),
+    carried=(),
 ):
     """Every task of a meta-batch through `model.algo`'s rule, on JAX.
 
@@ -157,6 +174,9 @@ def run_tasks(
         protocol: the evaluation protocol (ignored in training).
         key: the `jax.random` key of the meta-batch's sub-batch orders.
         rates: the learned inner rates' values (`()` without them).
+        carried: the carried inner optimizer state's values (`()` without
+            it): every task's inner optimizer starts from it, and each
+            task's final state follows its base-model state in `states`.
 
     Returns:
         The `TaskResults` of every task, stacked over the tasks.
@@ -172,6 +192,10 @@ def run_tasks(
     optimizer, optimizer_of_rates = _inner_optimizer(model, rates)
     batch_size = _adaptation.inner_batch_size(model, support, training)
     keys = jax.random.split(key, num_tasks)
+    opt_state = None
+    if carried:
+        structure = jax.tree_util.tree_structure(optimizer.init(theta))
+        opt_state = jax.tree_util.tree_unflatten(structure, list(carried))
 
     def one_task(task):
         sx, sy, qx, qy, task_key = task
@@ -189,6 +213,7 @@ def run_tasks(
             key=task_key,
             inner_rates=tuple(rates),
             optimizer_of_rates=optimizer_of_rates,
+            opt_state=opt_state,
         )
         if training:
             results = rule.train(theta, learner)
@@ -203,10 +228,15 @@ def run_tasks(
         rate_grads = results.rate_grads
         if rate_grads is None:  # the rule gives none (evaluation)
             rate_grads = [jnp.zeros_like(r) for r in rates]
+        states = list(results.states)
+        if opt_state is not None:
+            # As on TensorFlow: the step stores the tasks' mean moments.
+            states += jax.tree_util.tree_leaves(learner.final_opt_state)
         return results._replace(
             pre_loss=pre_loss,
             pre_predictions=pre_predictions,
             rate_grads=list(rate_grads),
+            states=states,
         )
 
     tasks = (
@@ -267,6 +297,8 @@ def _record(model, metrics_variables, ep, results, weights):
             model.weight_neg_tracker.update_state(
                 jnp.mean((weights < 0).astype(weights.dtype))
             )
+            if model.weight_diagnostics is not None:
+                _diagnostics(model, ep, results, weights)
         logs = _metrics.results(model.metrics)
     new_values = []
     for ref, value in mapping:
@@ -278,6 +310,19 @@ def _record(model, metrics_variables, ep, results, weights):
         )
     )
     return logs, new_values
+
+
+def _diagnostics(model, ep, results, weights) -> None:
+    """Updates the `weight_diagnostics` trackers, as on TensorFlow
+    (`keras_ga._diagnostics.record`; one device's tasks are all tasks)."""
+    if model.weight_diagnostics == "update_norm":
+        quantity = agreement.update_norms(results.updates)
+    else:
+        quantity = model.weight_diagnostics(ep)
+    stats = agreement.weight_statistics(weights, quantity)
+    stats["weight_max"] = jnp.max(weights)
+    for tracker in model.diagnostic_trackers:
+        tracker.update_state(stats[tracker.name])
 
 
 def _merge(t):
@@ -307,6 +352,7 @@ def train_step(model, state, data):
         protocol=None,
         key=_iteration_key(model, optimizer_variables),
         rates=rates,
+        carried=_carried_values(model, non_trainable),
     )
     weights = model.weighting(results.updates)
     # The learned inner rates take the same task weights.
@@ -322,7 +368,8 @@ def train_step(model, state, data):
     )
     non_trainable = list(non_trainable)
     state_positions = _index(
-        model.base.non_trainable_variables, model.non_trainable_variables
+        [*model.base.non_trainable_variables, *model.inner_optimizer_state],
+        model.non_trainable_variables,
     )
     for i, stacked in zip(state_positions, results.states):
         non_trainable[i] = _task_mean(stacked).astype(non_trainable[i].dtype)
@@ -352,15 +399,12 @@ def test_step(model, state, data):
         protocol=model.eval_protocol,
         key=jax.random.key(0),
         rates=rates,
+        carried=_carried_values(model, non_trainable),
     )
     logs, metrics_variables = _record(
         model, metrics_variables, ep, results, None
     )
-    logs = {
-        k: v
-        for k, v in logs.items()
-        if k not in ("weight_min", "weight_neg_frac")
-    }
+    logs = _diagnostics_lib.without_weight_logs(logs)
     return logs, (trainable, non_trainable, metrics_variables)
 
 
@@ -398,6 +442,11 @@ def current_values(model):
     return theta, state, rates
 
 
+def _current_carried(model) -> list:
+    """The carried inner optimizer state's values (`[]` without one)."""
+    return [jnp.asarray(v.value) for v in model.inner_optimizer_state]
+
+
 def _cached(model, key, make):
     cache = model.__dict__.setdefault("_jax_functions", {})
     if key not in cache:
@@ -412,9 +461,18 @@ def run_tasks_now(model, data, training: bool, steps: int, protocol):
     ep = {k: jnp.asarray(v) for k, v in episode_lib.as_episode(data).items()}
 
     def make():
-        def run(theta, state, rates, ep, key):
+        def run(theta, state, rates, carried, ep, key):
             return run_tasks(
-                model, theta, state, ep, training, steps, protocol, key, rates
+                model,
+                theta,
+                state,
+                ep,
+                training,
+                steps,
+                protocol,
+                key,
+                rates,
+                carried,
             )
 
         return jax.jit(run)
@@ -422,18 +480,24 @@ def run_tasks_now(model, data, training: bool, steps: int, protocol):
     run = _cached(model, ("run_tasks", training, steps, protocol), make)
     iteration = int(model.optimizer.iterations.value) if training else 0
     key = jax.random.fold_in(jax.random.key(0), iteration)
-    return run(*current_values(model), ep, key)
+    return run(*current_values(model), _current_carried(model), ep, key)
 
 
 def _adapt_fn(model, steps: int, batch_size: int):
-    """`(theta, state, rates, x, y, key) -> (phi, state)`, first order,
-    compiled."""
+    """`(theta, state, rates, carried, x, y, key) -> (phi, state)`, first
+    order, compiled; the inner optimizer starts from `carried` when the
+    model carries its state (which adaptation leaves unchanged)."""
 
-    def adapt(theta, state, rates, x, y, key):
+    def adapt(theta, state, rates, carried, x, y, key):
+        optimizer = _inner_optimizer(model, rates)[0]
+        opt_state = None
+        if carried:
+            structure = jax.tree_util.tree_structure(optimizer.init(theta))
+            opt_state = jax.tree_util.tree_unflatten(structure, carried)
         learner = jax_inner_loop.TaskLearner(
             model.base,
             model.task_loss,
-            _inner_optimizer(model, rates)[0],
+            optimizer,
             state,
             x,
             y,
@@ -442,6 +506,7 @@ def _adapt_fn(model, steps: int, batch_size: int):
             steps=steps,
             batch_size=batch_size,
             key=key,
+            opt_state=opt_state,
         )
         return learner.adapt(theta, second_order=False)
 
@@ -458,7 +523,8 @@ def adapt_values(model, x, y, steps: int, seed: int):
         lambda: _adapt_fn(model, steps, batch_size),
     )
     theta, state, rates = current_values(model)
-    phi, _ = adapt(theta, state, rates, x, y, jax.random.key(seed))
+    carried = _current_carried(model)
+    phi, _ = adapt(theta, state, rates, carried, x, y, jax.random.key(seed))
     return phi, state
 
 

@@ -4,13 +4,14 @@ Keras fixes its backend when it is imported, so the JAX side runs in
 processes of its own:
 
 - `test_both_backends_give_the_same_step`: `tests/backend_worker.py` runs
-  one meta-step and one evaluation of ten models (MLP and conv +
-  BatchNorm + max-pooling; MAML, first-order MAML, Reptile; uniform and
-  agreement weighting; inner SGD and Adam; learned inner rates; two
-  evaluation protocols) from
-  the same weights and meta-batch in float64, under each backend; the
-  weights after the step, the moving statistics and every logged value
-  must agree to float64 precision.
+  one meta-step (two with carried inner Adam moments) and one evaluation
+  of twelve models (MLP and conv + BatchNorm + max-pooling; MAML,
+  first-order MAML, Reptile; uniform and agreement weighting; inner SGD,
+  Adam and Adam with carried moments; learned inner rates; weight
+  diagnostics; two evaluation protocols) from the same weights and
+  meta-batch in float64, under each backend; the weights after the step,
+  the moving statistics, the carried moments and every logged value must
+  agree to float64 precision.
 - `test_jax_suite`: `tests/jax_checks.py` under `KERAS_BACKEND=jax`, in
   its own pytest process with TensorFlow made unimportable
   (`tests/without_tensorflow.py`): training, finite differences,

@@ -198,9 +198,7 @@ def test_fomaml_is_not_maml():
     [
         ("adapt_layers", ["dense_1"]),
         ("multi_step_loss", True),
-        ("weight_diagnostics", "update_norm"),
         ("parallel_tasks", 2),
-        ("inner_optimizer", keras_ga.inner_optimizers.Adam(moments="carry")),
     ],
 )
 def test_unsupported_options_are_refused_by_name(argument, value):
