@@ -28,7 +28,7 @@ devices (JAX raises an `IndivisibleError` otherwise).
 
 What the JAX backend does not support yet is refused by `check` when the
 `MetaModel` is built, naming the argument: ANIL's `adapt_layers`, the
-multi-step loss, per-step BatchNorm and `parallel_tasks`. Learned inner
+multi-step loss and per-step BatchNorm. Learned inner
 rates (`learn_inner_rates`) are trained, inner Adam's moments carried
 (`moments="carry"`) and the `weight_diagnostics` logged as on TensorFlow.
 """
@@ -68,12 +68,10 @@ def check(model) -> None:
     unsupported = {
         "adapt_layers": model.adapt_layers is not None,
         "multi_step_loss": bool(model.multi_step_loss),
-        "parallel_tasks": model.parallel_tasks is not None,
     }
     values = {
         "adapt_layers": model.adapt_layers,
         "multi_step_loss": model.multi_step_loss,
-        "parallel_tasks": model.parallel_tasks,
     }
     for name, refused in unsupported.items():
         if refused:
@@ -247,7 +245,18 @@ def run_tasks(
         keys,
     )
     if resolve_execution(model.task_execution, model.base) == "vectorized":
-        return jax.vmap(one_task)(tasks)
+        # `parallel_tasks` caps the tasks batched at once (and so memory):
+        # groups of that many, one group after the other.
+        group = model.parallel_tasks or num_tasks
+        if group >= num_tasks:
+            return jax.vmap(one_task)(tasks)
+        parts = [
+            jax.vmap(one_task)(
+                jax.tree_util.tree_map(lambda t, i=i: t[i : i + group], tasks)
+            )
+            for i in range(0, num_tasks, group)
+        ]
+        return jax.tree_util.tree_map(lambda *r: jnp.concatenate(r), *parts)
     # One task after the other, unrolled in the compiled step: XLA's CPU
     # backend runs a conv task in a loop body (`jax.lax.map`) 20x to 50x
     # slower than unrolled (benchmarks/RESULTS.md, "MetaModel on JAX").

@@ -175,7 +175,9 @@ class MetaModel(keras.Model):
             derivatives), in place: see `keras_ga.exact_batch_norm`.
             `model` itself is trained either way.
         parallel_tasks: how many tasks `tf.map_fn` may run at once; `None`
-            leaves TensorFlow's default. Lower it to cap memory.
+            leaves TensorFlow's default. Lower it to cap memory. On JAX,
+            with `"vectorized"` execution, `jax.vmap` batches groups of
+            that many tasks, one group after the other (`None`: all).
         task_execution: how the tasks of a meta-batch run: `"map"` (one
             task at a time in a `tf.map_fn`, up to `parallel_tasks`
             concurrently), `"vectorized"` (all tasks at once with

@@ -102,20 +102,30 @@ def test_fit_lowers_the_adapted_loss_on_held_out_tasks(algo, weighting):
     # are negative and sum_i w_i g_i nearly cancels.
 
 
-def test_map_and_vmap_give_the_same_step():
+def test_map_vmap_and_groups_of_tasks_give_the_same_step():
+    # "grouped": vmap over groups of 3 of the 8 tasks (3, 3, 2), which
+    # `parallel_tasks` asks for on JAX.
     logs = {}
     weights = {}
-    for execution in ("map", "vectorized"):
+    for execution in ("map", "vectorized", "grouped"):
         keras.utils.set_random_seed(0)
-        model = sine_model("maml", "agreement", task_execution=execution)
+        model = sine_model(
+            "maml",
+            "agreement",
+            task_execution="vectorized"
+            if execution == "grouped"
+            else execution,
+            parallel_tasks=3 if execution == "grouped" else None,
+        )
         batch = next(iter(sine_tasks(seed=0)))
         logs[execution] = model.train_on_batch(batch, return_dict=True)
         weights[execution] = model.get_weights()
-    for a, b in zip(weights["map"], weights["vectorized"]):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-    assert logs["map"]["weight_min"] == pytest.approx(
-        logs["vectorized"]["weight_min"], rel=1e-5
-    )
+    for other in ("vectorized", "grouped"):
+        for a, b in zip(weights["map"], weights[other]):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+        assert logs["map"]["weight_min"] == pytest.approx(
+            logs[other]["weight_min"], rel=1e-5
+        )
 
 
 def conv_float64_setup():
@@ -198,7 +208,6 @@ def test_fomaml_is_not_maml():
     [
         ("adapt_layers", ["dense_1"]),
         ("multi_step_loss", True),
-        ("parallel_tasks", 2),
     ],
 )
 def test_unsupported_options_are_refused_by_name(argument, value):
