@@ -32,6 +32,7 @@ from absl import flags
 
 from benchmarks import _report
 from benchmarks import _timing
+from benchmarks import accelerator_report as report
 from benchmarks import workloads
 
 _WORKLOADS = flags.DEFINE_list(
@@ -49,7 +50,8 @@ _PEAK_TFLOPS = flags.DEFINE_float(
     "peak_tflops",
     None,
     "The device's peak float32 rate in TFLOP/s, for the fraction of peak; "
-    "default: looked up from the GPU's name (PEAK_FP32_TFLOPS).",
+    "default: looked up from the GPU's name "
+    "(accelerator_report.PEAK_FP32_TFLOPS).",
 )
 _TRAIN_ITERATIONS = flags.DEFINE_integer(
     "train_iterations", 2000, "Meta-steps of the training run (0: none)."
@@ -61,12 +63,7 @@ _OUTPUT_DIR = flags.DEFINE_string(
     "output_dir", None, "Also write accelerator.md and .json here."
 )
 
-# Dense float32 peaks (no tensor cores), from NVIDIA's data sheets; XLA and
-# PyTorch run float32 convolutions and matmuls as TF32 on tensor cores
-# where allowed, so a fraction above this peak is possible in principle.
-PEAK_FP32_TFLOPS = {"H200": 67.0, "H100": 67.0, "A100": 19.5, "L4": 30.3}
-
-REFERENCE = "torch.func vmap"
+REFERENCE = report.REFERENCE
 IMPLS = {
     "keras_ga JAX vmap": (
         "jax_step",
@@ -76,17 +73,6 @@ IMPLS = {
     REFERENCE: ("peer_step", {"impl": "func_vmap", "flops": True}),
     "torch.func loop": ("peer_step", {"impl": "func_loop", "flops": True}),
 }
-
-
-def peak_tflops(device_name: str | None, given: float | None = None):
-    """`given`, else the peak of the first `PEAK_FP32_TFLOPS` entry named
-    in `device_name`, else None."""
-    if given:
-        return given
-    for name, peak in PEAK_FP32_TFLOPS.items():
-        if device_name and name in device_name:
-            return peak
-    return None
 
 
 def run_workload(name: str) -> dict:
@@ -106,50 +92,6 @@ def run_workload(name: str) -> dict:
     return row
 
 
-def table(results: dict, peak: float | None) -> str:
-    header = [
-        "workload",
-        "impl",
-        "it/s",
-        f"rate / {REFERENCE}",
-        "GFLOP per step",
-        "TFLOP/s",
-        "of peak",
-        "first step s",
-    ]
-    rows = []
-    for name, row in results.items():
-        reference = _timing.step_seconds(row[REFERENCE])
-        for impl, r in row.items():
-            step = _timing.step_seconds(r)
-            if step is None:
-                rows.append([name, impl, f"failed: {r['error']}"])
-                continue
-            flops = r.get("flops")
-            rate = flops / step / 1e12 if flops else None
-            rows.append(
-                [
-                    name,
-                    impl,
-                    f"{1 / step:.3g}",
-                    f"{_report.fmt(reference / step if reference else None)}x",
-                    _report.fmt(flops / 1e9 if flops else None, ".3g"),
-                    _report.fmt(rate, ".3g"),
-                    f"{100 * rate / peak:.2g}%" if rate and peak else "n/a",
-                    f"{r['first_s']:.1f}",
-                ]
-            )
-    return _report.table(header, rows)
-
-
-def device_name(results: dict) -> str | None:
-    for row in results.values():
-        for r in row.values():
-            if r.get("device_name"):
-                return r["device_name"]
-    return None
-
-
 def main(argv):
     del argv
     started = time.time()
@@ -157,8 +99,8 @@ def main(argv):
     for name in _WORKLOADS.value:
         results[name] = run_workload(name)
         print(name, "done", flush=True)
-    name = device_name(results)
-    peak = peak_tflops(name, _PEAK_TFLOPS.value)
+    name = report.device_name(results)
+    peak = report.peak_tflops(name, _PEAK_TFLOPS.value)
     notes = (
         f"Device: {name or _DEVICE.value}; peak float32 rate "
         f"{_report.fmt(peak, '.3g')} TFLOP/s. Medians of {_REPEATS.value} "
@@ -169,7 +111,9 @@ def main(argv):
         "PyTorch's count of matmuls and convolutions for torch.func (so the "
         "two columns count slightly different things)."
     )
-    sections = [("Steps side by side", notes + "\n\n" + table(results, peak))]
+    sections = [
+        ("Steps side by side", notes + "\n\n" + report.table(results, peak))
+    ]
     training = None
     if _TRAIN_ITERATIONS.value:
         training = _timing.run_module(
@@ -180,26 +124,15 @@ def main(argv):
             task_execution="vectorized",
             timeout=3 * _TIMEOUT.value,
         )
-        sections.append(("Omniglot 5-way 1-shot MAML run", _training(training)))
+        sections.append(
+            ("Omniglot 5-way 1-shot MAML run", report.training(training))
+        )
     _report.finish(
         "accelerator",
         sections,
         {"workloads": results, "training": training, "peak_tflops": peak},
         _OUTPUT_DIR.value,
         started,
-    )
-
-
-def _training(result: dict) -> str:
-    if "error" in result:
-        return f"failed: {result['error']}"
-    rate = result["steps_per_s_after_first_epoch"]
-    return (
-        f"{result['meta_steps']} meta-steps x {result['meta_batch_size']} "
-        f"tasks ({result['task_execution']}) on {result['device']}: "
-        f"{100 * result['accuracy']:.2f} +- {100 * result['ci95']:.2f}% on "
-        f"{result['test_tasks']} test tasks; training {result['train_s']:.0f}"
-        f" s, {_report.fmt(rate, '.3g')} meta-steps/s after the first epoch."
     )
 
 

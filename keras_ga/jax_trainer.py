@@ -190,10 +190,7 @@ def run_tasks(
     optimizer, optimizer_of_rates = _inner_optimizer(model, rates)
     batch_size = _adaptation.inner_batch_size(model, support, training)
     keys = jax.random.split(key, num_tasks)
-    opt_state = None
-    if carried:
-        structure = jax.tree_util.tree_structure(optimizer.init(theta))
-        opt_state = jax.tree_util.tree_unflatten(structure, list(carried))
+    opt_state = _initial_opt_state(optimizer, theta, carried)
 
     def one_task(task):
         sx, sy, qx, qy, task_key = task
@@ -278,6 +275,15 @@ def _inner_optimizer(model, rates):
         return model.inner_optimizer.functional(sizes)
 
     return optimizer_of_rates(list(rates)), optimizer_of_rates
+
+
+def _initial_opt_state(optimizer, theta, carried):
+    """The carried values as `optimizer`'s state for `theta` (their flat
+    order is `tf.nest`'s and `jax.tree_util`'s), or None without them."""
+    if not carried:
+        return None
+    structure = jax.tree_util.tree_structure(optimizer.init(theta))
+    return jax.tree_util.tree_unflatten(structure, list(carried))
 
 
 def _task_mean(stacked):
@@ -499,10 +505,7 @@ def _adapt_fn(model, steps: int, batch_size: int):
 
     def adapt(theta, state, rates, carried, x, y, key):
         optimizer = _inner_optimizer(model, rates)[0]
-        opt_state = None
-        if carried:
-            structure = jax.tree_util.tree_structure(optimizer.init(theta))
-            opt_state = jax.tree_util.tree_unflatten(structure, carried)
+        opt_state = _initial_opt_state(optimizer, theta, carried)
         learner = jax_inner_loop.TaskLearner(
             model.base,
             model.task_loss,

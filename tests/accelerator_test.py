@@ -2,7 +2,7 @@
 
 from absl.testing import absltest
 
-from benchmarks import accelerator
+from benchmarks import accelerator_report as accelerator
 
 
 def result(step_s, flops=None, **extra):
