@@ -141,7 +141,12 @@ class TaskLearner:
             the one of `inner_rates`).
         opt_state: the inner optimizer's state before the first step;
             `None` for `optimizer.init(theta)`.
-        outputs: what `adapt` records (`final_opt_state`).
+        step_loss_weights: `None`, or the `[steps]` importance weights of
+            the multi-step loss (`keras_ga.multi_step_loss`): `adapt` then
+            also records the weighted sum of the query loss after each
+            step, which `outer_loss` returns.
+        outputs: what `adapt` records (`final_opt_state`, the multi-step
+            loss).
     """
 
     model: Any
@@ -158,6 +163,7 @@ class TaskLearner:
     inner_rates: tuple = ()
     optimizer_of_rates: Callable | None = None
     opt_state: Any = None
+    step_loss_weights: Any = None
     outputs: dict = dataclasses.field(default_factory=dict, compare=False)
 
     def _optimizer(self):
@@ -182,7 +188,7 @@ class TaskLearner:
             order = sub_batch_order(size, self.key)
 
         def step(carry, t):
-            params, opt_state, _ = carry
+            params, opt_state, _, total = carry
             bx, by = x, y
             if order is not None:
                 positions = t * self.batch_size + jnp.arange(self.batch_size)
@@ -199,17 +205,25 @@ class TaskLearner:
             if not second_order:
                 grads = [jax.lax.stop_gradient(g) for g in grads]
             params, opt_state = optimizer.update(params, grads, opt_state)
-            return (params, opt_state, new_state), None
+            if self.multi_step:
+                loss = self.query(params, step=t).loss
+                total = (
+                    total + self.step_loss_weights[t].astype(loss.dtype) * loss
+                )
+            return (params, opt_state, new_state, total), None
 
         optimizer = self._optimizer()
         opt_state = self.opt_state
         if opt_state is None:
             opt_state = optimizer.init(theta)
-        init = (theta, opt_state, list(self.state))
-        (phi, opt_state, last_state), _ = jax.lax.scan(
+        total = jnp.zeros((), theta[0].dtype)
+        init = (theta, opt_state, list(self.state), total)
+        (phi, opt_state, last_state, total), _ = jax.lax.scan(
             step, init, jnp.arange(self.steps), unroll=UNROLL
         )
         self.outputs["opt_state"] = opt_state
+        if self.multi_step:
+            self.outputs["step_loss"] = total
         return list(phi), list(last_state)
 
     def query(self, params, protocol=protocols.TRANSDUCTIVE, step=None):
@@ -227,8 +241,11 @@ class TaskLearner:
         )
 
     def outer_loss(self, query: LossOutput):
-        """The loss the outer step differentiates: the query loss."""
-        return query.loss
+        """The loss the outer step differentiates, after `adapt`: the query
+        loss, or with `step_loss_weights` the multi-step loss."""
+        if not self.multi_step:
+            return query.loss
+        return self.outputs["step_loss"]
 
     def gradient(self, loss_of, params, extra=()):
         """`(aux, grads, extra_grads)`: `jax.grad` of `loss_of(params) ->
@@ -287,8 +304,8 @@ class TaskLearner:
 
     @property
     def multi_step(self) -> bool:
-        """No multi-step loss on JAX: `False`."""
-        return False
+        """Whether the outer loss is the multi-step loss."""
+        return self.step_loss_weights is not None
 
     @property
     def final_opt_state(self):

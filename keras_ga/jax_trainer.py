@@ -27,10 +27,11 @@ one-device step. The meta-batch size must be a multiple of the number of
 devices (JAX raises an `IndivisibleError` otherwise).
 
 What the JAX backend does not support yet is refused by `check` when the
-`MetaModel` is built, naming the argument: ANIL's `adapt_layers`, the
-multi-step loss and per-step BatchNorm. Learned inner
-rates (`learn_inner_rates`) are trained, inner Adam's moments carried
-(`moments="carry"`) and the `weight_diagnostics` logged as on TensorFlow.
+`MetaModel` is built, naming the argument: ANIL's `adapt_layers` and
+per-step BatchNorm. Learned inner rates (`learn_inner_rates`) are
+trained, inner Adam's moments carried (`moments="carry"`), MAML++'s
+multi-step loss taken and the `weight_diagnostics` logged as on
+TensorFlow.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from keras_ga import batch_norm
 from keras_ga import episode as episode_lib
 from keras_ga import inner_rates
 from keras_ga import jax_inner_loop
+from keras_ga import multi_step_loss
 from keras_ga import protocols
 from keras_ga import task_execution as execution_lib
 
@@ -67,11 +69,9 @@ def check(model) -> None:
     """
     unsupported = {
         "adapt_layers": model.adapt_layers is not None,
-        "multi_step_loss": bool(model.multi_step_loss),
     }
     values = {
         "adapt_layers": model.adapt_layers,
-        "multi_step_loss": model.multi_step_loss,
     }
     for name, refused in unsupported.items():
         if refused:
@@ -137,6 +137,16 @@ def _base_values(model, trainable, non_trainable):
     return theta, state, rates
 
 
+def _step_weights(model, non_trainable, steps):
+    """The multi-step loss's importance weights out of the trainer's list
+    (`None` without the multi-step loss)."""
+    if not model.multi_step_loss:
+        return None
+    multi_step_loss.check_steps(steps, model.inner_steps)
+    position = _index([model.step_loss_weights], model.non_trainable_variables)
+    return non_trainable[position[0]]
+
+
 def _carried_values(model, non_trainable):
     """The carried inner optimizer state (`inner_optimizer_state`: Adam's
     step count, m and v with `moments="carry"`) out of the trainer's list."""
@@ -159,6 +169,7 @@ def run_tasks(
     key,
     rates=(),
     carried=(),
+    step_weights=None,
 ):
     """Every task of a meta-batch through `model.algo`'s rule, on JAX.
 
@@ -175,6 +186,8 @@ def run_tasks(
         carried: the carried inner optimizer state's values (`()` without
             it): every task's inner optimizer starts from it, and each
             task's final state follows its base-model state in `states`.
+        step_weights: in training with the multi-step loss, its importance
+            weights `[steps]` (`keras_ga.multi_step_loss`); else None.
 
     Returns:
         The `TaskResults` of every task, stacked over the tasks.
@@ -209,6 +222,7 @@ def run_tasks(
             inner_rates=tuple(rates),
             optimizer_of_rates=optimizer_of_rates,
             opt_state=opt_state,
+            step_loss_weights=step_weights if training else None,
         )
         if training:
             results = rule.train(theta, learner)
@@ -368,6 +382,7 @@ def train_step(model, state, data):
         key=_iteration_key(model, optimizer_variables),
         rates=rates,
         carried=_carried_values(model, non_trainable),
+        step_weights=_step_weights(model, non_trainable, model.inner_steps),
     )
     weights = model.weighting(results.updates)
     # The learned inner rates take the same task weights.
@@ -475,8 +490,13 @@ def run_tasks_now(model, data, training: bool, steps: int, protocol):
     optimizer's iteration, as a training step would)."""
     ep = {k: jnp.asarray(v) for k, v in episode_lib.as_episode(data).items()}
 
+    step_weights = None
+    if training:
+        non_trainable = [v.value for v in model.non_trainable_variables]
+        step_weights = _step_weights(model, non_trainable, steps)
+
     def make():
-        def run(theta, state, rates, carried, ep, key):
+        def run(theta, state, rates, carried, step_weights, ep, key):
             return run_tasks(
                 model,
                 theta,
@@ -488,6 +508,7 @@ def run_tasks_now(model, data, training: bool, steps: int, protocol):
                 key,
                 rates,
                 carried,
+                step_weights,
             )
 
         return jax.jit(run)
@@ -495,7 +516,8 @@ def run_tasks_now(model, data, training: bool, steps: int, protocol):
     run = _cached(model, ("run_tasks", training, steps, protocol), make)
     iteration = int(model.optimizer.iterations.value) if training else 0
     key = jax.random.fold_in(jax.random.key(0), iteration)
-    return run(*current_values(model), _current_carried(model), ep, key)
+    values = current_values(model)
+    return run(*values, _current_carried(model), step_weights, ep, key)
 
 
 def _adapt_fn(model, steps: int, batch_size: int):

@@ -84,6 +84,24 @@ CASES = {
         "adam_carry",
         "transductive",
     ),
+    # MAML++'s multi-step loss, second-order MAML and first-order MAML
+    # (importance weights set to a non-uniform vector before the step).
+    "mlp_maml_multi_step": (
+        "mlp",
+        "maml",
+        "agreement",
+        "sgd",
+        "transductive",
+        {"multi_step_loss": True},
+    ),
+    "conv_fomaml_multi_step": (
+        "conv",
+        "fomaml",
+        "uniform",
+        "sgd",
+        "transductive",
+        {"multi_step_loss": True},
+    ),
     "mlp_maml_adam_carry": (
         "mlp",
         "maml",
@@ -190,6 +208,8 @@ def run(case: str) -> dict:
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             metrics=["accuracy"],
         )
+    if model.multi_step_loss:
+        model.step_loss_weights.assign(np.array([0.3, 0.7]))
     data = episode(kind)
     for _ in range(steps):
         train = model.train_on_batch(data, return_dict=True)

@@ -207,7 +207,6 @@ def test_fomaml_is_not_maml():
     "argument, value",
     [
         ("adapt_layers", ["dense_1"]),
-        ("multi_step_loss", True),
     ],
 )
 def test_unsupported_options_are_refused_by_name(argument, value):
@@ -217,6 +216,12 @@ def test_unsupported_options_are_refused_by_name(argument, value):
         value = layer_names[-1:]
     with pytest.raises(ValueError, match=f"`{argument}` is not supported"):
         keras_ga.MetaModel(base, algo="fomaml", **{argument: value})
+
+
+def test_per_step_batch_norm_is_refused():
+    base = keras_ga.conv4((8, 8, 1), 3, 4, batch_norm_steps=2)
+    with pytest.raises(ValueError, match="Per-step BatchNormalization"):
+        keras_ga.MetaModel(base, algo="fomaml", inner_steps=2)
 
 
 def test_save_and_load_keep_weights_and_evaluation():
