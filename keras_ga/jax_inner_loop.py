@@ -26,8 +26,10 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from typing import Any
+from typing import NamedTuple
 
 from keras_ga import _optional
+from keras_ga import batch_norm
 from keras_ga import protocols
 from keras_ga.inner_loop import LossOutput
 
@@ -116,6 +118,28 @@ def sub_batch_order(size: int, key):
     return jax.random.permutation(key, size)
 
 
+class _Objective(NamedTuple):
+    """What the inner steps of one task update, and their loss.
+
+    `params` are the stepped weights (theta, or its adapted entries under
+    ANIL), `state` the non-trainable state each step starts from,
+    `inputs` what the steps' sub-batches are drawn from (the support
+    inputs, or a split model's body features), `loss(params, state, x, y)`
+    a step's `LossOutput`, and `assemble(params, last_state)` gives
+    `(phi, last_state)` of the whole model.
+    """
+
+    params: list
+    state: list
+    inputs: Any
+    loss: Callable
+    assemble: Callable
+
+
+# What `TaskLearner.adapt` records that a gradient's trace hands back.
+_RECORDED = ("opt_state", "state")
+
+
 @dataclasses.dataclass(frozen=True)
 class TaskLearner:
     """The inner loop bound to one task, on JAX: what a rule sees.
@@ -145,6 +169,11 @@ class TaskLearner:
             the multi-step loss (`keras_ga.multi_step_loss`): `adapt` then
             also records the weighted sum of the query loss after each
             step, which `outer_loss` returns.
+        partition: which weights adapt (ANIL, `keras_ga.anil`); `None`:
+            all. The inner optimizer, its state and the rates cover the
+            adapted weights only; a split model's body runs once on the
+            support set where `Partition.reuses_body` allows, as on
+            TensorFlow.
         outputs: what `adapt` records (`final_opt_state`, the multi-step
             loss).
     """
@@ -164,6 +193,7 @@ class TaskLearner:
     optimizer_of_rates: Callable | None = None
     opt_state: Any = None
     step_loss_weights: Any = None
+    partition: Any = None
     outputs: dict = dataclasses.field(default_factory=dict, compare=False)
 
     def _optimizer(self):
@@ -181,14 +211,21 @@ class TaskLearner:
         last step's new state is returned (the task's moving statistics).
         """
         theta = list(theta)
-        x, y = self.support_x, self.support_y
+        task = self._objective(theta)
+        x, y = task.inputs, self.support_y
+        # Per-step BatchNorm: each step updates its own rows of the moving
+        # statistics, so the state goes from step to step. Otherwise every
+        # step starts from the meta-model's state, and the last step's
+        # moving statistics are the task's.
+        carry_state = batch_norm.has_per_step(self.model)
         size = x.shape[0]
         order = None
         if self.batch_size < size:
             order = sub_batch_order(size, self.key)
 
         def step(carry, t):
-            params, opt_state, _, total = carry
+            params, opt_state, last_state, total = carry
+            step_state = last_state if carry_state else task.state
             bx, by = x, y
             if order is not None:
                 positions = t * self.batch_size + jnp.arange(self.batch_size)
@@ -196,49 +233,126 @@ class TaskLearner:
                 bx, by = x[idx], y[idx]
 
             def loss_of(p):
-                output = task_loss(
-                    self.model, self.loss_fn, p, self.state, bx, by
-                )
+                output = task.loss(p, step_state, bx, by)
                 return output.loss, output.state
 
-            grads, new_state = jax.grad(loss_of, has_aux=True)(params)
+            with batch_norm.inner_step(t):
+                grads, new_state = jax.grad(loss_of, has_aux=True)(params)
             if not second_order:
                 grads = [jax.lax.stop_gradient(g) for g in grads]
             params, opt_state = optimizer.update(params, grads, opt_state)
             if self.multi_step:
-                loss = self.query(params, step=t).loss
+                phi, _ = task.assemble(params, new_state)
+                loss = self.query(phi, step=t).loss
                 total = (
                     total + self.step_loss_weights[t].astype(loss.dtype) * loss
                 )
-            return (params, opt_state, new_state, total), None
+            return (params, opt_state, list(new_state), total), None
 
         optimizer = self._optimizer()
         opt_state = self.opt_state
         if opt_state is None:
-            opt_state = optimizer.init(theta)
+            opt_state = optimizer.init(task.params)
         total = jnp.zeros((), theta[0].dtype)
-        init = (theta, opt_state, list(self.state), total)
-        (phi, opt_state, last_state, total), _ = jax.lax.scan(
+        init = (task.params, opt_state, task.state, total)
+        (params, opt_state, last_state, total), _ = jax.lax.scan(
             step, init, jnp.arange(self.steps), unroll=UNROLL
         )
         self.outputs["opt_state"] = opt_state
         if self.multi_step:
             self.outputs["step_loss"] = total
-        return list(phi), list(last_state)
+        phi, last_state = task.assemble(params, last_state)
+        self.outputs["state"] = last_state
+        return phi, last_state
+
+    def _objective(self, theta) -> _Objective:
+        """What the inner steps update and their loss (see `_Objective`)."""
+        part = self.partition
+        if part is None:
+            return _Objective(
+                params=theta,
+                state=list(self.state),
+                inputs=self.support_x,
+                loss=lambda p, state, x, y: task_loss(
+                    self.model, self.loss_fn, p, state, x, y
+                ),
+                assemble=lambda p, s: (list(p), list(s)),
+            )
+        if not part.reuses_body(self.batch_size, self.support_x.shape[0]):
+            # The whole model at every step, stepping the adapted weights.
+            return _Objective(
+                params=part.adapted_of(theta),
+                state=list(self.state),
+                inputs=self.support_x,
+                loss=lambda a, state, x, y: task_loss(
+                    self.model, self.loss_fn, part.merge(theta, a), state, x, y
+                ),
+                assemble=lambda a, s: (part.merge(theta, a), list(s)),
+            )
+        # The body once on the support set, then the head at every step.
+        features, body_state = part.body.stateless_call(
+            [theta[i] for i in part.body_theta],
+            [self.state[i] for i in part.body_state],
+            self.support_x,
+            training=True,
+        )
+        head_state = [self.state[i] for i in part.head_state]
+
+        def head_loss(adapted, state, x, y):
+            params = part.merge(theta, adapted)
+            outputs, new_state, losses = part.head.stateless_call(
+                [params[i] for i in part.head_theta],
+                state,
+                x,
+                training=True,
+                return_losses=True,
+            )
+            return _loss_output(
+                self.loss_fn, params, y, outputs, new_state, losses
+            )
+
+        def assemble(adapted, last_head_state):
+            merged = list(self.state)
+            for i, value in zip(part.body_state, body_state):
+                merged[i] = value
+            for i, value in zip(part.head_state, last_head_state):
+                merged[i] = value
+            return part.merge(theta, adapted), merged
+
+        return _Objective(
+            params=part.adapted_of(theta),
+            state=head_state,
+            inputs=features,
+            loss=head_loss,
+            assemble=assemble,
+        )
 
     def query(self, params, protocol=protocols.TRANSDUCTIVE, step=None):
-        """The query loss of `params`, predicted under `protocol`."""
-        del step  # per-step BatchNorm statistics are TensorFlow's only
-        return query_pass(
-            self.model,
-            self.loss_fn,
-            list(params),
-            self.state,
-            self.support_x,
-            self.query_x,
-            self.query_y,
-            protocol,
-        )
+        """The query loss of `params`, predicted under `protocol`.
+
+        `step`: the inner step whose per-step BatchNorm rows the pass uses
+        (`keras_ga.batch_norm.inner_step`); `None`: the last step's.
+        """
+        state = self.state
+        if (
+            step is None
+            and protocol == protocols.TRANSDUCTIVE
+            and batch_norm.has_per_step(self.model)
+        ):
+            # The moving statistics the query pass reports go on from the
+            # inner steps' (each step updated its own rows).
+            state = self.outputs.get("state", self.state)
+        with batch_norm.inner_step(self.steps - 1 if step is None else step):
+            return query_pass(
+                self.model,
+                self.loss_fn,
+                list(params),
+                state,
+                self.support_x,
+                self.query_x,
+                self.query_y,
+                protocol,
+            )
 
     def outer_loss(self, query: LossOutput):
         """The loss the outer step differentiates, after `adapt`: the query
@@ -259,18 +373,21 @@ class TaskLearner:
             ValueError: for an `extra` that is not `rates`.
         """
         extra = list(extra)
-        # `adapt` may run inside `loss_of`: its final optimizer state comes
-        # out of the gradient's trace as part of the aux value.
+        # `adapt` may run inside `loss_of`: what it records (its final
+        # optimizer state and non-trainable state) comes out of the
+        # gradient's trace as part of the aux value.
         inner = loss_of
 
         def loss_of(p):
             loss, aux = inner(p)
-            return loss, (aux, self.outputs.get("opt_state"))
+            recorded = {k: self.outputs.get(k) for k in _RECORDED}
+            return loss, (aux, recorded)
 
         aux, grads, rate_grads = self._gradient(loss_of, params, extra)
-        aux, opt_state = aux
-        if opt_state is not None:
-            self.outputs["opt_state"] = opt_state
+        aux, recorded = aux
+        for name, value in recorded.items():
+            if value is not None:
+                self.outputs[name] = value
         return aux, grads, rate_grads
 
     def _gradient(self, loss_of, params, extra):

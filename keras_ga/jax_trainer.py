@@ -26,12 +26,12 @@ logs) is reduced over all tasks of all devices by XLA: the step equals the
 one-device step. The meta-batch size must be a multiple of the number of
 devices (JAX raises an `IndivisibleError` otherwise).
 
-What the JAX backend does not support yet is refused by `check` when the
-`MetaModel` is built, naming the argument: ANIL's `adapt_layers` and
-per-step BatchNorm. Learned inner rates (`learn_inner_rates`) are
-trained, inner Adam's moments carried (`moments="carry"`), MAML++'s
-multi-step loss taken and the `weight_diagnostics` logged as on
-TensorFlow.
+Every `MetaModel` option works as on TensorFlow: ANIL's `adapt_layers`
+adapt the named layers alone, learned inner rates (`learn_inner_rates`)
+are trained, inner Adam's moments carried (`moments="carry"`), MAML++'s
+multi-step loss taken, per-step BatchNorm's rows followed step by step
+(the scan's step counter picks them) and the `weight_diagnostics`
+logged.
 """
 
 from __future__ import annotations
@@ -62,31 +62,11 @@ EXECUTIONS = ("auto", "map", "vectorized")
 
 
 def check(model) -> None:
-    """Refuses `MetaModel` options the JAX backend does not support yet.
+    """Refuses `MetaModel` options that are not the JAX backend's.
 
     Raises:
         ValueError: naming the argument and the value received.
     """
-    unsupported = {
-        "adapt_layers": model.adapt_layers is not None,
-    }
-    values = {
-        "adapt_layers": model.adapt_layers,
-    }
-    for name, refused in unsupported.items():
-        if refused:
-            raise ValueError(
-                f"`{name}` is not supported on Keras' JAX backend yet "
-                "(keras_ga.MetaModel supports it on TensorFlow: set "
-                "KERAS_BACKEND=tensorflow). Received: "
-                f"{name}={values[name]!r}"
-            )
-    if batch_norm.has_per_step(model.base):
-        raise ValueError(
-            "Per-step BatchNormalization (`per_step=True`) is not "
-            "supported on Keras' JAX backend yet. Received: a `model` "
-            "with per-step BatchNormalization layers"
-        )
     if model.task_execution not in EXECUTIONS:
         raise ValueError(
             f"`task_execution` must be one of {list(EXECUTIONS)} on the "
@@ -203,7 +183,7 @@ def run_tasks(
     optimizer, optimizer_of_rates = _inner_optimizer(model, rates)
     batch_size = _adaptation.inner_batch_size(model, support, training)
     keys = jax.random.split(key, num_tasks)
-    opt_state = _initial_opt_state(optimizer, theta, carried)
+    opt_state = _initial_opt_state(optimizer, _adapted(model, theta), carried)
 
     def one_task(task):
         sx, sy, qx, qy, task_key = task
@@ -223,13 +203,15 @@ def run_tasks(
             optimizer_of_rates=optimizer_of_rates,
             opt_state=opt_state,
             step_loss_weights=step_weights if training else None,
+            partition=model._partition,
         )
         if training:
             results = rule.train(theta, learner)
         else:
             results = rule.evaluate(theta, learner, protocol)
         if model.pre_adaptation_metrics:
-            pre = learner.query(theta, protocol)
+            # As on TensorFlow: per-step BatchNorm's rows of step 0.
+            pre = learner.query(theta, protocol, step=0)
             pre_loss, pre_predictions = pre.loss, pre.predictions
         else:
             pre_loss = jnp.zeros_like(results.loss)
@@ -289,6 +271,14 @@ def _inner_optimizer(model, rates):
         return model.inner_optimizer.functional(sizes)
 
     return optimizer_of_rates(list(rates)), optimizer_of_rates
+
+
+def _adapted(model, theta) -> list:
+    """The entries of `theta` the inner steps update (ANIL: the named
+    layers' weights)."""
+    if model._partition is None:
+        return list(theta)
+    return model._partition.adapted_of(theta)
 
 
 def _initial_opt_state(optimizer, theta, carried):
@@ -527,7 +517,9 @@ def _adapt_fn(model, steps: int, batch_size: int):
 
     def adapt(theta, state, rates, carried, x, y, key):
         optimizer = _inner_optimizer(model, rates)[0]
-        opt_state = _initial_opt_state(optimizer, theta, carried)
+        opt_state = _initial_opt_state(
+            optimizer, _adapted(model, theta), carried
+        )
         learner = jax_inner_loop.TaskLearner(
             model.base,
             model.task_loss,
@@ -541,6 +533,7 @@ def _adapt_fn(model, steps: int, batch_size: int):
             batch_size=batch_size,
             key=key,
             opt_state=opt_state,
+            partition=model._partition,
         )
         return learner.adapt(theta, second_order=False)
 
@@ -565,12 +558,13 @@ def adapt_values(model, x, y, steps: int, seed: int):
 def adapt_and_predict(model, x, y, query_x, steps, protocol, seed):
     """`MetaModel.adapt_and_predict` on JAX."""
     phi, state = adapt_values(model, x, y, steps, seed)
-    outputs, _, _ = jax_inner_loop.forward(
-        model.base,
-        phi,
-        state,
-        jnp.asarray(x),
-        jnp.asarray(query_x),
-        protocol,
-    )
+    with batch_norm.inner_step(steps - 1):
+        outputs, _, _ = jax_inner_loop.forward(
+            model.base,
+            phi,
+            state,
+            jnp.asarray(x),
+            jnp.asarray(query_x),
+            protocol,
+        )
     return outputs

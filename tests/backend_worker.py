@@ -109,6 +109,61 @@ CASES = {
         "adam_carry",
         "transductive",
     ),
+    # ANIL: the head alone adapts. Conv: the body (conv + BatchNorm) runs
+    # once on the support set; MLP, adapting its first layer: the whole
+    # model at every step; with learned rates and carried Adam moments
+    # over the adapted weights only.
+    "conv_maml_anil": (
+        "conv",
+        "maml",
+        "agreement",
+        "sgd",
+        "transductive",
+        {"adapt_layers": ["logits"]},
+    ),
+    "mlp_maml_anil_first_layer": (
+        "mlp",
+        "maml",
+        "agreement",
+        "sgd",
+        "transductive",
+        {"adapt_layers": ["hidden"]},
+    ),
+    "conv_fomaml_anil_lslr": (
+        "conv",
+        "fomaml",
+        "uniform",
+        "sgd",
+        "transductive",
+        {"adapt_layers": ["logits"], "learn_inner_rates": "per_layer_per_step"},
+    ),
+    "mlp_maml_anil_adam_carry": (
+        "mlp",
+        "maml",
+        "uniform",
+        "adam_carry",
+        "transductive",
+        {"adapt_layers": ["output"]},
+    ),
+    # MAML++'s per-step BatchNorm: per-step statistics and weights (BNRS
+    # + BNWB) with second-order MAML, the multi-step loss and the
+    # pre-adaptation pass (rows of step 0); per-step statistics alone with
+    # first-order MAML, evaluated support + one query example.
+    "conv_bnwb_maml_multi_step": (
+        "conv_bnwb",
+        "maml",
+        "agreement",
+        "sgd",
+        "transductive",
+        {"multi_step_loss": True, "pre_adaptation_metrics": True},
+    ),
+    "conv_bnrs_fomaml": (
+        "conv_bnrs",
+        "fomaml",
+        "uniform",
+        "sgd",
+        "support_plus_query",
+    ),
 }
 TASKS, SUPPORT, QUERY, WAYS = 4, 6, 6, 3
 
@@ -116,21 +171,29 @@ TASKS, SUPPORT, QUERY, WAYS = 4, 6, 6, 3
 def base_model(kind: str):
     import keras
 
+    import keras_ga
+
     if kind == "mlp":
         layers = [
             keras.Input((2,)),
-            keras.layers.Dense(8, activation="sigmoid"),
-            keras.layers.Dense(1),
+            keras.layers.Dense(8, activation="sigmoid", name="hidden"),
+            keras.layers.Dense(1, name="output"),
         ]
     else:
+        if kind == "conv":
+            norm = keras.layers.BatchNormalization(momentum=0.5)
+        else:  # per-step rows for the 3 evaluation steps
+            norm = keras_ga.batch_norm.BatchNormalization(
+                momentum=0.5, steps=3, per_step_weights=kind == "conv_bnwb"
+            )
         layers = [
             keras.Input((8, 8, 1)),
             keras.layers.Conv2D(4, 3, padding="same"),
-            keras.layers.BatchNormalization(momentum=0.5),
+            norm,
             keras.layers.ReLU(),
             keras.layers.MaxPooling2D(2),
             keras.layers.Flatten(),
-            keras.layers.Dense(WAYS),
+            keras.layers.Dense(WAYS, name="logits"),
         ]
     model = keras.Sequential(layers)
     rng = np.random.default_rng(0)

@@ -5,11 +5,12 @@ processes of its own:
 
 - `test_both_backends_give_the_same_step`: `tests/backend_worker.py` runs
   one meta-step (two with carried inner Adam moments) and one evaluation
-  of fourteen models (MLP and conv + BatchNorm + max-pooling; MAML,
+  of twenty models (MLP and conv + BatchNorm + max-pooling; MAML,
   first-order MAML, Reptile; uniform and agreement weighting; inner SGD,
   Adam and Adam with carried moments; learned inner rates; the
-  multi-step loss; weight diagnostics; two evaluation protocols) from the same weights and
-  meta-batch in float64, under each backend; the weights after the step,
+  multi-step loss; ANIL; per-step BatchNorm; weight diagnostics; two
+  evaluation protocols)
+  from the same weights and meta-batch in float64, under each backend; the weights after the step,
   the moving statistics, the carried moments and every logged value must
   agree to float64 precision.
 - `test_jax_suite`: `tests/jax_checks.py` under `KERAS_BACKEND=jax`, in

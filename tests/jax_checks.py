@@ -203,25 +203,135 @@ def test_fomaml_is_not_maml():
     assert np.max(np.abs(grads["maml"] - grads["fomaml"])) > 1e-4
 
 
-@pytest.mark.parametrize(
-    "argument, value",
-    [
-        ("adapt_layers", ["dense_1"]),
-    ],
-)
-def test_unsupported_options_are_refused_by_name(argument, value):
-    base = keras_ga.mlp((1,), 1, (8,))
-    layer_names = [layer.name for layer in base.layers]
-    if argument == "adapt_layers":
-        value = layer_names[-1:]
-    with pytest.raises(ValueError, match=f"`{argument}` is not supported"):
-        keras_ga.MetaModel(base, algo="fomaml", **{argument: value})
+def anil_bases(functional: bool):
+    """An MLP `[3] -> 5 sigmoid -> 4 sigmoid -> [1]`, Sequential (split
+    into body and head by ANIL) or the same layers as a functional model
+    (not split), with the same weights (sigmoid: Keras' JAX `tanh` rounds
+    float64 to float32, see tests/backend_worker.py)."""
+    keras.utils.set_random_seed(0)
+    layers = [
+        keras.layers.Dense(5, activation="sigmoid", name="h1"),
+        keras.layers.Dense(4, activation="sigmoid", name="h2"),
+        keras.layers.Dense(1, name="out"),
+    ]
+    inputs = keras.Input((3,))
+    if not functional:
+        return keras.Sequential([inputs, *layers])
+    x = inputs
+    for layer in layers:
+        x = layer(x)
+    return keras.Model(inputs, x)
 
 
-def test_per_step_batch_norm_is_refused():
-    base = keras_ga.conv4((8, 8, 1), 3, 4, batch_norm_steps=2)
-    with pytest.raises(ValueError, match="Per-step BatchNormalization"):
-        keras_ga.MetaModel(base, algo="fomaml", inner_steps=2)
+def anil_model(functional, **kwargs):
+    model = keras_ga.MetaModel(
+        anil_bases(functional),
+        algo=kwargs.pop("algo", "maml"),
+        inner_steps=2,
+        inner_learning_rate=0.05,
+        adapt_layers=kwargs.pop("adapt_layers", ["out"]),
+        weighting="agreement",
+        **kwargs,
+    )
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.1), loss=backend_worker.squared_error
+    )
+    return model
+
+
+def linear_tasks(tasks=3, seed=5):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(tasks, 12, 3))
+    y = x @ rng.normal(size=(3, 1))
+    return {
+        "support_x": x[:, :6],
+        "support_y": y[:, :6],
+        "query_x": x[:, 6:],
+        "query_y": y[:, 6:],
+    }
+
+
+@pytest.mark.parametrize("algo", ["maml", "fomaml"])
+@pytest.mark.parametrize("batch", [None, 3])
+@pytest.mark.parametrize("task_execution", ["map", "vectorized"])
+def test_anil_cached_body_gives_the_whole_model_results(
+    algo, batch, task_execution
+):
+    # ANIL on a Sequential model runs its body once per task; on a
+    # functional one the whole model at every step: the same results.
+    set_float("float64")
+    kwargs = dict(
+        algo=algo, inner_batch_size=batch, task_execution=task_execution
+    )
+    split = anil_model(False, **kwargs)
+    whole = anil_model(True, **kwargs)
+    assert split._partition.reuses_body(batch or 6, 6)
+    assert whole._partition.body is None
+    ep = linear_tasks()
+    a = split.run_tasks(ep, training=True)
+    b = whole.run_tasks(ep, training=True)
+    for x, y in zip(
+        [*a.outer_grads, *a.updates, a.loss, a.predictions],
+        [*b.outer_grads, *b.updates, b.loss, b.predictions],
+    ):
+        np.testing.assert_allclose(x, y, rtol=1e-10, atol=1e-14)
+    # Only the head adapts; the meta-gradient reaches the body too.
+    adapted = set(split._partition.adapted)
+    for i, (update, grad) in enumerate(zip(a.updates, a.outer_grads)):
+        assert np.abs(np.asarray(grad)).max() > 0.0, i
+        if i not in adapted:
+            np.testing.assert_array_equal(update, 0.0)
+
+
+def test_anil_adapt_changes_the_named_layers_only():
+    set_float("float64")
+    model = anil_model(False, adapt_layers=["h2"])
+    ep = linear_tasks(tasks=1)
+    x, y = ep["support_x"][0], ep["support_y"][0]
+    theta = [np.asarray(v) for v in model.base.trainable_variables]
+    fast = model.adapt(x, y, steps=3)
+    phi = [np.asarray(v) for v in fast.trainable_variables]
+    for i in (0, 1, 4, 5):
+        np.testing.assert_array_equal(phi[i], theta[i])
+    for i in (2, 3):
+        assert np.abs(phi[i] - theta[i]).max() > 1e-4
+    predicted = model.adapt_and_predict(x, y, x, steps=3)
+    np.testing.assert_allclose(predicted, fast(x), rtol=1e-10)
+    before = float(np.mean((np.asarray(model(x)) - y) ** 2))
+    after = float(np.mean((np.asarray(predicted) - y) ** 2))
+    assert after < before
+
+
+def test_per_step_batch_norm_updates_the_rows_of_the_steps_taken():
+    # Two inner steps of three rows: rows 0 and 1 move (step 1's also in
+    # the query pass), row 2 is untouched; TensorFlow's step is the same
+    # to float64 precision (tests/backend_worker.py).
+    keras.utils.set_random_seed(0)
+    base = keras_ga.conv4((8, 8, 1), 3, 4, blocks=2, batch_norm_steps=3)
+    model = keras_ga.MetaModel(
+        base, algo="fomaml", inner_steps=2, inner_learning_rate=0.1
+    )
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    layers = [
+        layer
+        for layer in base.layers
+        if isinstance(layer, keras_ga.batch_norm.BatchNormalization)
+    ]
+    assert layers and all(layer.steps == 3 for layer in layers)
+    before = [np.asarray(layer.moving_mean) for layer in layers]
+    rng = np.random.default_rng(0)
+    model.train_on_batch(
+        {
+            "support_x": rng.normal(size=(2, 6, 8, 8, 1)).astype("float32"),
+            "support_y": np.tile(np.arange(3), (2, 2)).astype("int32"),
+            "query_x": rng.normal(size=(2, 3, 8, 8, 1)).astype("float32"),
+            "query_y": np.tile(np.arange(3), (2, 1)).astype("int32"),
+        }
+    )
+    for layer, old in zip(layers, before):
+        moved = np.abs(np.asarray(layer.moving_mean) - old).max(axis=1)
+        assert moved[0] > 0 and moved[1] > 0, moved
+        assert moved[2] == 0, moved
 
 
 def test_save_and_load_keep_weights_and_evaluation():
