@@ -128,11 +128,11 @@ def test_map_vmap_and_groups_of_tasks_give_the_same_step():
         )
 
 
-def conv_float64_setup():
+def conv_float64_setup(kind="conv", **kwargs):
     set_float("float64")
-    base = backend_worker.base_model("conv")
+    base = backend_worker.base_model(kind)
     model = keras_ga.MetaModel(
-        base, algo="maml", inner_steps=2, inner_learning_rate=0.1
+        base, algo="maml", inner_steps=2, inner_learning_rate=0.1, **kwargs
     )
     model.compile(
         optimizer="sgd",
@@ -142,9 +142,19 @@ def conv_float64_setup():
     return model, ep
 
 
-def test_maml_meta_gradient_matches_float64_finite_differences():
+@pytest.mark.parametrize(
+    "kind, kwargs",
+    [
+        ("conv", {}),
+        # ANIL: the logits layer adapts, the body is meta-learned.
+        ("conv", {"adapt_layers": ["logits"]}),
+        # MAML++'s per-step BatchNorm statistics and weights.
+        ("conv_bnwb", {}),
+    ],
+)
+def test_maml_meta_gradient_matches_float64_finite_differences(kind, kwargs):
     # conv + BatchNormalization + max-pooling, two second-order steps.
-    model, ep = conv_float64_setup()
+    model, ep = conv_float64_setup(kind, **kwargs)
     theta, state, _ = jax_trainer.current_values(model)
     assert theta[0].dtype == "float64"
     results = jax_trainer.run_tasks(
@@ -186,6 +196,46 @@ def test_maml_meta_gradient_matches_float64_finite_differences():
         ) / (2 * h)
         analytic = sum(np.sum(g * u) for g, u in zip(grads, d))
         assert abs(analytic - fd) / abs(fd) < 1e-6, (analytic, fd)
+
+
+@pytest.mark.parametrize("algo", ["fomaml", "reptile"])
+def test_first_order_rules_match_their_closed_forms(algo):
+    # First-order MAML: the query gradient at theta_i; Reptile: theta -
+    # theta_i. theta_i by hand: inner SGD with `jax.grad` of the model's
+    # stateless loss, every step on the whole support set.
+    set_float("float64")
+    base = backend_worker.base_model("mlp")
+    model = keras_ga.MetaModel(
+        base,
+        algo=algo,
+        inner_steps=3,
+        inner_learning_rate=0.1,
+        inner_batch_size=backend_worker.SUPPORT,
+    )
+    model.compile(optimizer="sgd", loss=backend_worker.squared_error)
+    ep = backend_worker.episode("mlp")
+    results = model.run_tasks(ep, training=True)
+    theta, state, _ = jax_trainer.current_values(model)
+
+    def loss(params, x, y):
+        outputs, _ = base.stateless_call(params, state, x)
+        return jnp.mean(backend_worker.squared_error(y, outputs))
+
+    for task in range(ep["support_x"].shape[0]):
+        sx, sy = ep["support_x"][task], ep["support_y"][task]
+        phi = list(theta)
+        for _ in range(3):
+            grads = jax.grad(loss)(phi, sx, sy)
+            phi = [p - 0.1 * g for p, g in zip(phi, grads)]
+        if algo == "fomaml":
+            want = jax.grad(loss)(phi, ep["query_x"][task], ep["query_y"][task])
+        else:
+            want = [t - p for t, p in zip(theta, phi)]
+        for got, expected in zip(results.outer_grads, want):
+            np.testing.assert_allclose(
+                np.asarray(got[task]), expected, rtol=1e-12, atol=1e-15
+            )
+        assert max(np.abs(np.asarray(w)).max() for w in want) > 1e-3
 
 
 def test_fomaml_is_not_maml():
