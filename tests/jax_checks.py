@@ -302,8 +302,9 @@ def linear_tasks(tasks=3, seed=5):
 
 
 @pytest.mark.parametrize("algo", ["maml", "fomaml"])
-@pytest.mark.parametrize("batch", [None, 3])
-@pytest.mark.parametrize("task_execution", ["map", "vectorized"])
+@pytest.mark.parametrize(
+    "batch, task_execution", [(None, "map"), (3, "vectorized")]
+)
 def test_anil_cached_body_gives_the_whole_model_results(
     algo, batch, task_execution
 ):
