@@ -2,8 +2,12 @@
 
 `benchmarks/models/MANIFEST.json` is `{"models": [entry, ...]}`; each
 entry describes one `.keras` file of the same folder, the base network of
-a trained `keras_ga.MetaModel` (no optimizer state), how it was trained,
-and the figure it was reported with. `benchmarks/models/README.md` lists
+a trained `keras_ga.MetaModel` (no outer optimizer state), how it was
+trained, and the figure it was reported with. A model whose inner Adam
+carries its moments across meta-steps (`moments="carry"`, the Reptile
+reference's) adapts every test task from the moments training left; its
+entry names them in `inner_optimizer_state_file` (`<name>.inner_state.npz`,
+beside the `.keras` file). `benchmarks/models/README.md` lists
 the fields; `FIELDS`, `EVALUATION_FIELDS` and `TRAINING_FIELDS` give their
 types and `check_entry` states every rule.
 
@@ -22,6 +26,7 @@ import os
 import re
 
 import keras
+import numpy as np
 from absl import logging
 
 import keras_ga
@@ -30,6 +35,9 @@ from keras_ga.datasets import miniimagenet_episodes
 from keras_ga.datasets import omniglot_episodes
 
 MODELS_DIR = os.path.join(os.path.dirname(__file__), "models")
+# The carried inner optimizer state of an entry whose evaluation starts
+# from it (inner Adam with `moments="carry"`), beside its `.keras` file.
+STATE_SUFFIX = ".inner_state.npz"
 MANIFEST = "MANIFEST.json"
 # A shipped file above this size gets a warning: the models are committed.
 MAX_BYTES = 5 * 2**20
@@ -185,6 +193,16 @@ def _value_problems(entry, models_dir) -> list[str]:
             f"`evaluation.protocol` must be one of {tuple(EVAL_PROTOCOLS)}. "
             f"Received: evaluation.protocol={settings['protocol']!r}"
         )
+    state_file = entry.get("inner_optimizer_state_file")
+    if state_file is not None and (
+        state_file != f"{entry['name']}{STATE_SUFFIX}"
+        or not os.path.isfile(os.path.join(models_dir, state_file))
+    ):
+        problems.append(
+            f"`inner_optimizer_state_file` must be `<name>{STATE_SUFFIX}` "
+            f"and exist in {models_dir}. Received: "
+            f"inner_optimizer_state_file={state_file!r}"
+        )
     if not os.path.isfile(os.path.join(models_dir, entry["file"])):
         problems.append(
             f"`file` must exist in {models_dir}. "
@@ -230,11 +248,22 @@ def ship(
     os.makedirs(models_dir, exist_ok=True)
     path = os.path.join(models_dir, f"{name}.keras")
     meta.base.save(path)
+    state_file = None
+    if meta.inner_optimizer_state:
+        # Inner Adam with `moments="carry"` adapts every test task from
+        # the moments training left: they are part of the evaluation.
+        state_file = f"{name}{STATE_SUFFIX}"
+        np.savez(
+            os.path.join(models_dir, state_file),
+            *[np.asarray(v) for v in meta.inner_optimizer_state],
+        )
     if os.path.getsize(path) > MAX_BYTES:
         logging.warning(
             "%s is %d bytes: large to commit.", path, os.path.getsize(path)
         )
     entry = _entry(name, config, summary, result, meta, eval_protocol)
+    if state_file is not None:
+        entry["inner_optimizer_state_file"] = state_file
     if hardware is not None:
         entry["hardware"] = hardware
     check_entry(entry, models_dir)
@@ -330,6 +359,19 @@ def load_meta_model(entry: dict, models_dir: str = MODELS_DIR):
     )
     model = keras_ga.MetaModel.from_config(config)
     model.base.set_weights(base.get_weights())
+    state_file = entry.get("inner_optimizer_state_file")
+    if state_file is not None:
+        with np.load(os.path.join(models_dir, state_file)) as values:
+            arrays = [values[f"arr_{i}"] for i in range(len(values.files))]
+        if len(arrays) != len(model.inner_optimizer_state):
+            raise ValueError(
+                f"`inner_optimizer_state_file` must hold the "
+                f"{len(model.inner_optimizer_state)} carried inner optimizer "
+                f"values of the entry's MetaModel. Received: {state_file} "
+                f"with {len(arrays)}"
+            )
+        for variable, value in zip(model.inner_optimizer_state, arrays):
+            variable.assign(value)
     model.compile(
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
     )

@@ -15,6 +15,7 @@ import sys
 import tempfile
 
 import keras
+import numpy as np
 from absl.testing import absltest
 from absl.testing import parameterized
 
@@ -254,6 +255,54 @@ class ShipAndReevaluateTest(absltest.TestCase):
             lines[2], r"\d+\.\d\d \+- \d+\.\d\d% \(6 tasks, seed 1002\)"
         )
         self.assertTrue(lines[2].startswith("| tiny_fomaml | omniglot"))
+
+
+class CarriedMomentsTest(absltest.TestCase):
+    """A model whose inner Adam carries its moments (the Reptile
+    reference's) ships them, and re-evaluates from them."""
+
+    def test_ship_and_reevaluate_with_the_carried_moments(self):
+        run_dir = os.path.join(make_tempdir(self), "run")
+        config = support.tiny_omniglot(
+            iterations=2,
+            eval_every=2,
+            val_tasks=0,
+            algo="reptile",
+            inner_optimizer="adam",
+            inner_learning_rate=0.01,
+            inner_beta_1=0.0,
+            inner_moments="carry",
+        )
+        train.train_and_evaluate(config, run_dir)
+        models_dir = make_tempdir(self)
+        entry = _models.ship(run_dir, "tiny_reptile", models_dir=models_dir)
+        self.assertEqual(
+            entry["inner_optimizer_state_file"], "tiny_reptile.inner_state.npz"
+        )
+        trained = keras.models.load_model(
+            os.path.join(run_dir, "checkpoint.keras")
+        )
+        model = _models.load_meta_model(entry, models_dir)
+        self.assertNotEmpty(model.inner_optimizer_state)
+        moved = 0.0
+        for got, want in zip(
+            model.inner_optimizer_state, trained.inner_optimizer_state
+        ):
+            np.testing.assert_array_equal(got, want)
+            moved = max(moved, float(np.abs(np.asarray(want)).max()))
+        self.assertGreater(moved, 0.0)  # the moments are not Adam's zeros
+        result = _models.reevaluate(
+            entry,
+            models_dir=models_dir,
+            eval_seed=1000,
+            data_dir=config.data_dir,
+        )
+        self.assertAlmostEqual(result.mean, entry["accuracy"], places=6)
+        os.remove(os.path.join(models_dir, entry["inner_optimizer_state_file"]))
+        with self.assertRaisesRegex(
+            ValueError, r"`inner_optimizer_state_file` must be"
+        ):
+            _models.check_entry(entry, models_dir)
 
 
 if __name__ == "__main__":
