@@ -101,6 +101,15 @@ class Partition:
             merged[i] = value
         return merged
 
+    def merge_state(self, state, body_state, head_state) -> list:
+        """`state` with a split model's body and head states put back."""
+        merged = list(state)
+        for i, value in zip(self.body_state, body_state):
+            merged[i] = value
+        for i, value in zip(self.head_state, head_state):
+            merged[i] = value
+        return merged
+
     def reuses_body(self, batch_size: int, support_size: int) -> bool:
         """Whether the inner steps may run the head on cached features."""
         if self.body is None or self.random_body:
@@ -247,8 +256,21 @@ def adapted_variables(model: keras.Model, part: Partition | None) -> list:
         >>> [tuple(v.shape) for v in adapted]
         [(8, 1), (1,)]
     """
-    variables = model.trainable_variables
-    return variables if part is None else part.adapted_of(variables)
+    return adapted(part, model.trainable_variables)
+
+
+def adapted(part: Partition | None, theta) -> list:
+    """The entries of `theta` that adapt (all of them without `part`).
+
+    Examples:
+        >>> base = keras_ga.mlp((1,), 1, (8,))
+        >>> part = keras_ga.anil.partition(base, (base.layers[-1].name,))
+        >>> keras_ga.anil.adapted(part, ["w0", "b0", "w1", "b1"])
+        ['w1', 'b1']
+        >>> keras_ga.anil.adapted(None, ["w0", "b0"])
+        ['w0', 'b0']
+    """
+    return list(theta) if part is None else part.adapted_of(theta)
 
 
 def _positions(variables) -> dict:

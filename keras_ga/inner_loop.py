@@ -402,9 +402,7 @@ class InnerLoop:
 
     def adapted(self, theta) -> list:
         """The entries of `theta` that the inner steps update."""
-        if self.partition is None:
-            return list(theta)
-        return self.partition.adapted_of(theta)
+        return anil.adapted(self.partition, theta)
 
     def _objective(self, theta, state, x, y, batch_size, order) -> _Objective:
         """What the inner steps of one task update, and their gradients."""
@@ -465,11 +463,7 @@ class InnerLoop:
             return _gradient(head_loss, adapted)
 
         def assemble(adapted, last_head_state):
-            merged = list(state)
-            for i, value in zip(part.body_state, body_state):
-                merged[i] = value
-            for i, value in zip(part.head_state, last_head_state):
-                merged[i] = value
+            merged = part.merge_state(state, body_state, last_head_state)
             return part.merge(theta, adapted), merged
 
         return _Objective(part.adapted_of(theta), head_state, grads, assemble)

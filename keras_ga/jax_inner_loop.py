@@ -312,11 +312,7 @@ class TaskLearner:
             )
 
         def assemble(adapted, last_head_state):
-            merged = list(self.state)
-            for i, value in zip(part.body_state, body_state):
-                merged[i] = value
-            for i, value in zip(part.head_state, last_head_state):
-                merged[i] = value
+            merged = part.merge_state(self.state, body_state, last_head_state)
             return part.merge(theta, adapted), merged
 
         return _Objective(

@@ -46,6 +46,7 @@ from keras_ga import _metrics
 from keras_ga import _optional
 from keras_ga import agreement
 from keras_ga import algorithms
+from keras_ga import anil
 from keras_ga import batch_norm
 from keras_ga import episode as episode_lib
 from keras_ga import inner_rates
@@ -183,7 +184,9 @@ def run_tasks(
     optimizer, optimizer_of_rates = _inner_optimizer(model, rates)
     batch_size = _adaptation.inner_batch_size(model, support, training)
     keys = jax.random.split(key, num_tasks)
-    opt_state = _initial_opt_state(optimizer, _adapted(model, theta), carried)
+    opt_state = _initial_opt_state(
+        optimizer, anil.adapted(model._partition, theta), carried
+    )
 
     def one_task(task):
         sx, sy, qx, qy, task_key = task
@@ -271,14 +274,6 @@ def _inner_optimizer(model, rates):
         return model.inner_optimizer.functional(sizes)
 
     return optimizer_of_rates(list(rates)), optimizer_of_rates
-
-
-def _adapted(model, theta) -> list:
-    """The entries of `theta` the inner steps update (ANIL: the named
-    layers' weights)."""
-    if model._partition is None:
-        return list(theta)
-    return model._partition.adapted_of(theta)
 
 
 def _initial_opt_state(optimizer, theta, carried):
@@ -518,7 +513,7 @@ def _adapt_fn(model, steps: int, batch_size: int):
     def adapt(theta, state, rates, carried, x, y, key):
         optimizer = _inner_optimizer(model, rates)[0]
         opt_state = _initial_opt_state(
-            optimizer, _adapted(model, theta), carried
+            optimizer, anil.adapted(model._partition, theta), carried
         )
         learner = jax_inner_loop.TaskLearner(
             model.base,
