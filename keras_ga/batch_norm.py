@@ -538,6 +538,37 @@ def has_per_step(model: keras.Model) -> bool:
     return bool(per_step_counts(model))
 
 
+def query_setting(
+    model: keras.Model, *, step, steps, transductive, state, adapted_state
+):
+    """`(state, row)`: what a query pass after the inner steps runs with.
+
+    The pass normalises with the per-step BatchNorm rows of inner step
+    `step`, or of the last one (`steps - 1`) when `step` is None. A
+    transductive pass at the last step of a model with per-step
+    BatchNorm reports moving statistics that go on from the inner steps'
+    (each step updated its own rows), so it starts from `adapted_state`;
+    every other pass starts from `state`. One rule for both backends'
+    `TaskLearner.query`.
+
+    Example:
+
+        >>> per_step = keras.Sequential([
+        ...     keras.Input((3,)),
+        ...     keras_ga.batch_norm.BatchNormalization(steps=5)])
+        >>> setting = dict(state="theta's", adapted_state="the steps'")
+        >>> keras_ga.batch_norm.query_setting(
+        ...     per_step, step=None, steps=5, transductive=True, **setting)
+        ("the steps'", 4)
+        >>> keras_ga.batch_norm.query_setting(
+        ...     per_step, step=0, steps=5, transductive=True, **setting)
+        ("theta's", 0)
+    """
+    if step is None and transductive and has_per_step(model):
+        return adapted_state, steps - 1
+    return state, steps - 1 if step is None else step
+
+
 def per_step_counts(model: keras.Model) -> list:
     """The `steps` of each per-step BatchNormalization layer of `model`."""
     return [

@@ -664,16 +664,15 @@ class TaskLearner:
         """
         if isinstance(protocol, bool):
             protocol = protocols.from_transductive(protocol)
-        state = self.state
-        if (
-            step is None
-            and protocol == protocols.TRANSDUCTIVE
-            and batch_norm.has_per_step(self.loop.model)
-        ):
-            # The moving statistics the query pass reports go on from the
-            # inner steps' (each step updated its own rows).
-            state = self.outputs.get("state", self.state)
-        with batch_norm.inner_step(self.steps - 1 if step is None else step):
+        state, row = batch_norm.query_setting(
+            self.loop.model,
+            step=step,
+            steps=self.steps,
+            transductive=protocol == protocols.TRANSDUCTIVE,
+            state=self.state,
+            adapted_state=self.outputs.get("state", self.state),
+        )
+        with batch_norm.inner_step(row):
             return self.loop.query_loss(
                 params,
                 state,

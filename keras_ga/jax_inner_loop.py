@@ -329,16 +329,15 @@ class TaskLearner:
         `step`: the inner step whose per-step BatchNorm rows the pass uses
         (`keras_ga.batch_norm.inner_step`); `None`: the last step's.
         """
-        state = self.state
-        if (
-            step is None
-            and protocol == protocols.TRANSDUCTIVE
-            and batch_norm.has_per_step(self.model)
-        ):
-            # The moving statistics the query pass reports go on from the
-            # inner steps' (each step updated its own rows).
-            state = self.outputs.get("state", self.state)
-        with batch_norm.inner_step(self.steps - 1 if step is None else step):
+        state, row = batch_norm.query_setting(
+            self.model,
+            step=step,
+            steps=self.steps,
+            transductive=protocol == protocols.TRANSDUCTIVE,
+            state=self.state,
+            adapted_state=self.outputs.get("state", self.state),
+        )
+        with batch_norm.inner_step(row):
             return query_pass(
                 self.model,
                 self.loss_fn,
