@@ -299,3 +299,72 @@ class OmniglotSeedsTablesTest(absltest.TestCase):
 
 if __name__ == "__main__":
     absltest.main()
+
+
+def write_history(folder, val, every, iterations, wall_per_step=0.5):
+    """An unfinished run's folder: `config.json` and `history.csv`."""
+    os.makedirs(folder)
+    with open(os.path.join(folder, "config.json"), "w") as f:
+        json.dump({"eval_every": every, "iterations": iterations}, f)
+    with open(os.path.join(folder, "history.csv"), "w") as f:
+        f.write("epoch,accuracy,wall_seconds,val_accuracy\n")
+        for epoch, acc in enumerate(val):
+            wall = wall_per_step * every * (epoch + 1)
+            f.write(f"{epoch},0.5,{wall},{'nan' if acc is None else acc}\n")
+
+
+class LongRunsTest(absltest.TestCase):
+    def test_projection_recovers_a_power_law(self):
+        from benchmarks import long_runs
+
+        steps = np.array([1000, 2000, 4000, 8000])
+        accuracy = 1.0 - 0.4 * (steps / 1000.0) ** -0.5
+        projected, rate = long_runs.project(steps, accuracy, 64000)
+        self.assertAlmostEqual(rate, 0.5, places=6)
+        self.assertAlmostEqual(projected, 1.0 - 0.4 / 8.0, places=6)
+        self.assertEqual(
+            long_runs.project(steps[:1], accuracy[:1], 10), (None, None)
+        )
+
+    def test_report_of_an_unfinished_run_and_its_backtest(self):
+        root = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, root)
+        steps = 100 * np.arange(1, 9)
+        val = 1.0 - 0.5 * (steps / 100.0) ** -0.25
+        # Epochs without validation hold nan, as CSVLogger writes them.
+        write_history(
+            os.path.join(root, "running"), [*val[:3], None], 100, 10000
+        )
+        write_history(os.path.join(root, "finished"), val, 100, 800)
+        out = run_module(
+            "benchmarks.long_runs",
+            f"--runs=20-way MAML={root}/running",
+            "--published=95.8",
+            f"--backtest={root}/finished",
+            "--fraction=0.5",
+            f"--figure={root}/curves.png",
+        )
+        self.assertEqual(out.returncode, 0, out.stderr)
+        row = next(
+            line for line in out.stdout.splitlines() if "| 20-way" in line
+        )
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        self.assertEqual(cells[0], "20-way MAML")
+        self.assertEqual(cells[1], "300 of 10,000")
+        self.assertEqual(cells[2], "3.0%")
+        self.assertEqual(cells[3], "0.04")  # 0.5 s x 300 steps
+        want = 100 * (1.0 - 0.5 * 100.0**-0.25)
+        self.assertEqual(cells[6], f"{want:.1f}")
+        self.assertEqual(cells[8], "95.8")
+        self.assertIn(
+            "first 400 of 800 meta-steps (4 validation points)", out.stdout
+        )
+        self.assertIn(f"projected {100 * val[-1]:.1f}% (b = 0.25)", out.stdout)
+        self.assertTrue(os.path.getsize(f"{root}/curves.png") > 0)
+
+    def test_published_figures_must_match_the_runs(self):
+        out = run_module(
+            "benchmarks.long_runs", "--runs=a=/tmp", "--published=1,2"
+        )
+        self.assertNotEqual(out.returncode, 0)
+        self.assertIn("one figure per `--runs` entry", out.stderr)
