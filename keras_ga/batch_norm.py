@@ -539,7 +539,7 @@ def has_per_step(model: keras.Model) -> bool:
 
 
 def query_setting(
-    model: keras.Model, *, step, steps, transductive, state, adapted_state
+    model: keras.Model, step, steps, transductive, state, adapted_state
 ):
     """`(state, row)`: what a query pass after the inner steps runs with.
 

@@ -664,13 +664,10 @@ class TaskLearner:
         """
         if isinstance(protocol, bool):
             protocol = protocols.from_transductive(protocol)
+        adapted = self.outputs.get("state", self.state)
+        transductive = protocol == protocols.TRANSDUCTIVE
         state, row = batch_norm.query_setting(
-            self.loop.model,
-            step=step,
-            steps=self.steps,
-            transductive=protocol == protocols.TRANSDUCTIVE,
-            state=self.state,
-            adapted_state=self.outputs.get("state", self.state),
+            self.loop.model, step, self.steps, transductive, self.state, adapted
         )
         with batch_norm.inner_step(row):
             return self.loop.query_loss(

@@ -329,13 +329,10 @@ class TaskLearner:
         `step`: the inner step whose per-step BatchNorm rows the pass uses
         (`keras_ga.batch_norm.inner_step`); `None`: the last step's.
         """
+        adapted = self.outputs.get("state", self.state)
+        transductive = protocol == protocols.TRANSDUCTIVE
         state, row = batch_norm.query_setting(
-            self.model,
-            step=step,
-            steps=self.steps,
-            transductive=protocol == protocols.TRANSDUCTIVE,
-            state=self.state,
-            adapted_state=self.outputs.get("state", self.state),
+            self.model, step, self.steps, transductive, self.state, adapted
         )
         with batch_norm.inner_step(row):
             return query_pass(
