@@ -20,7 +20,7 @@ as they are (finished or not) and gives for each:
 
 The figure draws validation accuracy against meta-steps (log scale) and
 against wall-clock hours, one line per run, with the projection dashed
-and each run's published figure as a dot at its budget.
+and each run's published figure as a star at its budget.
 
     python -m benchmarks.long_runs \
         --runs="20-way MAML=benchmarks/runs/o20_maml_uniform_s0" \
@@ -89,14 +89,16 @@ def project(steps, accuracy, at):
     """The power-law projection of the validation accuracy to step `at`.
 
     Fits `log(1 - acc) = a - b log(step)` to all the points; returns
-    `(accuracy at `at`, b)`, or `(None, None)` with fewer than 2 points.
+    `(accuracy at `at`, b)` (a float for a scalar `at`, an array for an
+    array of steps), or `(None, None)` with fewer than 2 points.
     """
     steps = np.asarray(steps, np.float64)
     if len(steps) < 2:
         return None, None
     error = np.clip(1.0 - np.asarray(accuracy, np.float64), 1e-4, None)
     slope, intercept = np.polyfit(np.log(steps), np.log(error), 1)
-    return 1.0 - float(np.exp(intercept + slope * np.log(at))), -slope
+    projected = 1.0 - np.exp(intercept + slope * np.log(at))
+    return (float(projected) if np.ndim(projected) == 0 else projected), -slope
 
 
 def _runs():
@@ -180,15 +182,10 @@ def _draw(curves, path):
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
     for label, (steps, val, wall, budget, figure) in curves.items():
         (line,) = left.plot(steps, 100 * val, marker="o", ms=3, label=label)
-        projected, _ = project(steps, val, budget)
+        ahead = np.geomspace(steps[-1], budget, 20)
+        projected, _ = project(steps, val, ahead)
         if projected is not None:
-            ahead = np.geomspace(steps[-1], budget, 20)
-            left.plot(
-                ahead,
-                [100 * project(steps, val, s)[0] for s in ahead],
-                ls="--",
-                color=line.get_color(),
-            )
+            left.plot(ahead, 100 * projected, ls="--", color=line.get_color())
         if figure is not None:
             left.plot(budget, float(figure), "*", ms=9, color=line.get_color())
         right.plot(wall, 100 * val, marker="o", ms=3, label=label)

@@ -297,10 +297,6 @@ class OmniglotSeedsTablesTest(absltest.TestCase):
         self.assertEqual({c.meta_batch_size for _, c in runs}, {8})
 
 
-if __name__ == "__main__":
-    absltest.main()
-
-
 def write_history(folder, val, every, iterations, wall_per_step=0.5):
     """An unfinished run's folder: `config.json` and `history.csv`."""
     os.makedirs(folder)
@@ -322,6 +318,8 @@ class LongRunsTest(absltest.TestCase):
         projected, rate = long_runs.project(steps, accuracy, 64000)
         self.assertAlmostEqual(rate, 0.5, places=6)
         self.assertAlmostEqual(projected, 1.0 - 0.4 / 8.0, places=6)
+        ahead, _ = long_runs.project(steps, accuracy, [16000, 64000])
+        np.testing.assert_allclose(ahead, [0.9, 0.95], atol=1e-9)
         self.assertEqual(
             long_runs.project(steps[:1], accuracy[:1], 10), (None, None)
         )
@@ -368,3 +366,7 @@ class LongRunsTest(absltest.TestCase):
         )
         self.assertNotEqual(out.returncode, 0)
         self.assertIn("one figure per `--runs` entry", out.stderr)
+
+
+if __name__ == "__main__":
+    absltest.main()
