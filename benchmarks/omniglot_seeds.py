@@ -29,12 +29,15 @@ weights that the corrupted tasks get (`corruption_weights` of
         --out_dir=benchmarks/runs/corruption
 
 The tables (one row per run; with corrupted runs, the corrupted tasks'
-weight share before and after training; then per (ways, algo, training
-tasks) the transductive accuracy of each weighting on each seed, the
-agreement-minus-uniform difference per seed and its mean over seeds with
-a 95% t-interval):
+weight share before and after training; the agreement weights of each
+agreement run over its training, from its history; then per (ways, algo,
+budget, training tasks) the transductive accuracy of each weighting on
+each seed, the agreement-minus-uniform difference per seed and its mean
+over seeds with a 95% t-interval). `--out_dir` may hold runs of several
+budgets, for example `benchmarks/runs`, the long runs:
 
     python -m benchmarks.omniglot_seeds --table --out_dir=/tmp/keras_ga_seeds
+    python -m benchmarks.omniglot_seeds --table --out_dir=benchmarks/runs
 """
 
 from __future__ import annotations
@@ -200,21 +203,86 @@ def _setting(run) -> str:
     return f"{shots}{c['corruption']} {round(100 * c['corrupt_fraction'])}%"
 
 
+def _budget(run) -> str:
+    c = run["config"]
+    return f"{c['iterations']} x {c['meta_batch_size']}"
+
+
 def differences_table(summaries):
+    """Agreement minus uniform per (ways, algo, budget, training tasks).
+
+    Runs pair by seed within a group; runs of another budget or another
+    training stream are another group, never a seed of this one.
+    """
     acc = collections.defaultdict(dict)
     for run in summaries:
         c = run["config"]
-        key = (c["ways"], c["algo"], _setting(run))
+        key = (c["ways"], c["algo"], _budget(run), _setting(run))
         acc[key][(c["seed"], c["weighting"])] = (
             100 * run["by_protocol"]["transductive"]["mean"]
         )
     rows = []
-    for (ways, algo, setting), values in sorted(acc.items()):
+    for (ways, algo, budget, setting), values in sorted(acc.items()):
         row = _report.paired_row(values)
         if row is not None:
-            rows.append([ways, algo, setting, *row])
+            rows.append([ways, algo, budget, setting, *row])
     return _report.table(
-        ["ways", "algo", "training tasks", *_report.PAIRED_HEADER], rows
+        [
+            "ways",
+            "algo",
+            "iterations x meta-batch",
+            "training tasks",
+            *_report.PAIRED_HEADER,
+        ],
+        rows,
+    )
+
+
+def _at(values, position: float):
+    """The value of `values` at `position` (0 first, 1 last) of training."""
+    return values[round(position * (len(values) - 1))]
+
+
+def weights_over_training_table(summaries):
+    """The agreement weights of each agreement run over its training.
+
+    From the history's per-epoch means of `weight_neg_frac` (the share of
+    negative weights in a meta-batch) and `weight_min` (the smallest
+    weight, times N: 1 for uniform weights, below 0 when some task is
+    pushed away): their values in the first epoch, half-way and in the
+    last epoch.
+    """
+    rows = []
+    for run in summaries:
+        c, history = run["config"], run["history"]
+        if c["weighting"] != "agreement" or not history.get("weight_min"):
+            continue
+        negative = history["weight_neg_frac"]
+        smallest = [c["meta_batch_size"] * w for w in history["weight_min"]]
+        rows.append(
+            [
+                c["ways"],
+                c["algo"],
+                _budget(run),
+                _setting(run),
+                c["seed"],
+                " / ".join(
+                    f"{100 * _at(negative, p):.1f}" for p in (0, 0.5, 1)
+                ),
+                " / ".join(f"{_at(smallest, p):+.2f}" for p in (0, 0.5, 1)),
+            ]
+        )
+    return _report.table(
+        [
+            "ways",
+            "algo",
+            "iterations x meta-batch",
+            "training tasks",
+            "seed",
+            "negative weights %: first epoch / half-way / last epoch",
+            "N min w: first / half-way / last",
+        ],
+        rows,
     )
 
 
@@ -293,6 +361,8 @@ def main(argv):
     if any(run.get("corruption_weights") for run in summaries):
         print(corruption_table(summaries))
         print()
+    print(weights_over_training_table(summaries))
+    print()
     print(differences_table(summaries))
 
 

@@ -30,8 +30,8 @@ def write_run(
         "config": {
             "weighting": weighting,
             "seed": seed,
-            "iterations": 30,
-            "meta_batch_size": 8,
+            "iterations": fields.pop("iterations", 30),
+            "meta_batch_size": fields.pop("meta_batch_size", 8),
             "eval_every": 10,
             "ways": 5,
             "algo": "maml",
@@ -40,7 +40,7 @@ def write_run(
             "shots": fields.pop("shots", 1),
         },
         "train_seconds": wall[-1],
-        "history": {"wall_seconds": list(wall)},
+        "history": {"wall_seconds": list(wall), **fields.pop("history", {})},
         "results": [
             {
                 "transductive": True,
@@ -241,11 +241,15 @@ class OmniglotSeedsTablesTest(absltest.TestCase):
             lines,
         )
         (clean,) = [
-            x for x in lines if x.startswith("| 5 | maml | clean | 0, 1 |")
+            x
+            for x in lines
+            if x.startswith("| 5 | maml | 30 x 8 | clean | 0, 1 |")
         ]
         self.assertIn("| +2.00 / -1.00 |", clean)
         (corrupt,) = [
-            x for x in lines if x.startswith("| 5 | maml | permute 30% | 0, 1")
+            x
+            for x in lines
+            if x.startswith("| 5 | maml | 30 x 8 | permute 30% | 0, 1")
         ]
         # Differences +12 and +9: mean +10.5, t(1) interval 12.706 * 1.5.
         self.assertIn(f"| +10.50 +- {12.706 * 1.5:.2f} |", corrupt)
@@ -261,12 +265,75 @@ class OmniglotSeedsTablesTest(absltest.TestCase):
         )
         self.assertEqual(done.returncode, 0, done.stderr)
         lines = done.stdout.splitlines()
-        (one,) = [x for x in lines if x.startswith("| 5 | maml | clean | 0 |")]
+        (one,) = [
+            x
+            for x in lines
+            if x.startswith("| 5 | maml | 30 x 8 | clean | 0 |")
+        ]
         self.assertIn("| +2.00 |", one)
         (five,) = [
-            x for x in lines if x.startswith("| 5 | maml | 5-shot, clean | 0 |")
+            x
+            for x in lines
+            if x.startswith("| 5 | maml | 30 x 8 | 5-shot, clean | 0 |")
         ]
         self.assertIn("| -1.00 |", five)
+
+    def test_runs_of_another_budget_are_another_group(self):
+        root = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, root)
+        write_run(root, "u_short", "uniform", 0, [0.9])
+        write_run(root, "a_short", "agreement", 0, [0.92])
+        # A long run of seed 0 and its pair: not a second seed of the
+        # short budget, and not mixed with it.
+        write_run(root, "u_long", "uniform", 0, [0.95], iterations=300)
+        write_run(root, "a_long", "agreement", 0, [0.94], iterations=300)
+        done = run_module(
+            "benchmarks.omniglot_seeds", "--table", f"--out_dir={root}"
+        )
+        self.assertEqual(done.returncode, 0, done.stderr)
+        lines = done.stdout.splitlines()
+        (short,) = [
+            x
+            for x in lines
+            if x.startswith("| 5 | maml | 30 x 8 | clean | 0 |")
+        ]
+        self.assertIn("| +2.00 |", short)
+        (long,) = [
+            x
+            for x in lines
+            if x.startswith("| 5 | maml | 300 x 8 | clean | 0 |")
+        ]
+        self.assertIn("| -1.00 |", long)
+
+    def test_weights_over_training_of_the_agreement_runs(self):
+        root = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, root)
+        uniform = {"weight_min": [0.125] * 5, "weight_neg_frac": [0.0] * 5}
+        write_run(root, "u", "uniform", 0, [0.9], history=uniform)
+        # Five epochs: first, half-way (the third) and last are reported.
+        agreement = {
+            "weight_min": [0.1, 0.05, -0.025, 0.0, -0.05],
+            "weight_neg_frac": [0.0, 0.01, 0.125, 0.2, 0.25],
+        }
+        write_run(root, "a", "agreement", 0, [0.92], history=agreement)
+        done = run_module(
+            "benchmarks.omniglot_seeds", "--table", f"--out_dir={root}"
+        )
+        self.assertEqual(done.returncode, 0, done.stderr)
+        lines = done.stdout.splitlines()
+        self.assertIn(
+            "| 5 | maml | 30 x 8 | clean | 0 | 0.0 / 12.5 / 25.0 | "
+            "+0.80 / -0.20 / -0.40 |",
+            lines,
+        )
+        # Uniform runs have no row: their weights are 1/N by definition.
+        self.assertEmpty(
+            [
+                x
+                for x in lines
+                if x.startswith("| 5 | maml | 30 x 8 | clean | 0 | 0.0 / 0.0")
+            ]
+        )
 
     def test_five_shot_runs_are_named_apart(self):
         from absl.testing import flagsaver
