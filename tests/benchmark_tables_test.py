@@ -66,6 +66,21 @@ def run_module(module, *args):
     )
 
 
+def seed_tables(test, root):
+    """The lines `benchmarks.omniglot_seeds --table` prints for `root`."""
+    done = run_module(
+        "benchmarks.omniglot_seeds", "--table", f"--out_dir={root}"
+    )
+    test.assertEqual(done.returncode, 0, done.stderr)
+    return done.stdout.splitlines()
+
+
+def only_row(lines, prefix):
+    """The one line of a table that starts with `prefix`."""
+    (row,) = [x for x in lines if x.startswith(prefix)]
+    return row
+
+
 class ReportTest(absltest.TestCase):
     def test_mean_ci_over_seeds_is_a_t_interval(self):
         mean, ci = _report.mean_ci_over_seeds([1.0, 2.0, 6.0])
@@ -114,13 +129,9 @@ class ReportTest(absltest.TestCase):
             )
         with open(path, "w") as f:
             json.dump(summary, f)
-        done = run_module(
-            "benchmarks.omniglot_seeds", "--table", f"--out_dir={root}"
-        )
-        self.assertEqual(done.returncode, 0, done.stderr)
-        self.assertIn(
-            "| 100.00 +- 1.00 | 70.00 +- 2.00 | 40.00 +- 2.00 |", done.stdout
-        )
+        lines = seed_tables(self, root)
+        row = only_row(lines, "| 5 | maml | clean | uniform | 0 |")
+        self.assertIn("| 100.00 +- 1.00 | 70.00 +- 2.00 | 40.00 +- 2.00 |", row)
 
 
 class FamilyComparisonTablesTest(absltest.TestCase):
@@ -220,11 +231,7 @@ class OmniglotSeedsTablesTest(absltest.TestCase):
         }
         with open(os.path.join(root, "ca1", "weights.json"), "w") as f:
             json.dump([record], f)
-        done = run_module(
-            "benchmarks.omniglot_seeds", "--table", f"--out_dir={root}"
-        )
-        self.assertEqual(done.returncode, 0, done.stderr)
-        lines = done.stdout.splitlines()
+        lines = seed_tables(self, root)
         self.assertIn(
             "| 5 | maml | permute 30% | agreement | 0 | 30.0 | 31.0 | 20.0 | "
             "+0.0800 | +0.1500 | 25 / 0 | - | - | - |",
@@ -240,17 +247,9 @@ class OmniglotSeedsTablesTest(absltest.TestCase):
             f"{corr:+.2f} |",
             lines,
         )
-        (clean,) = [
-            x
-            for x in lines
-            if x.startswith("| 5 | maml | 30 x 8 | clean | 0, 1 |")
-        ]
+        clean = only_row(lines, "| 5 | maml | 30 x 8 | clean | 0, 1 |")
         self.assertIn("| +2.00 / -1.00 |", clean)
-        (corrupt,) = [
-            x
-            for x in lines
-            if x.startswith("| 5 | maml | 30 x 8 | permute 30% | 0, 1")
-        ]
+        corrupt = only_row(lines, "| 5 | maml | 30 x 8 | permute 30% | 0, 1")
         # Differences +12 and +9: mean +10.5, t(1) interval 12.706 * 1.5.
         self.assertIn(f"| +10.50 +- {12.706 * 1.5:.2f} |", corrupt)
 
@@ -260,22 +259,10 @@ class OmniglotSeedsTablesTest(absltest.TestCase):
         for shots, (u, a) in ((1, (0.9, 0.92)), (5, (0.95, 0.94))):
             write_run(root, f"u{shots}", "uniform", 0, [u], shots=shots)
             write_run(root, f"a{shots}", "agreement", 0, [a], shots=shots)
-        done = run_module(
-            "benchmarks.omniglot_seeds", "--table", f"--out_dir={root}"
-        )
-        self.assertEqual(done.returncode, 0, done.stderr)
-        lines = done.stdout.splitlines()
-        (one,) = [
-            x
-            for x in lines
-            if x.startswith("| 5 | maml | 30 x 8 | clean | 0 |")
-        ]
+        lines = seed_tables(self, root)
+        one = only_row(lines, "| 5 | maml | 30 x 8 | clean | 0 |")
         self.assertIn("| +2.00 |", one)
-        (five,) = [
-            x
-            for x in lines
-            if x.startswith("| 5 | maml | 30 x 8 | 5-shot, clean | 0 |")
-        ]
+        five = only_row(lines, "| 5 | maml | 30 x 8 | 5-shot, clean | 0 |")
         self.assertIn("| -1.00 |", five)
 
     def test_runs_of_another_budget_are_another_group(self):
@@ -287,22 +274,10 @@ class OmniglotSeedsTablesTest(absltest.TestCase):
         # short budget, and not mixed with it.
         write_run(root, "u_long", "uniform", 0, [0.95], iterations=300)
         write_run(root, "a_long", "agreement", 0, [0.94], iterations=300)
-        done = run_module(
-            "benchmarks.omniglot_seeds", "--table", f"--out_dir={root}"
-        )
-        self.assertEqual(done.returncode, 0, done.stderr)
-        lines = done.stdout.splitlines()
-        (short,) = [
-            x
-            for x in lines
-            if x.startswith("| 5 | maml | 30 x 8 | clean | 0 |")
-        ]
+        lines = seed_tables(self, root)
+        short = only_row(lines, "| 5 | maml | 30 x 8 | clean | 0 |")
         self.assertIn("| +2.00 |", short)
-        (long,) = [
-            x
-            for x in lines
-            if x.startswith("| 5 | maml | 300 x 8 | clean | 0 |")
-        ]
+        long = only_row(lines, "| 5 | maml | 300 x 8 | clean | 0 |")
         self.assertIn("| -1.00 |", long)
 
     def test_weights_over_training_of_the_agreement_runs(self):
@@ -316,11 +291,7 @@ class OmniglotSeedsTablesTest(absltest.TestCase):
             "weight_neg_frac": [0.0, 0.01, 0.125, 0.2, 0.25],
         }
         write_run(root, "a", "agreement", 0, [0.92], history=agreement)
-        done = run_module(
-            "benchmarks.omniglot_seeds", "--table", f"--out_dir={root}"
-        )
-        self.assertEqual(done.returncode, 0, done.stderr)
-        lines = done.stdout.splitlines()
+        lines = seed_tables(self, root)
         self.assertIn(
             "| 5 | maml | 30 x 8 | clean | 0 | 0.0 / 12.5 / 25.0 | "
             "+0.80 / -0.20 / -0.40 |",
