@@ -9,6 +9,9 @@ import pathlib
 import platform
 import time
 
+import numpy as np
+from scipy import stats
+
 from examples import _machine
 
 
@@ -105,8 +108,10 @@ def paired_row(values) -> list | None:
 
     `values` maps `(seed, weighting)` to an accuracy in percent. Returns
     `[seeds, uniform per seed, agreement per seed, differences per seed,
-    mean difference +- its 95% t-interval over seeds]`, or None when no
-    seed has both weightings.
+    mean difference +- its 95% t-interval over seeds, paired t-test p,
+    Wilcoxon signed-rank p]` (the cells of `PAIRED_HEADER`; the tests'
+    cells are `-` with fewer than two seeds), or None when no seed has
+    both weightings.
     """
     seeds = sorted(
         s for s, w in values if w == "uniform" and (s, "agreement") in values
@@ -117,13 +122,73 @@ def paired_row(values) -> list | None:
     agreement = [values[(s, "agreement")] for s in seeds]
     diffs = [a - u for a, u in zip(agreement, uniform)]
     mean, ci = mean_ci_over_seeds(diffs)
+    if len(diffs) < 2:
+        t_cell = wilcoxon_cell = "-"
+    else:
+        t_cell = f"{paired_t_p(diffs):.3f}"
+        p, floor = wilcoxon_p(diffs)
+        wilcoxon_cell = f"{p:.3f} (smallest possible {floor:.3f})"
     return [
         ", ".join(map(str, seeds)),
         " / ".join(f"{u:.2f}" for u in uniform),
         " / ".join(f"{a:.2f}" for a in agreement),
         " / ".join(f"{d:+.2f}" for d in diffs),
         f"{mean:+.2f}" + ("" if ci is None else f" +- {ci:.2f}"),
+        t_cell,
+        wilcoxon_cell,
     ]
+
+
+def paired_t_p(diffs) -> float:
+    """Two-sided p-value of the paired t-test that the mean of `diffs` is 0.
+
+    Differences without spread give 1 when all are 0 and 0 otherwise.
+    """
+    diffs = [float(d) for d in diffs]
+    if max(diffs) - min(diffs) <= _TIE * max(1.0, max(map(abs, diffs))):
+        return 1.0 if all(abs(d) <= _TIE for d in diffs) else 0.0
+    return float(stats.ttest_1samp(diffs, 0.0).pvalue)
+
+
+# Differences closer than this are ties (accuracies are ratios of test
+# counts, so equal differences can differ in their last bits).
+_TIE = 1e-9
+
+
+def wilcoxon_p(diffs) -> tuple[float, float]:
+    """Exact two-sided Wilcoxon signed-rank p-value of `diffs`, and its floor.
+
+    Zero differences are dropped (Wilcoxon's convention); tied absolute
+    differences share their mean rank. The p-value is the share of the
+    2^n sign patterns of the ranks whose smaller rank sum is at most the
+    observed one, enumerated exactly (so at most 20 nonzero differences).
+    The floor, 2 / 2^n, is the p-value when every difference has the same
+    sign: with n = 5 pairs no outcome can give p below 0.0625.
+    """
+    nonzero = np.array([d for d in diffs if abs(d) > _TIE], dtype=np.float64)
+    n = len(nonzero)
+    if n == 0:
+        return 1.0, 1.0
+    if n > 20:
+        raise ValueError(
+            f"wilcoxon_p enumerates 2^n sign patterns; n (nonzero "
+            f"differences) must be at most 20, got {n}."
+        )
+    size = np.round(np.abs(nonzero) / _TIE) * _TIE
+    order = np.argsort(size, kind="stable")
+    ranks = np.empty(n)
+    ranks[order] = np.arange(1, n + 1)
+    for value in np.unique(size):
+        tied = size == value
+        ranks[tied] = ranks[tied].mean()
+    total = ranks.sum()
+    observed = ranks[nonzero > 0].sum()
+    observed = min(observed, total - observed)
+    patterns = (np.arange(2**n)[:, None] >> np.arange(n)) & 1
+    positive = patterns @ ranks
+    smaller = np.minimum(positive, total - positive)
+    p = float(np.mean(smaller <= observed + 1e-9))
+    return p, 2.0 / 2**n
 
 
 PAIRED_HEADER = [
@@ -132,4 +197,6 @@ PAIRED_HEADER = [
     "agreement %",
     "agreement - uniform, per seed",
     "mean difference, 95% CI over seeds",
+    "paired t-test p",
+    "Wilcoxon signed-rank p",
 ]

@@ -189,14 +189,14 @@ def tables(summaries) -> str:
             )
             for s in map(int, row[0].split(", "))
         )
-        paired.append([name, *row[:-2], per_task, row[-1]])
+        paired.append([name, *row[:3], per_task, *row[4:]])
     header = _report.PAIRED_HEADER
     paired_table = _report.table(
         [
             "variant",
-            *header[:-2],
+            *header[:3],
             "agreement - uniform per seed, 95% CI over test tasks",
-            header[-1],
+            *header[4:],
         ],
         paired,
     )

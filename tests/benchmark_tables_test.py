@@ -103,6 +103,61 @@ class ReportTest(absltest.TestCase):
         self.assertTrue(row[4].startswith("+0.25 +- "))
         self.assertIsNone(_report.paired_row({(0, "uniform"): 1.0}))
 
+    def test_paired_row_tests_the_differences(self):
+        values = {(s, "uniform"): 90.0 for s in range(4)}
+        for s, d in enumerate([1.0, 2.0, 3.0, 2.0]):
+            values[(s, "agreement")] = 90.0 + d
+        row = _report.paired_row(values)
+        self.assertEqual(len(row), len(_report.PAIRED_HEADER))
+        # t = 2 / (sqrt(2/3) / 2) = 4.899 on 3 degrees of freedom.
+        self.assertEqual(row[5], "0.016")
+        # All four positive: the floor, 2 / 2^4.
+        self.assertEqual(row[6], "0.125 (smallest possible 0.125)")
+        one = _report.paired_row({(0, "uniform"): 1.0, (0, "agreement"): 2.0})
+        self.assertEqual(one[5:], ["-", "-"])
+
+    def test_wilcoxon_p_is_exact_with_ties_and_zeros(self):
+        # Ranks of |d|: 1, 2, 3.5, 3.5, 5; the negative sum is 1, and 2 of
+        # the 32 sign patterns have a smaller rank sum of 1 or less.
+        diffs = [-0.07, 0.1 + 0.2, 0.3, 0.23, 0.5]
+        self.assertEqual(_report.wilcoxon_p(diffs), (0.125, 0.0625))
+        # A zero difference is dropped: four pairs are left.
+        self.assertEqual(
+            _report.wilcoxon_p([0.0, 1.0, 2.0, 3.0, 4.0])[1], 0.125
+        )
+        self.assertEqual(_report.wilcoxon_p([0.0, 0.0]), (1.0, 1.0))
+        rng = np.random.default_rng(0)
+        for n in (3, 6, 9):
+            diffs = rng.normal(0.5, 1.0, n)
+            p, _ = _report.wilcoxon_p(diffs)
+            # The same rank sums enumerated by another route: every subset
+            # of ranks 1..n is one sign pattern.
+            ranks = np.argsort(np.argsort(np.abs(diffs))) + 1
+            w = min(ranks[diffs > 0].sum(), ranks[diffs < 0].sum())
+            sums = [
+                sum(
+                    r
+                    for r, bit in zip(range(1, n + 1), f"{k:0{n}b}")
+                    if bit == "1"
+                )
+                for k in range(2**n)
+            ]
+            total = n * (n + 1) / 2
+            expected = np.mean([min(t, total - t) <= w for t in sums])
+            self.assertAlmostEqual(p, expected, places=12)
+        with self.assertRaisesRegex(ValueError, "at most 20, got 21"):
+            _report.wilcoxon_p(np.arange(1.0, 22.0))
+
+    def test_paired_t_p(self):
+        # mean 2, standard error sqrt(4/3)/2, t = 3.464 on 3 degrees of
+        # freedom: between the 0.975 (3.182) and 0.99 (4.541) quantiles,
+        # two-sided p = 0.0405.
+        self.assertAlmostEqual(
+            _report.paired_t_p([1.0, 3.0, 3.0, 1.0]), 0.0405, places=4
+        )
+        self.assertEqual(_report.paired_t_p([0.0, 0.0, 0.0]), 1.0)
+        self.assertEqual(_report.paired_t_p([0.5, 0.5]), 0.0)
+
     def test_load_runs_keeps_the_folder_and_protocols(self):
         root = tempfile.mkdtemp()
         self.addCleanup(shutil.rmtree, root)
@@ -159,6 +214,8 @@ class FamilyComparisonTablesTest(absltest.TestCase):
         ci = 1.96 * np.std([0.0, 20.0, 0.0, -20.0]) / 2.0
         (paired,) = [line for line in lines if line.startswith("| maml | 0 |")]
         self.assertIn(f"+0.00 +- {ci:.2f}", paired)
+        # One seed: a mean, but no interval or test over seeds.
+        self.assertTrue(paired.endswith("| +0.00 | - | - |"), paired)
         # msl_da - maml, uniform: differences 0, +20, +40, 0.
         diffs = [0.0, 20.0, 40.0, 0.0]
         ci = 1.96 * np.std(diffs) / 2.0
