@@ -139,6 +139,11 @@ def paired_row(values) -> list | None:
     ]
 
 
+# Differences closer than this are ties (accuracies are ratios of test
+# counts, so equal differences can differ in their last bits).
+_TIE = 1e-9
+
+
 def paired_t_p(diffs) -> float:
     """Two-sided p-value of the paired t-test that the mean of `diffs` is 0.
 
@@ -148,11 +153,6 @@ def paired_t_p(diffs) -> float:
     if max(diffs) - min(diffs) <= _TIE * max(1.0, max(map(abs, diffs))):
         return 1.0 if all(abs(d) <= _TIE for d in diffs) else 0.0
     return float(stats.ttest_1samp(diffs, 0.0).pvalue)
-
-
-# Differences closer than this are ties (accuracies are ratios of test
-# counts, so equal differences can differ in their last bits).
-_TIE = 1e-9
 
 
 def wilcoxon_p(diffs) -> tuple[float, float]:
