@@ -174,13 +174,8 @@ def wilcoxon_p(diffs) -> tuple[float, float]:
             f"wilcoxon_p enumerates 2^n sign patterns; n (nonzero "
             f"differences) must be at most 20, got {n}."
         )
-    size = np.round(np.abs(nonzero) / _TIE) * _TIE
-    order = np.argsort(size, kind="stable")
-    ranks = np.empty(n)
-    ranks[order] = np.arange(1, n + 1)
-    for value in np.unique(size):
-        tied = size == value
-        ranks[tied] = ranks[tied].mean()
+    # Ties share their mean rank.
+    ranks = stats.rankdata(np.round(np.abs(nonzero) / _TIE))
     total = ranks.sum()
     observed = ranks[nonzero > 0].sum()
     observed = min(observed, total - observed)
