@@ -85,10 +85,6 @@ def accuracy_cell(result) -> str:
     return f"{100 * result['mean']:.2f} +- {100 * result['ci95']:.2f}"
 
 
-# Two-sided 95% quantiles of Student's t with 1, 2, ... degrees of freedom.
-_T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262)
-
-
 def mean_ci_over_seeds(values) -> tuple[float, float | None]:
     """Mean of per-seed values and its 95% t-interval half-width.
 
@@ -99,8 +95,8 @@ def mean_ci_over_seeds(values) -> tuple[float, float | None]:
     if n < 2:
         return mean, None
     var = sum((v - mean) ** 2 for v in values) / (n - 1)
-    t = _T95[n - 2] if n - 2 < len(_T95) else 1.96
-    return mean, t * math.sqrt(var / n)
+    t = stats.t.ppf(0.975, n - 1)
+    return mean, float(t) * math.sqrt(var / n)
 
 
 def paired_row(values) -> list | None:
