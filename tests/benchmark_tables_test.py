@@ -85,15 +85,15 @@ class ReportTest(absltest.TestCase):
     def test_mean_ci_over_seeds_is_a_t_interval(self):
         mean, ci = _report.mean_ci_over_seeds([1.0, 2.0, 6.0])
         self.assertAlmostEqual(mean, 3.0)
-        # std (ddof 1) = sqrt(7); t(0.975, 2) = 4.30265 (printed tables).
-        self.assertAlmostEqual(ci, 4.30265 * np.sqrt(7.0 / 3.0), places=4)
+        # std (ddof 1) = sqrt(7); t(0.975, 2) = 4.3026527.
+        self.assertAlmostEqual(ci, 4.3026527 * np.sqrt(7.0 / 3.0), places=6)
         self.assertEqual(_report.mean_ci_over_seeds([2.5]), (2.5, None))
 
     def test_mean_ci_over_seeds_uses_t_beyond_ten_seeds(self):
-        # Seeds 0..11: variance (ddof 1) 13; t(0.975, 11) = 2.20099, not
+        # Seeds 0..11: variance (ddof 1) 13; t(0.975, 11) = 2.2009852, not
         # the normal 1.96, which would make the interval too narrow.
         _, ci = _report.mean_ci_over_seeds([float(v) for v in range(12)])
-        self.assertAlmostEqual(ci, 2.20099 * np.sqrt(13.0 / 12.0), places=4)
+        self.assertAlmostEqual(ci, 2.2009852 * np.sqrt(13.0 / 12.0), places=6)
 
     def test_paired_row_pairs_seeds_with_both_weightings(self):
         values = {
